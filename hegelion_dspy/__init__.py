@@ -1,0 +1,73 @@
+"""hegelion-dspy: thesis -> antithesis -> synthesis as an optimizable DSPy program, logged as training data.
+
+Names that need dspy are imported lazily, so readers of trace logs (the exporter, the MCP server) start fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+# litellm (under dspy) fetches a model price list from the network on import; use its bundled copy instead, so
+# nothing here touches the network unless a hosted model is actually called.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from .errors import ConfigError, ExportError, HegelionError, InvalidTraceError, LMError, StepFailedError
+from .store import TraceStore, read_records
+from .types import SCHEMA_VERSION, Contradiction, Round, TraceRecord
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Dialectic": "program",
+    "load_program": "program",
+    "Thesis": "signatures",
+    "Antithesis": "signatures",
+    "Synthesis": "signatures",
+    "make_lm": "lm",
+    "MessagesLM": "lm",
+    "ScriptedLM": "testing",
+    "run_dialectic": "collect",
+    "arun_dialectic": "collect",
+    "run_batch": "collect",
+    "log_trace": "collect",
+    "export_dataset": "exporters",
+}
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Antithesis",
+    "ConfigError",
+    "Contradiction",
+    "Dialectic",
+    "ExportError",
+    "HegelionError",
+    "InvalidTraceError",
+    "LMError",
+    "MessagesLM",
+    "Round",
+    "ScriptedLM",
+    "StepFailedError",
+    "Synthesis",
+    "Thesis",
+    "TraceRecord",
+    "TraceStore",
+    "arun_dialectic",
+    "export_dataset",
+    "load_program",
+    "log_trace",
+    "make_lm",
+    "read_records",
+    "run_batch",
+    "run_dialectic",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hegelion_dspy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

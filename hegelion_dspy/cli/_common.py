@@ -1,0 +1,41 @@
+"""What every hegelion command shares at the edge: one-line errors, exit codes, logging to stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+import click
+
+from ..errors import HegelionError
+
+EXIT_FAILED = 1  # the command ran but some work failed (e.g. a prompt's LM call)
+EXIT_USAGE = 2  # the user's mistake: bad flag, unreadable file, unknown model
+EXIT_INTERRUPTED = 130
+
+
+def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoReturn:
+    """Run a click command; turn every expected error into one line on stderr and an exit code."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    library_log = logging.getLogger("hegelion_dspy")
+    library_log.addHandler(handler)
+    library_log.setLevel(logging.INFO)
+    try:
+        code = command.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
+        code = EXIT_USAGE
+    except HegelionError as exc:
+        click.echo(f"{prog}: error: {exc}", err=True)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    sys.exit(code if isinstance(code, int) else 0)

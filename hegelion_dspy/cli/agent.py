@@ -1,0 +1,134 @@
+"""hegelion-agent: run dialectics on one task or a file of prompts, print the result, log every trace."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import click
+
+from ..collect import RunContext, read_prompts, run_batch, run_dialectic
+from ..store import TraceStore, default_log_path
+from ..types import TraceRecord
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("task", required=False)
+@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path), help="Run every prompt in FILE "
+              "(one a line, or JSONL with a 'prompt' field) instead of TASK.")
+@click.option("--coding", is_flag=True, help="Word the three steps for software tasks.")
+@click.option("--iterations", "-n", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Rounds; each synthesis becomes the next thesis.")
+@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Trace log to append to [default: $HEGELION_LOG_FILE or $HEGELION_DATA_DIR/traces.jsonl].")
+@click.option("--no-log", is_flag=True, help="Do not append the trace to any log.")
+@click.option("--model", "-m", help="Any model string DSPy accepts (e.g. openai/gpt-4o-mini, ollama_chat/llama3.2) "
+              "[default: $HEGELION_MODEL, else the embedded offline model].")
+@click.option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio).")
+@click.option("--program", type=click.Path(path_type=Path, dir_okay=False),
+              help="A compiled Dialectic saved by hegelion-optimize or Dialectic.save().")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Print the synthesis, or the whole trace as JSON (one line per trace).")
+@click.option("--concurrency", "-j", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Prompts run at once with --prompts.")
+@click.option("--no-resume", is_flag=True, help="With --prompts, rerun prompts that already have an ok trace.")
+@click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
+def agent(
+    task: str | None,
+    prompts_file: Path | None,
+    coding: bool,
+    iterations: int,
+    log_file: Path | None,
+    no_log: bool,
+    model: str | None,
+    api_base: str | None,
+    program: Path | None,
+    fmt: str,
+    concurrency: int,
+    no_resume: bool,
+    tags: tuple[str, ...],
+) -> int:
+    """Make an LM argue with itself: thesis -> antithesis -> synthesis, and log it as training data.
+
+    \b
+    hegelion-agent "Fix the memory leak" --coding --iterations 2 --log-file data/traces.jsonl
+    hegelion-agent --prompts prompts.txt --concurrency 8 --log-file data/traces.jsonl
+    """
+    if (task is None) == (prompts_file is None):
+        raise click.UsageError("give either a TASK or --prompts FILE")
+    prompts = read_prompts(prompts_file) if prompts_file is not None else []
+    store = None if no_log else TraceStore(log_file or default_log_path())
+    from ..lm import make_lm
+
+    lm = make_lm(model, api_base=api_base)
+    ctx = RunContext.build(lm=lm, mode="coding" if coding else "general", iterations=iterations, program=program)
+    if task is not None:
+        record = run_dialectic(task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags)
+        _print_record(record, fmt)
+        if not record.ok:
+            assert record.error is not None
+            click.echo(f"hegelion-agent: failed in the {record.error.step} step: {record.error.message}", err=True)
+            return EXIT_FAILED
+        return 0
+    return _run_prompts(prompts, ctx, store, iterations, fmt, concurrency, not no_resume, tags)
+
+
+def _print_record(record: TraceRecord, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(record.model_dump_json())
+    elif record.ok:
+        click.echo(record.synthesis)
+
+
+def _run_prompts(
+    prompts: list[str],
+    ctx: RunContext,
+    store: TraceStore | None,
+    iterations: int,
+    fmt: str,
+    concurrency: int,
+    resume: bool,
+    tags: tuple[str, ...],
+) -> int:
+    show_bar = sys.stderr.isatty()
+    bar = click.progressbar(length=len(prompts), label="dialectics", file=sys.stderr) if show_bar else None
+
+    def on_result(record: TraceRecord) -> None:
+        if fmt == "json":
+            click.echo(record.model_dump_json())
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if bar is not None:
+            bar.__enter__()
+        result = asyncio.run(
+            run_batch(prompts, ctx=ctx, store=store, concurrency=concurrency, iterations=iterations,
+                      source="cli", tags=tags, resume=resume, on_result=on_result)
+        )
+    except KeyboardInterrupt:
+        where = f" in {store.path}" if store is not None else ""
+        click.echo(f"\nhegelion-agent: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
+        return EXIT_INTERRUPTED
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    where = f" -> {store.path}" if store is not None else ""
+    click.echo(f"hegelion-agent: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
+               f"(already logged or repeated){where}", err=True)
+    if result.failed:
+        for task, reason in result.failures:
+            click.echo(f"hegelion-agent: failed: {task[:80]!r}: {reason}", err=True)
+        click.echo(f"hegelion-agent: {result.failed} of {result.ok + result.failed} prompts failed", err=True)
+        return EXIT_FAILED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(agent, "hegelion-agent", argv)
+
+
+if __name__ == "__main__":
+    main()

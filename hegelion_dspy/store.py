@@ -1,0 +1,291 @@
+"""TraceStore: an append-only JSONL trace log.
+
+Appends take an exclusive ``flock`` on the log, repair a torn last line left by a crashed writer, and write each
+batch of whole lines with one ``write`` on an ``O_APPEND`` descriptor, so several processes can append at once
+without interleaving or losing a line. Reads stream line by line in constant memory and report a bad line as
+``path:line: reason``.
+"""
+
+from __future__ import annotations
+
+import collections
+import fcntl
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import InvalidTraceError
+from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
+
+TORN_SUFFIX = ".torn"
+_TAIL_CHUNK = 1 << 16
+
+
+@dataclass
+class LogStats:
+    """Counts over a trace log."""
+
+    total: int = 0
+    ok: int = 0
+    failed: int = 0
+    invalid: int = 0
+    by_mode: dict[str, int] = field(default_factory=dict)
+    by_model: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "total": self.total,
+            "ok": self.ok,
+            "failed": self.failed,
+            "invalid": self.invalid,
+            "by_mode": dict(self.by_mode),
+            "by_model": dict(self.by_model),
+        }
+
+
+OnInvalid = Callable[[InvalidTraceError], None]
+
+
+def normalize_task(task: str) -> str:
+    """The key under which two tasks count as the same prompt: case-folded, whitespace collapsed."""
+    return " ".join(task.split()).casefold()
+
+
+def _validation_reason(exc: ValidationError) -> tuple[str | None, str]:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return (loc or None), f"{first.get('msg', 'invalid value')}{extra}; fix or remove this line"
+
+
+def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
+    """Parse one log line into a TraceRecord, or raise InvalidTraceError naming path, line and field."""
+    try:
+        return TraceRecord.model_validate_json(raw)
+    except ValidationError:
+        pass  # diagnose below for a precise message; the fast path above serves valid lines
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTraceError(
+            f"invalid UTF-8 at byte {exc.start} of the line; trace logs are UTF-8 JSON lines", path=path, lineno=lineno
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        snippet = text.strip()[:60]
+        raise InvalidTraceError(
+            f"not JSON ({exc.msg} at column {exc.colno}): {snippet!r}; each line must be one JSON object",
+            path=path,
+            lineno=lineno,
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidTraceError(
+            f"expected a JSON object, got {type(data).__name__}; each line must be one trace object",
+            path=path,
+            lineno=lineno,
+        )
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise InvalidTraceError(
+            f"schema_version {version} is newer than this hegelion-dspy understands ({SCHEMA_VERSION}); "
+            "upgrade hegelion-dspy",
+            path=path,
+            lineno=lineno,
+            field="schema_version",
+        )
+    try:
+        return TraceRecord.model_validate(upgrade_record(data))
+    except ValidationError as exc:
+        loc, reason = _validation_reason(exc)
+        raise InvalidTraceError(reason, path=path, lineno=lineno, field=loc) from None
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
+    """Yield (line number, raw bytes without the newline, complete?) for every non-blank line, streaming."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            complete = raw.endswith(b"\n")
+            body = raw.rstrip(b"\r\n")
+            if body.strip():
+                yield lineno, body, complete
+
+
+def read_records(
+    path: str | Path, *, skip_invalid: bool = False, on_invalid: OnInvalid | None = None
+) -> Iterator[TraceRecord]:
+    """Stream the records of one log file.
+
+    An invalid line raises InvalidTraceError unless ``skip_invalid``; skipped lines are reported to ``on_invalid``.
+    A last line without its newline that does not parse is reported as torn (an interrupted write).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidTraceError("no such file; check the path (or run a dialectic first to create it)", path=path)
+    if path.is_dir():
+        raise InvalidTraceError("is a folder, not a trace log file", path=path)
+    for lineno, raw, complete in iter_lines(path):
+        try:
+            yield parse_line(raw, path, lineno)
+        except InvalidTraceError as exc:
+            if not complete:
+                exc = InvalidTraceError(
+                    f"torn last line (no newline at the end: a write was interrupted); {exc.reason} — the next "
+                    "append to this log repairs it, or pass --skip-invalid",
+                    path=path,
+                    lineno=lineno,
+                    field=exc.field,
+                )
+            if not skip_invalid:
+                raise exc from None
+            if on_invalid is not None:
+                on_invalid(exc)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class TraceStore:
+    """An append-only JSONL trace log at ``path``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"TraceStore({str(self.path)!r})"
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def append(self, record: TraceRecord) -> None:
+        """Append one record as one whole line."""
+        self.append_many([record])
+
+    def append_many(self, records: Iterable[TraceRecord]) -> int:
+        """Append records under one lock with one write. Returns how many were written."""
+        lines = [r.to_json_line() for r in records]
+        if not lines:
+            return 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                self._repair_torn_tail(fd)
+                _write_all(fd, b"".join(lines))
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return len(lines)
+
+    def repair(self) -> bool:
+        """Repair a torn last line now (appends do this by themselves). Returns True when something was repaired."""
+        if not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                return self._repair_torn_tail(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _repair_torn_tail(self, fd: int) -> bool:
+        # Called with the lock held. A last line without "\n" is either a complete record whose newline is missing
+        # (hand edits) -> finish it, or a fragment of an interrupted write -> move it to <log>.torn and cut it off.
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return False
+        start = size
+        while start > 0:
+            chunk_start = max(0, start - _TAIL_CHUNK)
+            chunk = os.pread(fd, start - chunk_start, chunk_start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                start = chunk_start + newline + 1
+                break
+            start = chunk_start
+        fragment = os.pread(fd, size - start, start)
+        try:
+            TraceRecord.model_validate_json(fragment)
+        except ValidationError:
+            with open(str(self.path) + TORN_SUFFIX, "ab") as torn:
+                torn.write(fragment + b"\n")
+            os.ftruncate(fd, start)
+        else:
+            _write_all(fd, b"\n")
+        return True
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def __iter__(self) -> Iterator[TraceRecord]:
+        return self.records()
+
+    def records(self, *, skip_invalid: bool = False, on_invalid: OnInvalid | None = None) -> Iterator[TraceRecord]:
+        """Stream every record; an absent log has none."""
+        if not self.path.exists():
+            return iter(())
+        return read_records(self.path, skip_invalid=skip_invalid, on_invalid=on_invalid)
+
+    def stats(self) -> LogStats:
+        """Count records by status, mode and model, streaming; invalid lines are counted, not raised."""
+        stats = LogStats()
+
+        def count_invalid(_: InvalidTraceError) -> None:
+            stats.invalid += 1
+
+        for rec in self.records(skip_invalid=True, on_invalid=count_invalid):
+            stats.total += 1
+            if rec.ok:
+                stats.ok += 1
+            else:
+                stats.failed += 1
+            stats.by_mode[rec.mode] = stats.by_mode.get(rec.mode, 0) + 1
+            model = rec.model or "unknown"
+            stats.by_model[model] = stats.by_model.get(model, 0) + 1
+        return stats
+
+    def recent(self, n: int = 10) -> list[TraceRecord]:
+        """The last ``n`` valid records, oldest first (streams the log, keeps only ``n``)."""
+        return list(collections.deque(self.records(skip_invalid=True), maxlen=n))
+
+    def completed_tasks(self, mode: str | None = None) -> set[str]:
+        """Normalised tasks that already have an ``ok`` trace (in ``mode``, when given): what a rerun skips."""
+        done: set[str] = set()
+        for rec in self.records(skip_invalid=True):
+            if rec.ok and (mode is None or rec.mode == mode):
+                done.add(normalize_task(rec.task))
+        return done
+
+
+ENV_DATA_DIR = "HEGELION_DATA_DIR"
+ENV_LOG_FILE = "HEGELION_LOG_FILE"
+LOG_NAME = "traces.jsonl"
+
+
+def default_data_dir() -> Path:
+    """``$HEGELION_DATA_DIR``, else ``$XDG_DATA_HOME/hegelion-dspy``, else ``~/.local/share/hegelion-dspy``."""
+    if os.environ.get(ENV_DATA_DIR):
+        return Path(os.environ[ENV_DATA_DIR]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "hegelion-dspy"
+
+
+def default_log_path() -> Path:
+    """``$HEGELION_LOG_FILE``, else ``traces.jsonl`` in the data folder (the log the MCP server writes too)."""
+    if os.environ.get(ENV_LOG_FILE):
+        return Path(os.environ[ENV_LOG_FILE]).expanduser()
+    return default_data_dir() / LOG_NAME

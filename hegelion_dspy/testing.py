@@ -1,0 +1,107 @@
+"""ScriptedLM: a deterministic, offline LM for tests, benchmarks and examples.
+
+It answers each Dialectic step in DSPy's ChatAdapter format with text derived from its inputs, so every run is
+reproducible. It can add latency, fail a chosen step, or return an empty step, to exercise failure handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from .lm import ChatMessages, Completion, MessagesLM
+
+_FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
+_ASKED = re.compile(r"starting with the field `\[\[ ## (\w+) ## \]\]`")
+
+
+class ScriptedLMError(ConnectionError):
+    """The failure ScriptedLM raises on purpose (a stand-in for a provider outage)."""
+
+
+def _fields(text: str) -> dict[str, str]:
+    return {name: value.strip() for name, value in _FIELD.findall(text)}
+
+
+def default_answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
+    """The scripted outputs of ``step`` given the step's input fields."""
+    task = inputs.get("task", "")
+    if step == "thesis":
+        return {"thesis": f"Thesis: a first answer to '{task}'."}
+    if step == "antithesis":
+        thesis = inputs.get("thesis", "")
+        return {
+            "antithesis": f"Antithesis: the answer '{thesis[:60]}' ignores edge cases.",
+            "contradictions": [{"description": "It ignores edge cases.", "evidence": f"Consider an empty {task!r}."}],
+        }
+    previous = re.search(r"Synthesis v(\d+)", inputs.get("thesis", ""))
+    version = int(previous.group(1)) + 1 if previous else 1
+    return {"synthesis": f"Synthesis v{version}: a corrected answer to '{task}' that handles edge cases."}
+
+
+class ScriptedLM(MessagesLM):
+    """A deterministic LM that plays the three Dialectic steps.
+
+    Args:
+        latency: seconds each call takes (``time.sleep`` in sync calls, ``asyncio.sleep`` in async ones).
+        fail_on: steps that raise ScriptedLMError instead of answering.
+        empty_on: steps that answer with empty fields.
+        answer: replaces ``default_answer`` (step, inputs) -> output fields.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        fail_on: Collection[str] = (),
+        empty_on: Collection[str] = (),
+        answer: Callable[[str, dict[str, str]], dict[str, Any]] | None = None,
+        model: str = "scripted/dialectic",
+    ):
+        super().__init__(model)
+        self.latency = latency
+        self.fail_on = set(fail_on)
+        self.empty_on = set(empty_on)
+        self.answer = answer or default_answer
+        self.calls: list[tuple[str, ChatMessages]] = []
+        self._lock = threading.Lock()
+
+    def _reply(self, messages: ChatMessages) -> Completion:
+        last = messages[-1]["content"]
+        asked = _ASKED.findall(last)
+        step = asked[-1] if asked else "thesis"
+        last = last.rsplit("\n\nRespond with the corresponding output fields", 1)[0]
+        with self._lock:
+            self.calls.append((step, messages))
+        if step in self.fail_on:
+            raise ScriptedLMError(f"scripted failure in the {step} step")
+        outputs = self.answer(step, _fields(last))
+        if step in self.empty_on:
+            outputs = {k: "" for k in outputs}
+        parts = []
+        for name, value in outputs.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            parts.append(f"[[ ## {name} ## ]]\n{text}")
+        parts.append("[[ ## completed ## ]]")
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        reply = "\n\n".join(parts)
+        return Completion(reply, prompt_tokens=prompt_tokens, completion_tokens=len(reply.split()))
+
+    def steps_called(self) -> list[str]:
+        with self._lock:
+            return [step for step, _ in self.calls]
+
+    def complete(self, messages: ChatMessages, config: Any) -> Completion:
+        if self.latency:
+            time.sleep(self.latency)
+        return self._reply(messages)
+
+    async def acomplete(self, messages: ChatMessages, config: Any) -> Completion:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        return self._reply(messages)

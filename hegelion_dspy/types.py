@@ -1,0 +1,176 @@
+"""The on-disk contract: one TraceRecord per JSONL line, and the row shapes the exporters write.
+
+This module imports only pydantic so that readers (exporters, the MCP server) start fast.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+Mode = Literal["general", "coding"]
+Source = Literal["cli", "mcp", "python"]
+Step = Literal["thesis", "antithesis", "synthesis"]
+Status = Literal["ok", "failed"]
+STEPS: tuple[Step, ...] = ("thesis", "antithesis", "synthesis")
+
+# Generous bounds: a record larger than this is almost certainly a runaway generation or a wrong file.
+MAX_TEXT_CHARS = 200_000
+MAX_ROUNDS = 50
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Contradiction(_Model):
+    """One contradiction the antithesis found in the thesis."""
+
+    description: str = Field(description="What in the thesis is wrong, inconsistent or missing.", max_length=20_000)
+    evidence: str = Field(
+        default="", description="The fact, counter-example or reasoning that shows it.", max_length=20_000
+    )
+
+
+class Usage(_Model):
+    """Token usage of one step, when the LM reports it."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class Round(_Model):
+    """One thesis -> antithesis -> synthesis round. In round n>1 the thesis is round n-1's synthesis."""
+
+    index: int = Field(ge=1)
+    thesis: str = Field(max_length=MAX_TEXT_CHARS)
+    antithesis: str = Field(max_length=MAX_TEXT_CHARS)
+    contradictions: list[Contradiction] = Field(default_factory=list, max_length=200)
+    synthesis: str = Field(max_length=MAX_TEXT_CHARS)
+    seconds: dict[Step, float] = Field(default_factory=dict, description="Wall time per step.")
+    usage: dict[Step, Usage] = Field(default_factory=dict, description="Token usage per step, when reported.")
+
+
+class TraceFailure(_Model):
+    """Why a dialectic did not finish. A failed trace is never exported as training data."""
+
+    step: Step
+    round: int = Field(ge=1)
+    type: str = Field(max_length=200)
+    message: str = Field(max_length=20_000)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TraceRecord(_Model):
+    """One dialectic run: the task, every round, the final synthesis and whether it succeeded."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    id: str = Field(default_factory=_new_id, min_length=1, max_length=64)
+    created_at: datetime = Field(default_factory=_now)
+    source: Source = "python"
+    task: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    mode: Mode = "general"
+    model: str | None = Field(default=None, max_length=500, description="The model string of the LM used.")
+    lm: str | None = Field(default=None, max_length=500, description="Which LM implementation ran (class / backend).")
+    adapter: str | None = Field(default=None, max_length=200, description="The DSPy adapter that formatted prompts.")
+    program: str | None = Field(default=None, max_length=1000, description="A compiled program file, if one was used.")
+    rounds: list[Round] = Field(default_factory=list, max_length=MAX_ROUNDS)
+    synthesis: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    status: Status = "ok"
+    error: TraceFailure | None = None
+    score: float | None = Field(default=None, description="A judge's score of the synthesis, 0..1, when measured.")
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _status_is_consistent(self) -> TraceRecord:
+        if self.created_at.tzinfo is None:
+            raise ValueError("created_at must carry a timezone (UTC)")
+        if self.status == "ok":
+            if self.error is not None:
+                raise ValueError("a trace with status 'ok' must not carry an error")
+            if not self.rounds:
+                raise ValueError("a trace with status 'ok' needs at least one round")
+            for r in self.rounds:
+                for step in STEPS:
+                    if not getattr(r, step).strip():
+                        raise ValueError(f"round {r.index}: {step} is empty; an 'ok' trace needs all three steps")
+            if self.synthesis != self.rounds[-1].synthesis:
+                raise ValueError("synthesis must equal the last round's synthesis")
+        elif self.error is None:
+            raise ValueError("a trace with status 'failed' must say why in 'error'")
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def first_thesis(self) -> str:
+        return self.rounds[0].thesis if self.rounds else ""
+
+    def to_json_line(self) -> bytes:
+        """The exact bytes written to a trace log: compact JSON, UTF-8, one trailing newline."""
+        return self.model_dump_json().encode("utf-8") + b"\n"
+
+
+# Upgrades from older schema versions, by the version they upgrade *from*. Version 1 is the first; add
+# `def _upgrade_v1_to_v2(data: dict) -> dict` here when the schema changes, and register it.
+UPGRADES: dict[int, Any] = {}
+
+
+def upgrade_record(data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a decoded record of any known older schema version up to SCHEMA_VERSION."""
+    version = data.get("schema_version")
+    while isinstance(version, int) and version < SCHEMA_VERSION and version in UPGRADES:
+        data = UPGRADES[version](data)
+        version = data.get("schema_version")
+    return data
+
+
+# Row shapes written by the exporters (TRL / datasets / axolotl / unsloth conventions).
+
+
+class DPORow(TypedDict):
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+class DPOChatRow(TypedDict):
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+
+
+class InstructionRow(TypedDict):
+    instruction: str
+    input: str
+    output: str
+
+
+class SFTChatRow(TypedDict):
+    messages: list[Message]
+
+
+class SFTRow(TypedDict):
+    prompt: str
+    completion: str

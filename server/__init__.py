@@ -1,0 +1,1 @@
+"""The hegelion MCP server (installed as the package ``hegelion_server``)."""
