@@ -1,0 +1,33 @@
+"""Shared fixtures: a scripted deterministic LM and a trace log in a temp folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hegelion_dspy.store import TraceStore
+from hegelion_dspy.testing import ScriptedLM
+
+
+@pytest.fixture
+def scripted_lm() -> ScriptedLM:
+    return ScriptedLM()
+
+
+@pytest.fixture
+def log_path(tmp_path: Path) -> Path:
+    return tmp_path / "traces.jsonl"
+
+
+@pytest.fixture
+def store(log_path: Path) -> TraceStore:
+    return TraceStore(log_path)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Never pick up a developer's model, data folder or log: every test states what it uses.
+    for name in ("HEGELION_MODEL", "HEGELION_LOG_FILE", "HEGELION_PROGRAM", "HEGELION_API_BASE", "HEGELION_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HEGELION_DATA_DIR", str(tmp_path / "data"))
