@@ -172,7 +172,9 @@ class BatchResult:
         return self.ok + self.failed + self.skipped
 
 
-def plan_batch(tasks: Iterable[str], store: TraceStore | None, *, mode: str, resume: bool = True) -> tuple[list[str], int]:
+def plan_batch(
+    tasks: Iterable[str], store: TraceStore | None, *, mode: str, resume: bool = True
+) -> tuple[list[str], int]:
     """The tasks still to run (each once) and how many were skipped as already done or repeated."""
     done = store.completed_tasks(mode) if (resume and store is not None) else set()
     todo: list[str] = []
@@ -284,7 +286,7 @@ def build_trace(
             index=1,
             thesis=thesis,
             antithesis=antithesis,
-            contradictions=[Contradiction.model_validate(c) for c in (contradictions or [])],  # type: ignore[misc]
+            contradictions=[Contradiction.model_validate(c) for c in (contradictions or [])],
             synthesis=synthesis,
         )
         all_rounds = [first]

@@ -51,7 +51,11 @@ def _response(model: str, completion: Completion) -> Response:
         total_tokens=(completion.prompt_tokens or 0) + (completion.completion_tokens or 0),
     )
     return Response(
-        id=None, model=model, message=LMMessage.assistant([TextPart(completion.text)]), finish_reason="stop", usage=usage
+        id=None,
+        model=model,
+        message=LMMessage.assistant([TextPart(completion.text)]),
+        finish_reason="stop",
+        usage=usage,
     )
 
 
@@ -152,6 +156,10 @@ def make_lm(
         from .embedded import embedded_lm
 
         return embedded_lm()
+    if name == "scripted" or name.startswith("scripted/"):
+        from .testing import ScriptedLM
+
+        return ScriptedLM.from_model_string(name)
     check_model_string(name)
     kwargs: dict[str, Any] = {}
     base = api_base or env.get(ENV_API_BASE)

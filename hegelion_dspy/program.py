@@ -75,7 +75,7 @@ class Dialectic(dspy.Module):
             seconds: dict[str, float] = {}
             usage: dict[str, Usage] = {}
 
-            def record(step: str, started: float, tracker: UsageTracker) -> None:
+            def record(step: str, started: float, tracker: UsageTracker, seconds=seconds, usage=usage) -> None:
                 seconds[step] = round(time.perf_counter() - started, 6)
                 step_usage = _usage_of(tracker)
                 if step_usage is not None:
@@ -88,13 +88,21 @@ class Dialectic(dspy.Module):
                 thesis_text = _text(pred, "thesis", index, rounds)
             started = time.perf_counter()
             pred, tracker = _checked(
-                (yield ("antithesis", self.antithesis, {"task": task, "thesis": thesis_text})), "antithesis", index, rounds
+                (yield ("antithesis", self.antithesis, {"task": task, "thesis": thesis_text})),
+                "antithesis",
+                index,
+                rounds,
             )
             record("antithesis", started, tracker)
             antithesis_text = _text(pred, "antithesis", index, rounds)
             contradictions = _contradictions(getattr(pred, "contradictions", None))
             started = time.perf_counter()
-            inputs = {"task": task, "thesis": thesis_text, "antithesis": antithesis_text, "contradictions": contradictions}
+            inputs = {
+                "task": task,
+                "thesis": thesis_text,
+                "antithesis": antithesis_text,
+                "contradictions": contradictions,
+            }
             pred, tracker = _checked((yield ("synthesis", self.synthesis, inputs)), "synthesis", index, rounds)
             record("synthesis", started, tracker)
             synthesis_text = _text(pred, "synthesis", index, rounds)
@@ -121,7 +129,7 @@ class Dialectic(dspy.Module):
 
     def forward(self, task: str, iterations: int | None = None) -> dspy.Prediction:
         steps = self._rounds(task, _check_iterations(iterations or self.iterations))
-        reply = None
+        reply: Any = None
         while True:
             try:
                 _, predictor, inputs = steps.send(reply)
@@ -136,7 +144,7 @@ class Dialectic(dspy.Module):
 
     async def aforward(self, task: str, iterations: int | None = None) -> dspy.Prediction:
         steps = self._rounds(task, _check_iterations(iterations or self.iterations))
-        reply = None
+        reply: Any = None
         while True:
             try:
                 _, predictor, inputs = steps.send(reply)
@@ -190,7 +198,9 @@ def load_program(path: str | Path) -> Dialectic:
     """Load a Dialectic saved with ``Dialectic.save(path)`` (JSON state), keeping its mode and iterations."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"program file {str(path)!r} does not exist; save one with Dialectic.save() or hegelion-optimize")
+        raise ConfigError(
+            f"program file {str(path)!r} does not exist; save one with Dialectic.save() or hegelion-optimize"
+        )
     program = Dialectic()
     try:
         program.load(str(path))

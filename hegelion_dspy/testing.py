@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
+from .errors import ConfigError
 from .lm import ChatMessages, Completion, MessagesLM
+from .types import STEPS
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
 _ASKED = re.compile(r"starting with the field `\[\[ ## (\w+) ## \]\]`")
@@ -91,6 +93,36 @@ class ScriptedLM(MessagesLM):
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         reply = "\n\n".join(parts)
         return Completion(reply, prompt_tokens=prompt_tokens, completion_tokens=len(reply.split()))
+
+    @classmethod
+    def from_model_string(cls, model: str) -> ScriptedLM:
+        """``scripted`` or ``scripted/OPT,OPT`` with OPT one of ``fail=STEP``, ``empty=STEP``, ``latency=SECONDS``.
+
+        Lets the CLIs and the server run offline dry runs: ``hegelion-agent "task" --model scripted``.
+        """
+        _, _, spec = model.partition("/")
+        fail_on: set[str] = set()
+        empty_on: set[str] = set()
+        latency = 0.0
+        for option in filter(None, spec.split(",")):
+            key, _, value = option.partition("=")
+            if key == "fail" and value in STEPS:
+                fail_on.add(value)
+            elif key == "empty" and value in STEPS:
+                empty_on.add(value)
+            elif key == "latency":
+                try:
+                    latency = float(value)
+                except ValueError:
+                    raise ConfigError(
+                        f"scripted model option {option!r}: latency must be a number of seconds"
+                    ) from None
+            elif key != "dialectic":
+                raise ConfigError(
+                    f"unknown scripted model option {option!r}; use fail=STEP, empty=STEP or latency=SECONDS "
+                    f"(STEP is one of {', '.join(STEPS)})"
+                )
+        return cls(latency=latency, fail_on=fail_on, empty_on=empty_on, model=model)
 
     def steps_called(self) -> list[str]:
         with self._lock:

@@ -77,7 +77,7 @@ def _now() -> datetime:
 class TraceRecord(_Model):
     """One dialectic run: the task, every round, the final synthesis and whether it succeeded."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1  # == SCHEMA_VERSION
     id: str = Field(default_factory=_new_id, min_length=1, max_length=64)
     created_at: datetime = Field(default_factory=_now)
     source: Source = "python"

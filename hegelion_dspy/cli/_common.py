@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -15,13 +15,26 @@ EXIT_USAGE = 2  # the user's mistake: bad flag, unreadable file, unknown model
 EXIT_INTERRUPTED = 130
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the write (so captured stderr in tests works too)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoReturn:
     """Run a click command; turn every expected error into one line on stderr and an exit code."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
     library_log = logging.getLogger("hegelion_dspy")
-    library_log.addHandler(handler)
-    library_log.setLevel(logging.INFO)
+    if not library_log.handlers:  # once per process, also when main() is called repeatedly (tests)
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+        library_log.addHandler(handler)
+        library_log.setLevel(logging.INFO)
     try:
         code = command.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:

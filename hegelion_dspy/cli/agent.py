@@ -16,23 +16,55 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("task", required=False)
-@click.option("--prompts", "prompts_file", type=click.Path(path_type=Path), help="Run every prompt in FILE "
-              "(one a line, or JSONL with a 'prompt' field) instead of TASK.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(path_type=Path),
+    help="Run every prompt in FILE (one a line, or JSONL with a 'prompt' field) instead of TASK.",
+)
 @click.option("--coding", is_flag=True, help="Word the three steps for software tasks.")
-@click.option("--iterations", "-n", type=click.IntRange(1, 10), default=1, show_default=True,
-              help="Rounds; each synthesis becomes the next thesis.")
-@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Trace log to append to [default: $HEGELION_LOG_FILE or $HEGELION_DATA_DIR/traces.jsonl].")
+@click.option(
+    "--iterations",
+    "-n",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Rounds; each synthesis becomes the next thesis.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Trace log to append to [default: $HEGELION_LOG_FILE or $HEGELION_DATA_DIR/traces.jsonl].",
+)
 @click.option("--no-log", is_flag=True, help="Do not append the trace to any log.")
-@click.option("--model", "-m", help="Any model string DSPy accepts (e.g. openai/gpt-4o-mini, ollama_chat/llama3.2) "
-              "[default: $HEGELION_MODEL, else the embedded offline model].")
+@click.option(
+    "--model",
+    "-m",
+    help="Any model string DSPy accepts (e.g. openai/gpt-4o-mini, ollama_chat/llama3.2) "
+    "[default: $HEGELION_MODEL, else the embedded offline model].",
+)
 @click.option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio).")
-@click.option("--program", type=click.Path(path_type=Path, dir_okay=False),
-              help="A compiled Dialectic saved by hegelion-optimize or Dialectic.save().")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Print the synthesis, or the whole trace as JSON (one line per trace).")
-@click.option("--concurrency", "-j", type=click.IntRange(1, 256), default=4, show_default=True,
-              help="Prompts run at once with --prompts.")
+@click.option(
+    "--program",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A compiled Dialectic saved by hegelion-optimize or Dialectic.save().",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Print the synthesis, or the whole trace as JSON (one line per trace).",
+)
+@click.option(
+    "--concurrency",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Prompts run at once with --prompts.",
+)
 @click.option("--no-resume", is_flag=True, help="With --prompts, rerun prompts that already have an ok trace.")
 @click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
 def agent(
@@ -105,8 +137,17 @@ def _run_prompts(
         if bar is not None:
             bar.__enter__()
         result = asyncio.run(
-            run_batch(prompts, ctx=ctx, store=store, concurrency=concurrency, iterations=iterations,
-                      source="cli", tags=tags, resume=resume, on_result=on_result)
+            run_batch(
+                prompts,
+                ctx=ctx,
+                store=store,
+                concurrency=concurrency,
+                iterations=iterations,
+                source="cli",
+                tags=tags,
+                resume=resume,
+                on_result=on_result,
+            )
         )
     except KeyboardInterrupt:
         where = f" in {store.path}" if store is not None else ""
@@ -116,8 +157,11 @@ def _run_prompts(
         if bar is not None:
             bar.__exit__(None, None, None)
     where = f" -> {store.path}" if store is not None else ""
-    click.echo(f"hegelion-agent: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
-               f"(already logged or repeated){where}", err=True)
+    click.echo(
+        f"hegelion-agent: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
+        f"(already logged or repeated){where}",
+        err=True,
+    )
     if result.failed:
         for task, reason in result.failures:
             click.echo(f"hegelion-agent: failed: {task[:80]!r}: {reason}", err=True)
