@@ -92,6 +92,7 @@ def _record(
             rounds=outcome.completed_rounds,
             synthesis="",
             status="failed",
+            metadata={"partial_round": outcome.partial} if outcome.partial else {},
             error=TraceFailure(
                 step=outcome.step,  # type: ignore[arg-type]
                 round=outcome.round_index,

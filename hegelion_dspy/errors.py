@@ -47,11 +47,19 @@ class LMError(HegelionError):
 class StepFailedError(LMError):
     """One step of a dialectic failed. Carries the rounds finished before it so the failure can be logged."""
 
-    def __init__(self, step: str, round_index: int, cause: BaseException | str, completed_rounds: list | None = None):
+    def __init__(
+        self,
+        step: str,
+        round_index: int,
+        cause: BaseException | str,
+        completed_rounds: list | None = None,
+        partial: dict[str, str] | None = None,
+    ):
         self.step = step
         self.round_index = round_index
         self.cause = cause
         self.completed_rounds = list(completed_rounds or [])
+        self.partial = dict(partial or {})  # the failing round's steps that did finish
         cause_text = cause if isinstance(cause, str) else f"{type(cause).__name__}: {cause}"
         self.error_type = "EmptyOutput" if isinstance(cause, str) else type(cause).__name__
         self.message = str(cause_text)

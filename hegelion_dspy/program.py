@@ -72,40 +72,22 @@ class Dialectic(dspy.Module):
         rounds: list[Round] = []
         thesis_text: str | None = None
         for index in range(1, iterations + 1):
-            seconds: dict[str, float] = {}
-            usage: dict[str, Usage] = {}
-
-            def record(step: str, started: float, tracker: UsageTracker, seconds=seconds, usage=usage) -> None:
-                seconds[step] = round(time.perf_counter() - started, 6)
-                step_usage = _usage_of(tracker)
-                if step_usage is not None:
-                    usage[step] = step_usage
-
+            state = _RoundState(index, rounds)
             if thesis_text is None:
-                started = time.perf_counter()
-                pred, tracker = _checked((yield ("thesis", self.thesis, {"task": task})), "thesis", index, rounds)
-                record("thesis", started, tracker)
-                thesis_text = _text(pred, "thesis", index, rounds)
-            started = time.perf_counter()
-            pred, tracker = _checked(
-                (yield ("antithesis", self.antithesis, {"task": task, "thesis": thesis_text})),
-                "antithesis",
-                index,
-                rounds,
+                _, thesis_text = yield from state.step("thesis", self.thesis, {"task": task})
+            else:
+                state.done["thesis"] = thesis_text
+            pred, antithesis_text = yield from state.step(
+                "antithesis", self.antithesis, {"task": task, "thesis": thesis_text}
             )
-            record("antithesis", started, tracker)
-            antithesis_text = _text(pred, "antithesis", index, rounds)
             contradictions = _contradictions(getattr(pred, "contradictions", None))
-            started = time.perf_counter()
             inputs = {
                 "task": task,
                 "thesis": thesis_text,
                 "antithesis": antithesis_text,
                 "contradictions": contradictions,
             }
-            pred, tracker = _checked((yield ("synthesis", self.synthesis, inputs)), "synthesis", index, rounds)
-            record("synthesis", started, tracker)
-            synthesis_text = _text(pred, "synthesis", index, rounds)
+            _, synthesis_text = yield from state.step("synthesis", self.synthesis, inputs)
             rounds.append(
                 Round(
                     index=index,
@@ -113,8 +95,8 @@ class Dialectic(dspy.Module):
                     antithesis=antithesis_text,
                     contradictions=contradictions,
                     synthesis=synthesis_text,
-                    seconds=seconds,  # type: ignore[arg-type]
-                    usage=usage,  # type: ignore[arg-type]
+                    seconds=state.seconds,  # type: ignore[arg-type]
+                    usage=state.usage,  # type: ignore[arg-type]
                 )
             )
             thesis_text = synthesis_text
@@ -178,20 +160,36 @@ def _check_iterations(iterations: int) -> int:
     return iterations
 
 
-def _checked(reply: Any, step: str, index: int, rounds: list[Round]) -> tuple[dspy.Prediction, UsageTracker]:
-    # The drivers send (prediction, usage tracker) or the exception the step raised.
-    if isinstance(reply, BaseException):
-        raise StepFailedError(step, index, reply, rounds) from reply
-    result: tuple[dspy.Prediction, UsageTracker] = reply
-    return result
+class _RoundState:
+    """Timings, usage and finished step texts of the round in progress."""
 
+    def __init__(self, index: int, rounds: list[Round]):
+        self.index = index
+        self.rounds = rounds
+        self.seconds: dict[str, float] = {}
+        self.usage: dict[str, Usage] = {}
+        self.done: dict[str, str] = {}
 
-def _text(pred: dspy.Prediction, step: str, index: int, rounds: list[Round]) -> str:
-    value = getattr(pred, step, None)
-    text = value if isinstance(value, str) else ("" if value is None else str(value))
-    if not text.strip():
-        raise StepFailedError(step, index, f"the LM returned an empty {step}", rounds)
-    return text.strip()
+    def step(
+        self, step: str, predictor: dspy.Predict, inputs: dict[str, Any]
+    ) -> Generator[_StepRequest, Any, tuple[dspy.Prediction, str]]:
+        """Ask the driver to run one step; check and time its reply. The driver sends (prediction, usage tracker)
+        or the exception the step raised."""
+        started = time.perf_counter()
+        reply = yield (step, predictor, inputs)
+        if isinstance(reply, BaseException):
+            raise StepFailedError(step, self.index, reply, self.rounds, partial=self.done) from reply
+        prediction, tracker = reply
+        self.seconds[step] = round(time.perf_counter() - started, 6)
+        step_usage = _usage_of(tracker)
+        if step_usage is not None:
+            self.usage[step] = step_usage
+        value = getattr(prediction, step, None)
+        text = (value if isinstance(value, str) else ("" if value is None else str(value))).strip()
+        if not text:
+            raise StepFailedError(step, self.index, f"the LM returned an empty {step}", self.rounds, partial=self.done)
+        self.done[step] = text
+        return prediction, text
 
 
 def load_program(path: str | Path) -> Dialectic:

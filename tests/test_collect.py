@@ -38,6 +38,7 @@ def test_a_failed_lm_call_is_logged_as_failed_never_as_an_answer(store: TraceSto
     assert logged.rounds == []
     assert logged.error is not None and logged.error.step == "antithesis"
     assert "scripted failure" in logged.error.message
+    assert logged.metadata["partial_round"] == {"thesis": "Thesis: a first answer to 'task'."}  # kept, not as data
     assert record == logged
 
 
