@@ -1,0 +1,241 @@
+"""hegelion-optimize: compile the Dialectic with a DSPy optimizer on tasks you already have, and save it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import InvalidTraceError
+from ..store import default_log_path
+from ._common import run
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to save the compiled program (.json); load it with hegelion-agent --program or HEGELION_PROGRAM.",
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Take the tasks of the ok traces in this trace log [default: the default log, when no --prompts].",
+)
+@click.option(
+    "--prompts",
+    "prompts_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Take the tasks from a prompts file (one a line, or JSONL with a 'prompt' field).",
+)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["bootstrap", "mipro", "gepa"]),
+    default="bootstrap",
+    show_default=True,
+    help="bootstrap = BootstrapFewShot (demos), mipro = MIPROv2 (instructions + demos; needs optuna), "
+    "gepa = GEPA (instructions, from the judge's written feedback).",
+)
+@click.option("--coding", is_flag=True, help="Optimize the coding wording (and use only coding traces of --log).")
+@click.option("--iterations", "-n", type=click.IntRange(1, 10), default=1, show_default=True, help="Rounds per run.")
+@click.option(
+    "--program",
+    "start_from",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Start from this saved program instead of the default Dialectic.",
+)
+@click.option(
+    "--model",
+    "-m",
+    help="The LM the program runs on [default: $HEGELION_MODEL, else the embedded offline model].",
+)
+@click.option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio).")
+@click.option("--judge-model", help="The LM that judges syntheses [default: the --model LM].")
+@click.option("--reflection-model", help="The LM that writes new instructions (mipro, gepa) [default: the --model LM].")
+@click.option("--no-judge", is_flag=True, help="Score with the cheap checks only (contradiction coverage, no copy).")
+@click.option(
+    "--dev-fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Share of the tasks held out to score the program before and after (0 = no dev set, no scores).",
+)
+@click.option("--max-tasks", type=click.IntRange(1), help="Use at most this many tasks (a random sample, see --seed).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the shuffle, the split and the optimizer."
+)
+@click.option(
+    "--max-demos", type=click.IntRange(0, 16), default=2, show_default=True, help="Demos per step (bootstrap, mipro)."
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="A run becomes a demo only when the metric scores it at least this (bootstrap, mipro).",
+)
+@click.option(
+    "--budget",
+    type=click.Choice(["light", "medium", "heavy"]),
+    default="light",
+    show_default=True,
+    help="Search budget of mipro and gepa.",
+)
+@click.option(
+    "--max-metric-calls", type=click.IntRange(1), help="gepa: an exact budget of program runs (not --budget)."
+)
+@click.option("--candidates", type=click.IntRange(1), help="mipro: instruction/demo candidates (not --budget).")
+@click.option("--threads", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs at once.")
+@click.option("--skip-invalid", is_flag=True, help="Skip invalid lines of --log instead of stopping at the first.")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Print a one-line summary, or the summary as JSON.",
+)
+def optimize(
+    output: Path,
+    log_file: Path | None,
+    prompts_file: Path | None,
+    optimizer: str,
+    coding: bool,
+    iterations: int,
+    start_from: Path | None,
+    model: str | None,
+    api_base: str | None,
+    judge_model: str | None,
+    reflection_model: str | None,
+    no_judge: bool,
+    dev_fraction: float,
+    max_tasks: int | None,
+    seed: int,
+    max_demos: int,
+    min_score: float,
+    budget: str,
+    max_metric_calls: int | None,
+    candidates: int | None,
+    threads: int,
+    skip_invalid: bool,
+    force: bool,
+    fmt: str,
+) -> int:
+    """Optimize the dialectic's prompts on your own tasks and save the compiled program.
+
+    \b
+    hegelion-optimize --log data/traces.jsonl -o program.json
+    hegelion-optimize --prompts prompts.txt --optimizer gepa --reflection-model openai/gpt-4o -o program.json
+    hegelion-agent --program program.json "your next task"
+    """
+    from ..errors import ConfigError
+
+    if log_file is not None and prompts_file is not None:
+        raise click.UsageError("give --log FILE or --prompts FILE, not both")
+    if output.exists() and not force:
+        raise ConfigError(f"{str(output)!r} already exists; choose another --output or pass --force")
+    if judge_model and no_judge:
+        raise click.UsageError("--judge-model and --no-judge contradict each other; drop one")
+    mode = "coding" if coding else "general"
+    tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
+
+    from ..lm import make_lm
+    from ..optimize import optimize_program, save_program, split_examples
+
+    if max_tasks is not None and len(tasks) > max_tasks:
+        import random
+
+        tasks = random.Random(seed).sample(tasks, max_tasks)
+    train, dev = split_examples(tasks, dev_fraction, seed)
+    lm = make_lm(model, api_base=api_base)
+    judge_lm = make_lm(judge_model) if judge_model else None  # $HEGELION_API_BASE applies; --api-base does not
+    reflection_lm = make_lm(reflection_model) if reflection_model else None
+    # DSPy's optimizers print progress to stdout; keep stdout for our summary.
+    with contextlib.redirect_stdout(sys.stderr):
+        result = optimize_program(
+            train,
+            devset=dev,
+            optimizer=optimizer,  # type: ignore[arg-type]
+            program=start_from,
+            mode=mode,  # type: ignore[arg-type]
+            iterations=iterations,
+            lm=lm,
+            judge_lm=judge_lm,
+            reflection_lm=reflection_lm,
+            use_judge=not no_judge,
+            max_demos=max_demos,
+            min_score=min_score,
+            budget=budget,
+            max_metric_calls=max_metric_calls,
+            num_candidates=candidates,
+            num_threads=threads,
+            seed=seed,
+        )
+    info = {
+        **result.info(),
+        "model": str(lm.model),
+        "judge_model": None if no_judge else str((judge_lm or lm).model),
+        "reflection_model": str((reflection_lm or lm).model) if optimizer != "bootstrap" else None,
+        "mode": mode,
+        "iterations": iterations,
+    }
+    path = save_program(result.program, output, info=info, overwrite=force)
+    if fmt == "json":
+        click.echo(json.dumps({"program": str(path), **info}))
+    else:
+        click.echo(_summary(path, info))
+    return 0
+
+
+def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, skip_invalid: bool) -> list[str]:
+    from ..errors import ConfigError
+    from ..optimize import tasks_from_log, tasks_from_prompts
+
+    if prompts_file is not None:
+        return tasks_from_prompts(prompts_file)
+    path = log_file or default_log_path()
+    if log_file is None and not path.exists():
+        raise click.UsageError(f"no trace log at {str(path)!r} yet; give --log FILE or --prompts FILE")
+    skipped = 0
+
+    def count(_: InvalidTraceError) -> None:
+        nonlocal skipped
+        skipped += 1
+
+    tasks = tasks_from_log(path, mode=mode, skip_invalid=skip_invalid, on_invalid=count)  # type: ignore[arg-type]
+    if skipped:
+        click.echo(f"hegelion-optimize: skipped {skipped} invalid lines of {path}", err=True)
+    if not tasks:
+        raise ConfigError(f"{path}: no ok {mode} traces to take tasks from; collect some with hegelion-agent first")
+    return tasks
+
+
+def _summary(path: Path, info: dict[str, object]) -> str:
+    scores = ""
+    if info["baseline"] is not None and info["score"] is not None:
+        scores = f"; dev score {info['baseline']:.2f} -> {info['score']:.2f}"
+    demos = info["demos"]
+    assert isinstance(demos, dict)
+    changed = info["instructions_changed"]
+    assert isinstance(changed, list)
+    parts = [f"demos {' '.join(f'{k}={v}' for k, v in demos.items())}"]
+    parts.append(f"new instructions for {', '.join(changed)}" if changed else "instructions unchanged")
+    return (
+        f"saved {path}: {info['optimizer']} on {info['train_size']} tasks in {info['seconds']:.1f}s{scores}; "
+        + "; ".join(parts)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(optimize, "hegelion-optimize", argv)
+
+
+if __name__ == "__main__":
+    main()
