@@ -22,6 +22,7 @@ from .types import MAX_TEXT_CHARS, Contradiction, Mode, Round, Source, TraceFail
 if TYPE_CHECKING:
     import dspy
 
+    from .judge import TraceJudge
     from .program import Dialectic
 
 
@@ -33,6 +34,7 @@ class RunContext:
     program: Dialectic
     adapter: dspy.Adapter
     program_path: str | None = None
+    judge: TraceJudge | None = None  # scores ok traces (record.score) when set
 
     @classmethod
     def build(
@@ -44,7 +46,9 @@ class RunContext:
         iterations: int = 1,
         program: Dialectic | str | Path | None = None,
         adapter: dspy.Adapter | None = None,
+        judge: bool | dspy.BaseLM | TraceJudge = False,
     ) -> RunContext:
+        """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is."""
         from .lm import adapter_for, make_lm
         from .program import Dialectic, load_program
 
@@ -55,7 +59,20 @@ class RunContext:
         if program is None:
             program = Dialectic(mode=mode, iterations=iterations)
         lm = lm if lm is not None else make_lm(model)
-        return cls(lm=lm, program=program, adapter=adapter or adapter_for(lm), program_path=program_path)
+        adapter = adapter or adapter_for(lm)
+        return cls(lm=lm, program=program, adapter=adapter, program_path=program_path, judge=_trace_judge(judge, lm))
+
+
+def _trace_judge(judge: bool | dspy.BaseLM | TraceJudge, lm: dspy.BaseLM) -> TraceJudge | None:
+    if judge is False or judge is None:
+        return None
+    from .judge import TraceJudge
+    from .lm import adapter_for
+
+    if isinstance(judge, TraceJudge):
+        return judge
+    judge_lm = lm if judge is True else judge
+    return TraceJudge(lm=judge_lm, adapter=adapter_for(judge_lm))
 
 
 def check_task(task: Any) -> str:
@@ -128,6 +145,8 @@ def run_dialectic(
         except StepFailedError as exc:
             outcome = exc
     record = _record(ctx, task, outcome, source=source, tags=tags)
+    if ctx.judge is not None:
+        record = ctx.judge.score(record)
     if store is not None:
         store.append(record)
     return record
@@ -154,6 +173,8 @@ async def arun_dialectic(
         except StepFailedError as exc:
             outcome = exc
     record = _record(ctx, task, outcome, source=source, tags=tags)
+    if ctx.judge is not None:
+        record = await ctx.judge.ascore(record)
     if store is not None:
         store.append(record)
     return record

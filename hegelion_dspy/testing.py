@@ -41,6 +41,11 @@ def default_answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
             "antithesis": f"Antithesis: the answer '{thesis[:60]}' ignores edge cases.",
             "contradictions": [{"description": "It ignores edge cases.", "evidence": f"Consider an empty {task!r}."}],
         }
+    if step == "feedback":  # the judge (judge.Judge): a fixed verdict, so judged runs work offline too
+        return {
+            "feedback": "Scripted judgement: the synthesis handles the edge cases the critique raised.",
+            "score": "0.75",
+        }
     previous = re.search(r"Synthesis v(\d+)", inputs.get("thesis", ""))
     version = int(previous.group(1)) + 1 if previous else 1
     return {"synthesis": f"Synthesis v{version}: a corrected answer to '{task}' that handles edge cases."}

@@ -67,6 +67,13 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
 )
 @click.option("--no-resume", is_flag=True, help="With --prompts, rerun prompts that already have an ok trace.")
 @click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
+@click.option(
+    "--judge",
+    is_flag=True,
+    help="Score each ok trace 0..1 with the judge (synthesis vs thesis) and log it as its score, for "
+    "hegelion-dataset --min-score.",
+)
+@click.option("--judge-model", help="The LM that judges (implies --judge) [default: the --model LM].")
 def agent(
     task: str | None,
     prompts_file: Path | None,
@@ -81,6 +88,8 @@ def agent(
     concurrency: int,
     no_resume: bool,
     tags: tuple[str, ...],
+    judge: bool,
+    judge_model: str | None,
 ) -> int:
     """Make an LM argue with itself: thesis -> antithesis -> synthesis, and log it as training data.
 
@@ -95,10 +104,15 @@ def agent(
     from ..lm import make_lm
 
     lm = make_lm(model, api_base=api_base)
-    ctx = RunContext.build(lm=lm, mode="coding" if coding else "general", iterations=iterations, program=program)
+    judge_with = make_lm(judge_model) if judge_model else judge
+    ctx = RunContext.build(
+        lm=lm, mode="coding" if coding else "general", iterations=iterations, program=program, judge=judge_with
+    )
     if task is not None:
         record = run_dialectic(task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags)
         _print_record(record, fmt)
+        if record.score is not None and fmt == "text":
+            click.echo(f"hegelion-agent: judge score {record.score:.2f}", err=True)
         if not record.ok:
             assert record.error is not None
             click.echo(f"hegelion-agent: failed in the {record.error.step} step: {record.error.message}", err=True)
