@@ -102,7 +102,10 @@ def addresses(synthesis: str | set[str], contradiction: Contradiction | str) -> 
 
 
 def similarity(thesis: str, synthesis: str) -> float:
-    """difflib ratio of the two texts with case and whitespace normalised (1.0 = identical)."""
+    """difflib ratio of the two texts with case and whitespace normalised (1.0 = identical).
+
+    Texts that are clearly different get difflib's cheap upper bound (``quick_ratio``) instead of the exact ratio.
+    """
     a = " ".join(thesis.split()).casefold()[:_MAX_COMPARE_CHARS]
     b = " ".join(synthesis.split()).casefold()[:_MAX_COMPARE_CHARS]
     if a == b:
