@@ -1,0 +1,138 @@
+"""Typed inputs and outputs of the MCP tools: clients get their JSON schemas, and every text field has a size limit.
+
+Imports only pydantic and the library's types module, so the server starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from hegelion_dspy.types import Step
+
+# Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this
+# large is almost certainly a mistake, and a smaller bound keeps one call from filling the log.
+MAX_TASK_CHARS = 20_000
+MAX_STEP_CHARS = 100_000
+MAX_NOTE_CHARS = 10_000
+MAX_CONTRADICTIONS = 50
+MAX_LATER_ROUNDS = 9
+MAX_TAGS = 20
+MAX_TAG_CHARS = 64
+MAX_MODEL_CHARS = 200
+MAX_NAME_CHARS = 200
+MAX_SYSTEM_CHARS = 20_000
+
+LmSource = Literal["server", "sampling", "prompt"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Task = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_TASK_CHARS, description="The question or task."),
+    AfterValidator(_not_blank),
+]
+StepText = Annotated[str, Field(min_length=1, max_length=MAX_STEP_CHARS), AfterValidator(_not_blank)]
+OptionalStepText = Annotated[str | None, Field(max_length=MAX_STEP_CHARS)]
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS, pattern=r"^[^\x00-\x1f]+$")]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS, description="Labels stored with the trace.")]
+ModelName = Annotated[
+    str | None,
+    Field(
+        max_length=MAX_MODEL_CHARS,
+        description="The model that wrote the steps (e.g. 'claude-sonnet-4-5'); stored with the trace.",
+    ),
+]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContradictionIn(_Input):
+    """One flaw the antithesis found in the thesis."""
+
+    description: str = Field(
+        min_length=1, max_length=MAX_NOTE_CHARS, description="What in the thesis is wrong or missing."
+    )
+    evidence: str = Field(default="", max_length=MAX_NOTE_CHARS, description="The fact or example that shows it.")
+
+
+class LaterRound(_Input):
+    """Round 2, 3, ... of an iterated dialectic: its thesis is the previous round's synthesis."""
+
+    antithesis: StepText
+    contradictions: list[ContradictionIn] = Field(default_factory=list, max_length=MAX_CONTRADICTIONS)
+    synthesis: StepText
+
+
+class PartialRound(_Input):
+    """A later round in the prompt workflow; its synthesis is missing while that step is being answered."""
+
+    antithesis: StepText
+    contradictions: list[ContradictionIn] = Field(default_factory=list, max_length=MAX_CONTRADICTIONS)
+    synthesis: OptionalStepText = None
+
+
+class PromptMessage(BaseModel):
+    role: str
+    content: str
+
+
+class RoundOut(BaseModel):
+    index: int
+    thesis: str
+    antithesis: str
+    contradictions: list[dict[str, Any]]
+    synthesis: str
+
+
+class RunDialecticResult(BaseModel):
+    """What run_dialectic did. With lm_source 'prompt' it returns the next prompt for you to answer."""
+
+    lm_source: LmSource = Field(
+        description="Where the model came from: 'server' (HEGELION_MODEL), 'sampling' (your client's model) or "
+        "'prompt' (no model here: you answer the prompts yourself)."
+    )
+    status: Literal["ok", "failed", "answer_needed", "complete"] = Field(
+        description="'ok': the dialectic ran and was logged; 'failed': a step failed (logged as a failure); "
+        "'answer_needed': answer `prompt` and call run_dialectic again; 'complete': call log_trace now."
+    )
+    next: str = Field(description="What to do next, in words.")
+    model: str | None = None
+    trace_id: str | None = None
+    synthesis: str | None = None
+    rounds: list[RoundOut] = Field(default_factory=list)
+    error: str | None = None
+    step: Step | None = Field(default=None, description="The step `prompt` asks for.")
+    round: int | None = None
+    prompt: str | None = Field(default=None, description="The step's prompt, exactly as the program would send it.")
+    messages: list[PromptMessage] = Field(default_factory=list, description="The same prompt as chat messages.")
+    program: str | None = Field(default=None, description="The compiled program whose prompts were used, if any.")
+
+
+class LogTraceResult(BaseModel):
+    """The logged trace's id and the trace log's counts after the append."""
+
+    id: str
+    log: str = Field(description="The trace log's file name inside the data folder.")
+    total: int
+    ok: int
+    failed: int
+    invalid: int
+
+
+class ExportDatasetResult(BaseModel):
+    """What export_dataset wrote into the data folder."""
+
+    path: str = Field(description="The dataset file (with a split: the train file).")
+    files: dict[str, str] = Field(description="Every file written, by split name ('train', 'test').")
+    rows: dict[str, int] = Field(description="Rows written to each file.")
+    dropped: dict[str, int] = Field(description="Traces or rows left out, by reason.")
+    report: dict[str, Any] = Field(description="The exporter's full report.")

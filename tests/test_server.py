@@ -1,0 +1,537 @@
+"""The MCP server through the SDK's in-memory client: every tool, the model routes, the resource, the prompts, and
+every refused input. Real files in a temp data folder; the scripted LM stands in for every model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import dspy
+import pytest
+from hegelion_server.app import build_server
+from mcp import Client
+from mcp_types import CallToolResult, CreateMessageResult, ErrorData, TextContent
+
+from hegelion_dspy.errors import UnsafePathError
+from hegelion_dspy.program import Dialectic
+from hegelion_dspy.store import TraceStore, read_records
+from hegelion_dspy.testing import ScriptedLM
+
+TASK = "Is 1 a prime number?"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def log_lines(data_dir: Path) -> list[dict[str, Any]]:
+    path = data_dir / "traces.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error, result
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "Traceback" not in text and 'File "' not in text
+    return text
+
+
+class SamplingClient:
+    """A client's model behind MCP sampling: answers each request with the scripted LM, records what it was asked."""
+
+    def __init__(self, model: str = "client-model-1", decline: bool = False):
+        self.scripted = ScriptedLM()
+        self.model = model
+        self.decline = decline
+        self.requests: list[Any] = []
+
+    async def __call__(self, context: Any, params: Any) -> CreateMessageResult | ErrorData:
+        self.requests.append(params)
+        if self.decline:
+            return ErrorData(code=-1, message="the user declined the sampling request")
+        messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
+        messages += [{"role": m.role, "content": m.content.text} for m in params.messages]
+        completion = await self.scripted.acomplete(messages, None)
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text=completion.text), model=self.model
+        )
+
+
+# -- discovery ----------------------------------------------------------------------------------------------------
+
+
+async def test_three_tools_with_input_and_output_schemas_and_annotations(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+
+    assert set(tools) == {"run_dialectic", "log_trace", "export_dataset"}
+    for tool in tools.values():
+        assert tool.output_schema is not None and tool.output_schema["type"] == "object"
+        assert tool.annotations is not None and tool.annotations.read_only_hint is False
+        assert tool.description
+    log = tools["log_trace"]
+    assert set(log.input_schema["required"]) == {"task", "thesis", "antithesis", "synthesis"}
+    assert log.input_schema["properties"]["task"]["maxLength"] == 20_000
+    assert {"id", "total", "ok", "failed"} <= set(log.output_schema["properties"])  # type: ignore[index]
+    assert tools["export_dataset"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert tools["log_trace"].annotations.destructive_hint is False  # type: ignore[union-attr]
+    assert "lm_source" in tools["run_dialectic"].output_schema["properties"]  # type: ignore[index]
+
+
+async def test_server_info_and_instructions(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir), mode="legacy") as client:
+        assert client.server_info is not None and client.server_info.name == "hegelion"
+        assert "log_trace" in (client.session.instructions or "")  # type: ignore[attr-defined]
+
+
+# -- run_dialectic: the server's own model ------------------------------------------------------------------------
+
+
+async def test_the_server_model_runs_every_step_logs_the_trace_and_reports_progress(data_dir: Path) -> None:
+    lm = ScriptedLM()
+    progress: list[tuple[float, float | None, str | None]] = []
+    messages: list[str] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def on_log(params: Any) -> None:
+        messages.append(params.data)
+
+    server = build_server(data_dir=data_dir, lm=lm)
+    async with Client(server, logging_callback=on_log, log_level="info") as client:
+        result = await client.call_tool(
+            "run_dialectic", {"task": TASK, "iterations": 2, "tags": ["t1"]}, progress_callback=on_progress
+        )
+
+    out = result.structured_content
+    assert not result.is_error and out is not None
+    assert (out["lm_source"], out["status"], out["model"]) == ("server", "ok", "scripted/dialectic")
+    assert out["synthesis"].startswith("Synthesis v2")
+    assert [r["index"] for r in out["rounds"]] == [1, 2]
+    assert lm.steps_called() == ["thesis", "antithesis", "synthesis", "antithesis", "synthesis"]
+    assert [p[0] for p in progress] == [1, 2, 3, 4, 5] and {p[1] for p in progress} == {5}
+    assert [p[2].split()[0] for p in progress] == ["thesis", "antithesis", "synthesis", "antithesis", "synthesis"]
+    assert any("server's model" in m for m in messages)
+    assert any(out["trace_id"] in m for m in messages)
+    (line,) = log_lines(data_dir)
+    assert (line["id"], line["source"], line["status"], line["tags"]) == (out["trace_id"], "mcp", "ok", ["t1"])
+
+
+async def test_a_failing_step_is_reported_and_logged_as_a_failure(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir, lm=ScriptedLM(fail_on={"antithesis"}))) as client:
+        result = await client.call_tool("run_dialectic", {"task": TASK})
+
+    out = result.structured_content
+    assert out is not None and out["status"] == "failed"
+    assert "antithesis step of round 1 failed" in out["error"] and "scripted failure" in out["error"]
+    (line,) = log_lines(data_dir)
+    assert (line["status"], line["error"]["step"]) == ("failed", "antithesis")
+
+
+async def test_coding_mode_is_passed_to_the_program(data_dir: Path) -> None:
+    lm = ScriptedLM()
+    async with Client(build_server(data_dir=data_dir, lm=lm)) as client:
+        await client.call_tool("run_dialectic", {"task": "Fix the off-by-one", "mode": "coding"})
+    assert "senior software engineer" in lm.calls[0][1][0]["content"]
+    assert log_lines(data_dir)[0]["mode"] == "coding"
+
+
+# -- run_dialectic: the client's model through sampling ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 (input_required rounds) and the handshake era
+async def test_a_client_that_samples_answers_every_step_with_its_model(data_dir: Path, mode: str) -> None:
+    sampler = SamplingClient()
+    progress: list[float] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append(done)
+
+    async with Client(build_server(data_dir=data_dir), mode=mode, sampling_callback=sampler) as client:
+        result = await client.call_tool("run_dialectic", {"task": TASK, "iterations": 2}, progress_callback=on_progress)
+
+    out = result.structured_content
+    assert out is not None and not result.is_error
+    assert (out["lm_source"], out["status"], out["model"]) == ("sampling", "ok", "mcp-sampling/client-model-1")
+    assert out["synthesis"].startswith("Synthesis v2")
+    assert sampler.scripted.steps_called() == ["thesis", "antithesis", "synthesis", "antithesis", "synthesis"]
+    first = sampler.requests[0]
+    assert "Answer the task directly" in first.system_prompt  # the system prompt travels separately
+    assert [m.role for m in first.messages] == ["user"] and TASK in first.messages[0].content.text
+    assert progress and progress[-1] == 5
+    (line,) = log_lines(data_dir)
+    assert (line["model"], line["lm"], line["status"]) == (
+        "mcp-sampling/client-model-1",
+        "hegelion_dspy.lm.SamplingLM",
+        "ok",
+    )
+
+
+async def test_a_declined_sampling_request_is_a_failed_run(data_dir: Path) -> None:
+    sampler = SamplingClient(decline=True)
+    async with Client(build_server(data_dir=data_dir), mode="legacy", sampling_callback=sampler) as client:
+        result = await client.call_tool("run_dialectic", {"task": TASK})
+
+    out = result.structured_content
+    assert out is not None and out["status"] == "failed" and "declined" in out["error"]
+    assert log_lines(data_dir)[0]["status"] == "failed"
+
+
+async def test_a_server_model_wins_over_sampling(data_dir: Path) -> None:
+    sampler = SamplingClient()
+    async with Client(build_server(data_dir=data_dir, lm=ScriptedLM()), sampling_callback=sampler) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK})).structured_content
+    assert out is not None and out["lm_source"] == "server" and sampler.requests == []
+
+
+# -- run_dialectic: the prompt workflow (no model anywhere), finished by log_trace --------------------------------
+
+
+async def _play(client: Client, args: dict[str, Any], answer: Any) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """Drive the prompt workflow like an agent: answer each prompt, call again, until it says 'complete'."""
+    steps: list[tuple[int, str]] = []
+    for _ in range(12):
+        out = (await client.call_tool("run_dialectic", args)).structured_content
+        assert out is not None and out["lm_source"] == "prompt", out
+        if out["status"] == "complete":
+            return out, steps
+        assert out["status"] == "answer_needed" and out["prompt"] and out["next"]
+        steps.append((out["round"], out["step"]))
+        answer(args, out)
+    raise AssertionError("the workflow never completed")
+
+
+def _answer(args: dict[str, Any], out: dict[str, Any]) -> None:
+    step, round_index = out["step"], out["round"]
+    if round_index == 1:
+        args[step] = f"my {step}"
+        if step == "antithesis":
+            args["contradictions"] = [{"description": "1 has one divisor", "evidence": "primes have two"}]
+    elif step == "antithesis":
+        args.setdefault("rounds", []).append({"antithesis": f"critique {round_index}", "contradictions": []})
+    else:
+        args["rounds"][-1]["synthesis"] = f"synthesis {round_index}"
+
+
+async def test_without_a_model_the_agent_plays_each_step_and_logs_with_log_trace(data_dir: Path) -> None:
+    server = build_server(data_dir=data_dir)
+    async with Client(server) as client:  # declares no sampling
+        args: dict[str, Any] = {"task": TASK}
+        out, steps = await _play(client, args, _answer)
+        assert steps == [(1, "thesis"), (1, "antithesis"), (1, "synthesis")]
+        assert "log_trace" in out["next"]
+        assert log_lines(data_dir) == []  # the workflow itself writes nothing
+
+        logged = await client.call_tool("log_trace", {**args, "model": "agent-model"})
+
+    result = logged.structured_content
+    assert result is not None and (result["total"], result["ok"], result["log"]) == (1, 1, "traces.jsonl")
+    (record,) = read_records(data_dir / "traces.jsonl")
+    assert (record.id, record.source, record.model) == (result["id"], "mcp", "agent-model")
+    assert [record.rounds[0].thesis, record.rounds[0].antithesis, record.synthesis] == [
+        "my thesis",
+        "my antithesis",
+        "my synthesis",
+    ]
+    assert record.rounds[0].contradictions[0].description == "1 has one divisor"
+
+
+async def test_the_prompt_workflow_runs_every_iteration(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        args: dict[str, Any] = {"task": TASK, "iterations": 2}
+        _, steps = await _play(client, args, _answer)
+        assert steps == [(1, "thesis"), (1, "antithesis"), (1, "synthesis"), (2, "antithesis"), (2, "synthesis")]
+        args.pop("iterations")
+        await client.call_tool("log_trace", args)
+
+    (record,) = read_records(data_dir / "traces.jsonl")
+    assert [r.thesis for r in record.rounds] == ["my thesis", "my synthesis"]
+    assert record.synthesis == "synthesis 2"
+
+
+async def test_the_prompts_are_the_programs_prompts(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes."})).structured_content
+    assert out is not None and out["step"] == "antithesis"
+    assert [m["role"] for m in out["messages"]] == ["system", "user"]
+    assert "rigorous opponent" in out["messages"][0]["content"] and "Yes." in out["messages"][1]["content"]
+    assert out["prompt"].startswith("## Instructions")
+
+
+async def test_a_marked_up_answer_is_read_field_by_field(data_dir: Path) -> None:
+    raw_reply = (
+        await ScriptedLM().acomplete(
+            [
+                {
+                    "role": "user",
+                    "content": "[[ ## thesis ## ]]\nYes.\n\n"
+                    "Respond with the corresponding output fields, starting with the field `[[ ## antithesis ## ]]`",
+                }
+            ],
+            None,
+        )
+    ).text
+    async with Client(build_server(data_dir=data_dir)) as client:
+        out = (
+            await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply})
+        ).structured_content
+    assert out is not None and out["step"] == "synthesis"
+    synthesis_input = out["messages"][-1]["content"]
+    assert "It ignores edge cases." in synthesis_input  # the contradictions came out of the marked-up reply
+    assert "[[ ## antithesis ## ]]\nAntithesis:" in synthesis_input
+
+
+async def test_a_partial_trace_that_skips_a_step_is_a_tool_error(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir, lm=ScriptedLM())) as client:
+        result = await client.call_tool("run_dialectic", {"task": TASK, "synthesis": "too early"})
+    assert "'synthesis'" in error_text(result) and "without a thesis" in error_text(result)
+
+
+async def test_a_compiled_program_serves_its_instructions_and_demos(data_dir: Path) -> None:
+    program = Dialectic()
+    program.thesis.signature = program.thesis.signature.with_instructions("TUNED THESIS INSTRUCTIONS.")
+    program.thesis.demos = [dspy.Example(task="Is 2 prime?", thesis="DEMO THESIS: yes.").with_inputs("task")]
+    data_dir.mkdir(parents=True)
+    program.save(str(data_dir / "tuned.json"))
+
+    async with Client(build_server(data_dir=data_dir, program="tuned.json")) as client:
+        general = (await client.call_tool("run_dialectic", {"task": TASK})).structured_content
+        coding = (await client.call_tool("run_dialectic", {"task": TASK, "mode": "coding"})).structured_content
+
+    assert general is not None and coding is not None
+    assert "TUNED THESIS INSTRUCTIONS." in general["prompt"] and "DEMO THESIS: yes." in general["prompt"]
+    assert general["program"] == str((data_dir / "tuned.json").resolve())
+    assert "TUNED" not in coding["prompt"] and coding["program"] is None  # a general program: coding uses defaults
+
+
+def test_a_program_name_outside_the_data_folder_is_refused(data_dir: Path) -> None:
+    with pytest.raises(UnsafePathError):
+        build_server(data_dir=data_dir, program="../tuned.json")
+
+
+# -- log_trace ----------------------------------------------------------------------------------------------------
+
+GOOD = {"task": TASK, "thesis": "Yes.", "antithesis": "No: one divisor.", "synthesis": "1 is not prime."}
+
+
+async def test_log_trace_appends_and_returns_the_id_and_counts(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        first = (await client.call_tool("log_trace", GOOD)).structured_content
+        later = {"antithesis": "Too terse.", "contradictions": [{"description": "no definition"}], "synthesis": "Done."}
+        second = (
+            await client.call_tool("log_trace", {**GOOD, "rounds": [later], "mode": "coding", "tags": ["ide"]})
+        ).structured_content
+
+    assert first is not None and second is not None
+    assert (first["total"], second["total"], second["ok"], second["failed"]) == (1, 2, 2, 0)
+    records = list(read_records(data_dir / "traces.jsonl"))
+    assert [r.id for r in records] == [first["id"], second["id"]]
+    assert records[1].rounds[1].thesis == "1 is not prime." and records[1].synthesis == "Done."
+    assert (records[1].mode, records[1].tags) == ("coding", ["ide"])
+
+
+BAD_INPUTS = [
+    ({k: v for k, v in GOOD.items() if k != "synthesis"}, "synthesis"),
+    ({**GOOD, "thesis": "   "}, "thesis"),
+    ({**GOOD, "task": ""}, "task"),
+    ({**GOOD, "task": "x" * 20_001}, "task"),
+    ({**GOOD, "antithesis": "x" * 100_001}, "antithesis"),
+    ({**GOOD, "contradictions": [{"evidence": "no description"}]}, "contradictions"),
+    ({**GOOD, "contradictions": [{"description": "d"}] * 51}, "contradictions"),
+    ({**GOOD, "rounds": [{"antithesis": "a"}]}, "rounds"),
+    ({**GOOD, "mode": "poetry"}, "mode"),
+    ({**GOOD, "tags": ["t"] * 21}, "tags"),
+    ({**GOOD, "tags": ["x" * 65]}, "tags"),
+    ({**GOOD, "model": "m" * 201}, "model"),
+    ({**GOOD, "thesis": 42}, "thesis"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "field"), BAD_INPUTS, ids=[f for _, f in BAD_INPUTS])
+async def test_invalid_input_names_the_field_and_writes_nothing(
+    data_dir: Path, arguments: dict[str, Any], field: str
+) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        result = await client.call_tool("log_trace", arguments)
+    text = error_text(result)
+    assert field in text
+    assert not (data_dir / "traces.jsonl").exists()
+
+
+async def test_fifty_concurrent_log_traces_lose_nothing(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        results = await asyncio.gather(
+            *(client.call_tool("log_trace", {**GOOD, "task": f"task {i}"}) for i in range(50))
+        )
+    assert not any(r.is_error for r in results)
+    assert sorted(r.structured_content["total"] for r in results) == list(range(1, 51))  # type: ignore[index]
+    assert sorted(line["task"] for line in log_lines(data_dir)) == sorted(f"task {i}" for i in range(50))
+
+
+async def test_counts_follow_appends_by_other_writers(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await client.call_tool("log_trace", GOOD)
+        with TraceStore(data_dir / "traces.jsonl").path.open("a") as fh:  # a CLI run appending meanwhile
+            fh.write(json.dumps({**log_lines(data_dir)[0], "id": "other"}) + "\n")
+            fh.write("not json\n")
+        out = (await client.call_tool("log_trace", GOOD)).structured_content
+    assert out is not None and (out["total"], out["invalid"]) == (3, 1)
+
+
+async def test_a_log_that_is_not_a_file_is_a_one_line_error(data_dir: Path) -> None:
+    (data_dir / "traces.jsonl").mkdir(parents=True)
+    async with Client(build_server(data_dir=data_dir)) as client:
+        result = await client.call_tool("log_trace", GOOD)
+    assert error_text(result).endswith("traces.jsonl: is a folder, not a trace log file")
+
+
+async def test_an_unexpected_failure_is_a_short_error_without_a_traceback(data_dir: Path, tmp_path: Path) -> None:
+    data_dir.mkdir()
+    (data_dir / "traces.jsonl").symlink_to(tmp_path / "missing-folder" / "traces.jsonl")  # appending fails: OSError
+    async with Client(build_server(data_dir=data_dir)) as client:
+        result = await client.call_tool("log_trace", GOOD)
+    assert error_text(result) == "Error executing tool log_trace"
+
+
+# -- export_dataset -----------------------------------------------------------------------------------------------
+
+
+async def _logged(client: Client, n: int = 3) -> None:
+    for i in range(n):
+        await client.call_tool("log_trace", {**GOOD, "task": f"question {i}"})
+
+
+async def test_export_writes_the_dataset_into_the_data_folder(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client)
+        await client.call_tool("log_trace", {**GOOD, "task": "question 0"})  # a duplicate prompt
+        out = (await client.call_tool("export_dataset", {"format": "dpo"})).structured_content
+
+    assert out is not None
+    assert out["path"] == str(data_dir.resolve() / "dpo.jsonl")
+    assert out["rows"] == {"train": 3} and out["dropped"] == {"duplicate_prompt": 1}
+    rows = [json.loads(line) for line in (data_dir / "dpo.jsonl").read_text().splitlines()]
+    assert rows[0] == {"prompt": "question 0", "chosen": "1 is not prime.", "rejected": "Yes."}
+
+
+async def test_export_with_a_split_writes_two_files(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 20)
+        out = (
+            await client.call_tool("export_dataset", {"format": "sft-chat", "output_name": "sft.jsonl", "split": 0.3})
+        ).structured_content
+    assert out is not None and set(out["files"]) == {"train", "test"}
+    assert sum(out["rows"].values()) == 20
+    assert (data_dir / "sft.train.jsonl").exists() and (data_dir / "sft.test.jsonl").exists()
+
+
+REFUSED_NAMES = ["../escape.jsonl", "/tmp/escape.jsonl", "sub/x.jsonl", ".hidden.jsonl", "..", "a\\b.jsonl"]
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+async def test_export_refuses_names_that_leave_the_data_folder(data_dir: Path, name: str) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 1)
+        result = await client.call_tool("export_dataset", {"output_name": name, "overwrite": True})
+    assert repr(name) in error_text(result) or name in error_text(result)
+    assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
+
+
+async def test_export_refuses_a_symlink_that_leads_outside(data_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text("keep me\n")
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 1)
+        (data_dir / "link.jsonl").symlink_to(outside)
+        result = await client.call_tool("export_dataset", {"output_name": "link.jsonl", "overwrite": True})
+    assert "symlink" in error_text(result)
+    assert outside.read_text() == "keep me\n"
+
+
+async def test_export_keeps_an_existing_file_unless_asked(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 2)
+        (data_dir / "dpo.jsonl").write_text("precious\n")
+        refused = await client.call_tool("export_dataset", {"format": "dpo"})
+        assert "already exists" in error_text(refused)
+        assert (data_dir / "dpo.jsonl").read_text() == "precious\n"
+        replaced = await client.call_tool("export_dataset", {"format": "dpo", "overwrite": True})
+    assert not replaced.is_error
+    assert len((data_dir / "dpo.jsonl").read_text().splitlines()) == 2
+
+
+async def test_export_never_writes_over_the_trace_log(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 2)
+        result = await client.call_tool("export_dataset", {"output_name": "traces.jsonl", "overwrite": True})
+    assert "trace log" in error_text(result)
+    assert len(log_lines(data_dir)) == 2
+
+
+async def test_export_of_an_empty_log_says_what_to_do(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        result = await client.call_tool("export_dataset", {})
+    assert "empty" in error_text(result) and "log_trace" in error_text(result)
+
+
+async def test_export_option_errors_come_from_the_exporter(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        await _logged(client, 1)
+        result = await client.call_tool("export_dataset", {"format": "dpo", "system": "Be brief."})
+        too_big = await client.call_tool("export_dataset", {"format": "dpo", "split": 1.5})
+    assert "system prompt applies to dpo-chat and sft-chat only" in error_text(result)
+    assert "split" in error_text(too_big)
+    assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
+
+
+# -- the resource and the prompts ---------------------------------------------------------------------------------
+
+
+async def test_the_resource_has_counts_and_recent_traces_newest_first(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir, lm=ScriptedLM(fail_on={"synthesis"}))) as client:
+        resources = (await client.list_resources()).resources
+        await _logged(client, 2)
+        await client.call_tool("run_dialectic", {"task": "fails"})
+        contents = (await client.read_resource("hegelion://traces")).contents
+
+    assert [str(r.uri) for r in resources] == ["hegelion://traces"]
+    summary = json.loads(contents[0].text)  # type: ignore[union-attr]
+    assert summary["stats"]["total"] == 3 and summary["stats"]["failed"] == 1
+    assert [r["task"] for r in summary["recent"]] == ["fails", "question 1", "question 0"]
+    assert summary["log"] == str(data_dir / "traces.jsonl")
+
+
+async def test_three_prompts_render_the_program_steps(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        names = [p.name for p in (await client.list_prompts()).prompts]
+        thesis = await client.get_prompt("thesis", {"task": TASK})
+        antithesis = await client.get_prompt("antithesis", {"task": TASK, "thesis": "Yes, it is."})
+        synthesis = await client.get_prompt(
+            "synthesis",
+            {
+                "task": TASK,
+                "thesis": "Yes.",
+                "antithesis": "No.",
+                "contradictions": '[{"description": "ONE DIVISOR"}]',
+                "mode": "coding",
+            },
+        )
+
+    assert names == ["thesis", "antithesis", "synthesis"]
+    assert [m.role for m in thesis.messages] == ["user"]
+    assert "Answer the task directly" in thesis.messages[0].content.text  # type: ignore[union-attr]
+    assert "Yes, it is." in antithesis.messages[0].content.text  # type: ignore[union-attr]
+    text = synthesis.messages[0].content.text  # type: ignore[union-attr]
+    assert "ONE DIVISOR" in text and "Write the corrected solution" in text
+
+
+async def test_a_prompt_with_bad_contradictions_is_refused(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        with pytest.raises(Exception, match="contradictions must be a JSON list"):
+            await client.get_prompt(
+                "synthesis", {"task": TASK, "thesis": "a", "antithesis": "b", "contradictions": "not json"}
+            )
