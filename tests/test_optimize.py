@@ -374,3 +374,22 @@ def test_cli_will_not_overwrite_without_force(tmp_path: Path, capsys: pytest.Cap
     )
     assert code == 0, err
     assert load_program(target).thesis.demos
+
+
+def test_the_python_example_runs_end_to_end_offline(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    example = Path(__file__).parent.parent / "examples" / "optimize.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--model", "scripted", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4 training tasks, 2 dev tasks" in done.stdout
+    assert "demos per step {'thesis': 2, 'antithesis': 2, 'synthesis': 2}" in done.stdout
+    records = list(TraceStore(tmp_path / "out" / "traces.jsonl"))
+    assert len(records) == 7 and all(r.score == pytest.approx(0.8) for r in records)
+    assert records[-1].program == str(tmp_path / "out" / "program.json")
