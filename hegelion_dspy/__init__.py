@@ -33,6 +33,13 @@ _LAZY = {
     "run_batch": "collect",
     "log_trace": "collect",
     "export_dataset": "exporters",
+    "DialecticJudge": "judge",
+    "DialecticMetric": "judge",
+    "optimize_program": "optimize",
+    "save_program": "optimize",
+    "split_examples": "optimize",
+    "tasks_from_log": "optimize",
+    "tasks_from_prompts": "optimize",
 }
 
 __all__ = [
@@ -41,6 +48,8 @@ __all__ = [
     "ConfigError",
     "Contradiction",
     "Dialectic",
+    "DialecticJudge",
+    "DialecticMetric",
     "ExportError",
     "HegelionError",
     "InvalidTraceError",
@@ -58,9 +67,14 @@ __all__ = [
     "load_program",
     "log_trace",
     "make_lm",
+    "optimize_program",
     "read_records",
     "run_batch",
     "run_dialectic",
+    "save_program",
+    "split_examples",
+    "tasks_from_log",
+    "tasks_from_prompts",
 ]
 
 
