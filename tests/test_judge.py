@@ -343,3 +343,24 @@ def test_agent_judge_model_judges_a_batch_with_another_lm(tmp_path: Path, capsys
     records = list(TraceStore(log))
     assert [r.score for r in records] == [pytest.approx(0.8)] * 2
     assert all(r.metadata["judge"]["model"] == "scripted/fail=thesis" for r in records)
+
+
+def test_judged_scores_drive_the_dataset_min_score_filter(tmp_path: Path, store: TraceStore) -> None:
+    exporters = pytest.importorskip("hegelion_dspy.exporters")
+    verdicts = {"Task high": "0.9", "Task low": "0.1"}
+
+    def answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
+        if step == "feedback":
+            return {"feedback": "Judged.", "score": verdicts[inputs["task"]]}
+        return default_answer(step, inputs)
+
+    lm = ScriptedLM(answer=answer)
+    for task in verdicts:
+        run_dialectic(task, store=store, lm=lm, judge=True)
+    run_dialectic("Task unjudged", store=store, lm=lm)  # no score: dropped when a minimum is asked for
+    assert [r.score for r in store] == [pytest.approx(0.92), pytest.approx(0.28), None]
+
+    report = exporters.export_dataset(store.path, tmp_path / "dpo.jsonl", format="dpo", min_score=0.5)
+    rows = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text().splitlines()]
+    assert [row["prompt"] for row in rows] == ["Task high"]
+    assert (report.dropped["below_min_score"], report.dropped["no_score"]) == (1, 1)
