@@ -311,12 +311,6 @@ class DialecticJudge:
                     raise self._failure(exc) from exc
         return self._finish(key, checks, len(contradictions), raw)
 
-    def judge_prediction(self, pred: Any) -> Judgement:
-        """Judge a Dialectic prediction: its first thesis against its final synthesis, with every round's
-        contradictions."""
-        task, thesis, synthesis, contradictions = _prediction_parts(pred)
-        return self.judge(task, thesis, synthesis, contradictions)
-
     def _failure(self, exc: BaseException) -> LMError:
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
         error = LMError(f"the judge's LM call failed: {type(exc).__name__}: {first_line}")
