@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -519,6 +520,29 @@ def _prompt_messages(messages: list[dict[str, str]]) -> list[Message]:
 
 # -- the server ---------------------------------------------------------------------------------------------------
 
+
+def _tool_registrar(server: MCPServer) -> Callable[..., Callable[[Any], Any]]:
+    """A decorator registering a tool with its cleaned docstring as description and its behaviour hints."""
+
+    def tool(
+        title: str, *, destructive: bool, idempotent: bool = False, open_world: bool = False
+    ) -> Callable[[Any], Any]:
+        def register(fn: Any) -> Any:
+            annotations = ToolAnnotations(
+                title=title,
+                read_only_hint=False,
+                destructive_hint=destructive,
+                idempotent_hint=idempotent,
+                open_world_hint=open_world,
+            )
+            server.add_tool(fn, title=title, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
+            return fn
+
+        return register
+
+    return tool
+
+
 PromptTask = Annotated[str, Field(min_length=1, max_length=MAX_TASK_CHARS, description="The question or task.")]
 PromptText = Annotated[str, Field(min_length=1, max_length=MAX_STEP_CHARS)]
 
@@ -542,15 +566,9 @@ def build_server(
     state = Hegelion(data_dir=data_dir, lm=lm, model=model, program=program)
     server: MCPServer = MCPServer(name, version=__version__, instructions=INSTRUCTIONS)
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            title="Run a dialectic (thesis, antithesis, synthesis) and log it",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        )
-    )
+    tool = _tool_registrar(server)
+
+    @tool("Run a dialectic (thesis, antithesis, synthesis) and log it", destructive=False, open_world=True)
     async def run_dialectic(
         task: Task,
         ctx: Context,
@@ -627,15 +645,7 @@ def build_server(
                 replay=sampler if isinstance(sampler, ReplaySampler) else None,
             )
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            title="Log a dialectic you wrote yourself",
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=False,
-        )
-    )
+    @tool("Log a dialectic you wrote yourself", destructive=False)
     async def log_trace(
         task: Task,
         thesis: Annotated[StepText, Field(description="Your first answer to the task.")],
@@ -673,15 +683,8 @@ def build_server(
                 tags=tags or [],
             )
 
-    @server.tool(
-        annotations=ToolAnnotations(
-            title="Export the trace log as a training set",
-            read_only_hint=False,
-            destructive_hint=True,
-            idempotent_hint=True,
-            open_world_hint=False,
-        )
-    )
+    # destructive: with overwrite=true it replaces a file; idempotent: the same call writes the same file
+    @tool("Export the trace log as a training set", destructive=True, idempotent=True)
     async def export_dataset(
         format: Annotated[
             Format, Field(description="dpo, dpo-chat (preference pairs); sft, sft-chat, instruction (synthesis only).")
