@@ -107,7 +107,9 @@ def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
     """Yield (line number, raw bytes without the newline, complete?) for every non-blank line, streaming."""
-    with open(path, "rb") as fh:
+    # A 64 KiB buffer: with the default (4-8 KiB, smaller than many trace lines) readline copies each line in pieces,
+    # which made reading a 570 MB log 0.4-0.6 s slower (benchmarks/bench_export.py).
+    with open(path, "rb", buffering=1 << 16) as fh:
         for lineno, raw in enumerate(fh, start=1):
             complete = raw.endswith(b"\n")
             body = raw.rstrip(b"\r\n")
