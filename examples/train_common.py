@@ -68,23 +68,36 @@ def build_parser(description: str, *, default_output: str) -> argparse.ArgumentP
 def load_rows(paths: Sequence[Path], *, cache_dir: Path | None = None) -> Any:
     """The rows of our JSONL files as one ``datasets.Dataset`` (every file must have the same columns)."""
     from datasets import load_dataset
+    from datasets.exceptions import DatasetGenerationError
 
     for path in paths:
         if not path.is_file():
             raise TrainingDataError(f"cannot read {str(path)!r}: no such file; export one with hegelion-dataset")
-    dataset = load_dataset(
-        "json",
-        data_files=[str(p) for p in paths],
-        split="train",
-        cache_dir=str(cache_dir) if cache_dir else None,
-    )
-    if len(dataset) == 0:
-        raise TrainingDataError(f"{', '.join(map(str, paths))}: no rows; export some traces with hegelion-dataset")
-    return dataset
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if not any(line.strip() for line in f):
+                raise TrainingDataError(f"{path}: no rows; export more traces with hegelion-dataset")
+    try:
+        return load_dataset(
+            "json",
+            data_files=[str(p) for p in paths],
+            split="train",
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
+    except DatasetGenerationError as exc:
+        reason = exc.__cause__ or exc
+        raise TrainingDataError(
+            f"{', '.join(map(str, paths))}: not rows of one JSONL format ({reason}); "
+            "give files written by one hegelion-dataset --format"
+        ) from None
 
 
-def require_columns(dataset: Any, paths: Sequence[Path], formats: dict[str, tuple[str, ...]]) -> str:
-    """The name of the first format in ``formats`` whose columns ``dataset`` has, else a TrainingDataError."""
+def require_columns(
+    dataset: Any, paths: Sequence[Path], formats: dict[str, tuple[str, ...]], *, export_as: str | None = None
+) -> str:
+    """The name of the first format in ``formats`` whose columns ``dataset`` has, else a TrainingDataError.
+
+    ``export_as`` is the --format value(s) the error message suggests (default: the names in ``formats``).
+    """
     columns = set(dataset.column_names)
     for name, needed in formats.items():
         if set(needed) <= columns:
@@ -92,7 +105,7 @@ def require_columns(dataset: Any, paths: Sequence[Path], formats: dict[str, tupl
     wanted = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in formats.items())
     raise TrainingDataError(
         f"{', '.join(map(str, paths))}: columns {sorted(columns)} match none of the formats this trainer reads "
-        f"({wanted}); export with hegelion-dataset --format {' or '.join(formats)}"
+        f"({wanted}); export with hegelion-dataset --format {export_as or ' or '.join(formats)}"
     )
 
 

@@ -36,7 +36,7 @@ FORMATS = {"dpo": ("prompt", "chosen", "rejected")}
 
 def prepare(paths: Sequence[Path], args: argparse.Namespace) -> Any:
     dataset = load_rows(paths, cache_dir=args.cache_dir)
-    require_columns(dataset, paths, FORMATS)
+    require_columns(dataset, paths, FORMATS, export_as="dpo-chat (chat models) or dpo")
     dataset = dataset.select_columns(list(FORMATS["dpo"]))  # e.g. drops --with-metadata's column
     return dataset.map(separate_prompt, fn_kwargs={"completions": ("chosen", "rejected")})
 

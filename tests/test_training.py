@@ -184,6 +184,51 @@ def test_a_file_in_the_wrong_format_is_refused_before_loading_a_model(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_missing_file_is_reported_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _example("train_sft").main([str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "out")]) == 2
-    assert "nope.jsonl" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "no such file"), ("\n", "no rows"), ('{"prompt": "a", "completion": "b"}\nnot json\n', "not rows")],
+    ids=["missing", "empty", "not-jsonl"],
+)
+def test_an_unusable_file_is_reported_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
+) -> None:
+    data = tmp_path / "rows.jsonl"
+    if content is not None:
+        data.write_text(content)
+    argv = [str(data), "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+
+    assert _example("train_sft").main(argv) == 2
+
+    err = capsys.readouterr().err
+    assert "rows.jsonl" in err and message in err, err
+
+
+# The columns each axolotl dataset `type` reads (axolotl docs/rlhf.qmd and docs/dataset-formats).
+AXOLOTL_COLUMNS = {
+    "chatml.prompt_pairs": {"prompt", "chosen", "rejected"},
+    "chat_template.default": {"prompt", "chosen", "rejected"},  # field_messages/field_chosen/field_rejected below
+    "alpaca": {"instruction", "input", "output"},
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "fmt"), [("axolotl_dpo.yml", "dpo"), ("axolotl_sft.yml", "sft-chat")], ids=["dpo", "sft"]
+)
+def test_axolotl_configs_read_the_columns_hegelion_dataset_writes(
+    trace_log: Path, tmp_path: Path, config: str, fmt: str
+) -> None:
+    import yaml
+
+    text = (EXAMPLES / config).read_text()
+    settings = yaml.safe_load(text)
+    (dataset,) = settings["datasets"]
+    export(trace_log, tmp_path / "rows.jsonl", fmt)
+    columns = set(read_rows(tmp_path / "rows.jsonl")[0])
+
+    assert f"--format {fmt} " in text  # the comment tells the user which export to run
+    assert dataset["ds_type"] == "json" and Path(dataset["path"]).suffix == ".jsonl"
+    if dataset["type"] == "chat_template":
+        assert dataset["field_messages"] in columns
+    else:
+        assert AXOLOTL_COLUMNS[dataset["type"]] == columns
+    assert settings.get("rl") == ("dpo" if fmt == "dpo" else None)
