@@ -135,3 +135,21 @@ def test_json_lines_for_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, out, _ = agent("--prompts", str(prompts), "-m", "scripted", "--no-log", "--format", "json", capsys=capsys)
     assert code == 0
     assert sorted(json.loads(line)["task"] for line in out.splitlines()) == ["a", "b"]
+
+
+def test_a_saved_program_keeps_its_iterations_unless_overridden(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hegelion_dspy.program import Dialectic
+
+    program = tmp_path / "program.json"
+    Dialectic(iterations=3).save(str(program))
+    log = tmp_path / "log.jsonl"
+    code, _, _ = agent("a", "-m", "scripted", "--program", str(program), "--log-file", str(log), capsys=capsys)
+    assert code == 0
+    code, _, _ = agent(
+        "b", "-m", "scripted", "--program", str(program), "-n", "2", "--log-file", str(log), capsys=capsys
+    )
+    assert code == 0
+    assert [len(r.rounds) for r in TraceStore(log)] == [3, 2]
+    assert all(r.program == str(program) for r in TraceStore(log))

@@ -27,9 +27,8 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
     "--iterations",
     "-n",
     type=click.IntRange(1, 10),
-    default=1,
-    show_default=True,
-    help="Rounds; each synthesis becomes the next thesis.",
+    default=None,
+    help="Rounds; each synthesis becomes the next thesis [default: 1, or what a --program was saved with].",
 )
 @click.option(
     "--log-file",
@@ -78,7 +77,7 @@ def agent(
     task: str | None,
     prompts_file: Path | None,
     coding: bool,
-    iterations: int,
+    iterations: int | None,
     log_file: Path | None,
     no_log: bool,
     model: str | None,
@@ -106,7 +105,7 @@ def agent(
     lm = make_lm(model, api_base=api_base)
     judge_with = make_lm(judge_model) if judge_model else judge
     ctx = RunContext.build(
-        lm=lm, mode="coding" if coding else "general", iterations=iterations, program=program, judge=judge_with
+        lm=lm, mode="coding" if coding else "general", iterations=iterations or 1, program=program, judge=judge_with
     )
     if task is not None:
         record = run_dialectic(task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags)
@@ -132,7 +131,7 @@ def _run_prompts(
     prompts: list[str],
     ctx: RunContext,
     store: TraceStore | None,
-    iterations: int,
+    iterations: int | None,
     fmt: str,
     concurrency: int,
     resume: bool,
