@@ -83,18 +83,31 @@ def preference_examples(
     is round n-1's synthesis, so an iterated trace teaches each improvement step.
     ``rejected="both"`` makes two examples per pair: one against the thesis, one against the antithesis.
     """
+    _check_pair_options(rejected, pairs)
+    return _preference_examples(record, _REJECTED_STEPS[rejected], pairs == "rounds")
+
+
+_REJECTED_STEPS: dict[str, tuple[str, ...]] = {
+    "thesis": ("thesis",),
+    "antithesis": ("antithesis",),
+    "both": ("thesis", "antithesis"),
+}
+
+
+def _check_pair_options(rejected: str, pairs: str) -> None:
     if rejected not in REJECTED_CHOICES:
         raise ExportError(f"rejected={rejected!r} is not one of {', '.join(REJECTED_CHOICES)}")
     if pairs not in PAIRS_CHOICES:
         raise ExportError(f"pairs={pairs!r} is not one of {', '.join(PAIRS_CHOICES)}")
+
+
+def _preference_examples(record: TraceRecord, steps: tuple[str, ...], every_round: bool) -> list[Example]:
     if not record.ok or not record.rounds:
         return []
-    steps = ("thesis", "antithesis") if rejected == "both" else (rejected,)
-    if pairs == "first-last":
-        first = record.rounds[0]
-        last_index = record.rounds[-1].index
-        return [Example(record.task, record.synthesis, getattr(first, step), last_index) for step in steps]
-    return [Example(record.task, r.synthesis, getattr(r, step), r.index) for r in record.rounds for step in steps]
+    if every_round:
+        return [Example(record.task, r.synthesis, getattr(r, s), r.index) for r in record.rounds for s in steps]
+    first, last = record.rounds[0], record.rounds[-1]
+    return [Example(record.task, record.synthesis, getattr(first, s), last.index) for s in steps]
 
 
 def supervised_examples(record: TraceRecord) -> list[Example]:
@@ -273,10 +286,7 @@ def _check_options(
 ) -> None:
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if rejected not in REJECTED_CHOICES:
-        raise ExportError(f"rejected={rejected!r} is not one of {', '.join(REJECTED_CHOICES)}")
-    if pairs not in PAIRS_CHOICES:
-        raise ExportError(f"pairs={pairs!r} is not one of {', '.join(PAIRS_CHOICES)}")
+    _check_pair_options(rejected, pairs)
     if fmt not in PREFERENCE_FORMATS and (rejected != "thesis" or pairs != "first-last"):
         raise ExportError(
             f"rejected/pairs choose preference pairs and apply to dpo and dpo-chat only, not {fmt!r} "
@@ -398,6 +408,9 @@ def export_dataset(
             report.invalid_locations.append(str(exc))
 
     preference = format in PREFERENCE_FORMATS
+    steps, every_round = _REJECTED_STEPS[rejected], pairs == "rounds"
+    keyed = dedupe or bool(split)  # both need the normalised task
+    key, digest = b"", b""
     shape = _SHAPERS[format]
     # orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py).
     dumps = orjson.dumps
@@ -426,15 +439,14 @@ def export_dataset(
                     if record.score < min_score:
                         dropped["below_min_score"] += 1
                         continue
-                key = normalize_task(record.task).encode()
-                digest = hashlib.blake2b(key, digest_size=16).digest()
-                if dedupe and digest in seen:
-                    dropped["duplicate_prompt"] += 1
-                    continue
+                if keyed:
+                    key = normalize_task(record.task).encode()
+                    digest = hashlib.blake2b(key, digest_size=16).digest()
+                    if dedupe and digest in seen:
+                        dropped["duplicate_prompt"] += 1
+                        continue
                 examples = (
-                    preference_examples(record, rejected=rejected, pairs=pairs)
-                    if preference
-                    else supervised_examples(record)
+                    _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
                 )
                 lines: list[bytes] = []
                 for ex in examples:

@@ -1,0 +1,174 @@
+"""Export throughput and peak memory: a synthetic log of 100,000 traces (about 5 KB each) -> DPO JSONL.
+
+Generates the log in a temp folder (valid TraceRecords: 1 or 2 rounds, contradictions, usage, 2% failed, 1% repeated
+tasks), then runs ``hegelion-dataset LOG OUT`` as a user does, in a child process, and reads that child's own wall
+time, CPU time and peak resident memory (``wait4``). The reference converter (Hegelion 0.4.0) needs 21.7 s and
+2.28 GB for the same job; the goal is at least 5x faster (<= 4.3 s) under 100 MB.
+
+    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [-- EXTRA hegelion-dataset ARGS]
+
+The machine is shared (2 cores): each run prints the load average, and the best and median of --runs are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hegelion_dspy.types import TraceRecord
+
+REFERENCE_SECONDS = 21.7
+REFERENCE_PEAK_MB = 2.28 * 1024
+GOAL_SECONDS = 4.3
+GOAL_PEAK_MB = 100.0
+HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
+
+WORDS = str.split(
+    "the a an model cache leak memory thread lock queue request parser token budget retry latency index edge case "
+    "empty input overflow bound check test proof claim evidence counter example assume because therefore however "
+    "although fix patch design trade off cost safety user error state handler schema version stream buffer disk "
+    "network timeout client server merge sort heap stack pointer release allocate free reference count cycle"
+)
+
+
+def _paragraphs(rng: random.Random, count: int) -> list[str]:
+    return [" ".join(rng.choices(WORDS, k=rng.randint(85, 200))).capitalize() + "." for _ in range(count)]
+
+
+def synthetic_trace(i: int, pool: list[str]) -> dict[str, Any]:
+    """One trace as the JSON the store writes. Texts are drawn from ``pool`` and numbered, so each is distinct."""
+
+    def text(step: str, n: int) -> str:
+        return f"{step} {i}: {pool[(i * 31 + n * 7) % len(pool)]}"
+
+    task_no = i - 1 if i % 100 == 99 else i  # 1% repeat the previous task
+    task = f"Task {task_no}: {pool[task_no % len(pool)][:200]}"
+    rounds = []
+    thesis = text("Thesis", 1)
+    for r in range(1, (2 if i % 5 == 0 else 1) + 1):
+        synthesis = text(f"Synthesis v{r}", 10 + r)
+        rounds.append(
+            {
+                "index": r,
+                "thesis": thesis,
+                "antithesis": text("Antithesis", 20 + r),
+                "contradictions": [
+                    {"description": pool[(i + r) % len(pool)][:200], "evidence": pool[(i + 3 * r) % len(pool)][:300]}
+                ],
+                "synthesis": synthesis,
+                "seconds": {"thesis": 1.2, "antithesis": 0.8, "synthesis": 1.5},
+                "usage": {"thesis": {"prompt_tokens": 120, "completion_tokens": 300, "total_tokens": 420}},
+            }
+        )
+        thesis = synthesis
+    failed = i % 50 == 7
+    return {
+        "schema_version": 1,
+        "id": f"{i:032x}",
+        "created_at": "2026-11-24T10:00:00Z",
+        "source": "cli",
+        "task": task,
+        "mode": "coding" if i % 3 == 0 else "general",
+        "model": "openai/gpt-4o-mini",
+        "lm": "dspy.LM",
+        "adapter": "ChatAdapter",
+        "program": None,
+        "rounds": rounds[:1] if failed else rounds,
+        "synthesis": "" if failed else rounds[-1]["synthesis"],
+        "status": "failed" if failed else "ok",
+        "error": {"step": "synthesis", "round": 1, "type": "Timeout", "message": "timed out"} if failed else None,
+        "score": round((i % 10) / 10 + 0.05, 2),
+        "tags": ["bench"],
+        "metadata": {},
+    }
+
+
+def write_log(path: Path, traces: int, seed: int = 7) -> int:
+    pool = _paragraphs(random.Random(seed), 512)
+    for i in (0, 5, 7, 99):  # the shapes made here are valid traces
+        TraceRecord.model_validate_json(orjson.dumps(synthetic_trace(i, pool)))
+    with open(path, "wb", buffering=1 << 20) as fh:
+        for i in range(traces):
+            fh.write(orjson.dumps(synthetic_trace(i, pool), option=orjson.OPT_APPEND_NEWLINE))
+    return path.stat().st_size
+
+
+def run_export(log: Path, out: Path, extra: list[str]) -> dict[str, float]:
+    """Run hegelion-dataset in a child and return its wall seconds, CPU seconds and peak RSS (MB)."""
+    out.unlink(missing_ok=True)
+    for split in (".train", ".test"):
+        out.with_name(out.stem + split + out.suffix).unlink(missing_ok=True)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    child = subprocess.Popen([str(HEGELION_DATASET), str(log), str(out), *extra], stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    stderr = child.stderr.read().decode() if child.stderr else ""
+    if child.returncode != 0:
+        raise SystemExit(f"hegelion-dataset failed ({child.returncode}): {stderr}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
+        "load": load,
+        "summary": stderr.strip().splitlines()[-1],  # type: ignore[dict-item]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--traces", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3, help="conversions to time (best and median are reported)")
+    parser.add_argument("--format", default="dpo")
+    parser.add_argument("--keep", type=Path, help="write the log and output here instead of a temp folder")
+    parser.add_argument("extra", nargs="*", help="more hegelion-dataset arguments (after --)")
+    args = parser.parse_args()
+    if not HEGELION_DATASET.exists():
+        raise SystemExit(f"{HEGELION_DATASET} is missing: pip install -e .")
+
+    with tempfile.TemporaryDirectory(prefix="hegelion-bench-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        log, out = folder / "traces.jsonl", folder / "train_dpo.jsonl"
+        t0 = time.perf_counter()
+        size = write_log(log, args.traces)
+        print(
+            f"log: {args.traces:,} traces, {size / 1e6:.0f} MB ({size / args.traces / 1000:.1f} KB a trace), "
+            f"generated in {time.perf_counter() - t0:.1f} s"
+        )
+        results = []
+        for n in range(1, args.runs + 1):
+            r = run_export(log, out, ["--format", args.format, *args.extra])
+            results.append(r)
+            print(
+                f"run {n}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB "
+                f"(load average {r['load']:.1f})"
+            )
+        print(f"  {results[-1]['summary']}")
+        best = min(r["wall"] for r in results)
+        median = statistics.median(r["wall"] for r in results)
+        peak = max(r["peak_mb"] for r in results)
+        print(
+            f"hegelion-dataset --format {args.format}: best {best:.2f} s, median {median:.2f} s "
+            f"({size / 1e6 / best:.0f} MB/s, {args.traces / best:,.0f} traces/s), peak {peak:.0f} MB"
+        )
+        print(
+            f"reference: {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> {REFERENCE_SECONDS / best:.1f}x faster "
+            f"(best), {REFERENCE_PEAK_MB / peak:.0f}x less memory; goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} "
+            f"MB: {'met' if best <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
