@@ -153,3 +153,18 @@ def test_the_inspector_sees_a_refused_call_as_a_tool_error(tmp_path: Path) -> No
     assert result.get("isError") is True, (done.stdout, done.stderr)
     assert "synthesis" in result["content"][0]["text"]
     assert not (tmp_path / "data" / "traces.jsonl").exists()
+
+
+async def test_the_checked_in_mcp_json_starts_the_server(tmp_path: Path) -> None:
+    entry = json.loads((REPO / ".mcp.json").read_text())["mcpServers"]["hegelion"]
+    assert entry["type"] == "stdio"
+    command = shutil.which(entry["command"], path=f"{SERVER.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    assert command is not None, f"{entry['command']!r} is not on PATH: install the project"
+    params = StdioServerParameters(
+        command=command, args=entry["args"], env={**entry["env"], "HEGELION_DATA_DIR": str(tmp_path)}
+    )
+    async with Client(params, mode="legacy") as client:  # the handshake IDE clients use today
+        names = sorted(t.name for t in (await client.list_tools()).tools)
+        prompts = sorted(p.name for p in (await client.list_prompts()).prompts)
+    assert names == ["export_dataset", "log_trace", "run_dialectic"]
+    assert prompts == ["antithesis", "synthesis", "thesis"]
