@@ -107,3 +107,19 @@ def test_http_binds_to_loopback_only(tmp_path: Path) -> None:
         pytest.skip("`ss` is not available to list listening sockets")
     local_addresses = [line.split()[3] for line in listening.stdout.splitlines()]
     assert local_addresses == [f"127.0.0.1:{port}"]
+
+
+def test_a_request_for_another_host_is_refused(url: str) -> None:
+    # DNS rebinding: a web page that resolves its own name to 127.0.0.1 must not reach the server.
+    import http.client
+
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    body = '{"jsonrpc": "2.0", "id": 1, "method": "tools/list"}'
+    headers = {"Host": "evil.example.com", "Content-Type": "application/json", "Accept": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/mcp", body=body, headers=headers)
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    assert status == 421

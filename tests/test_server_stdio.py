@@ -111,14 +111,13 @@ def test_the_inspector_lists_the_three_tools_with_portable_schemas(tmp_path: Pat
     assert all("outputSchema" in t and "annotations" in t for t in tools)
 
 
+def _call_log_trace(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return _inspect(tmp_path, "--method", "tools/call", "--tool-name", "log_trace", "--tool-arg", *arguments)
+
+
 def test_the_inspector_calls_log_trace(tmp_path: Path) -> None:
-    done = _inspect(
+    done = _call_log_trace(
         tmp_path,
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "log_trace",
-        "--tool-arg",
         "task=Is 1 prime?",
         "thesis=Yes.",
         "antithesis=It has one divisor.",
@@ -138,17 +137,7 @@ def test_the_inspector_calls_log_trace(tmp_path: Path) -> None:
 
 
 def test_the_inspector_sees_a_refused_call_as_a_tool_error(tmp_path: Path) -> None:
-    done = _inspect(
-        tmp_path,
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "log_trace",
-        "--tool-arg",
-        "task=t",
-        "thesis=a",
-        "antithesis=b",
-    )
+    done = _call_log_trace(tmp_path, "task=t", "thesis=a", "antithesis=b")
     result = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
     assert result.get("isError") is True, (done.stdout, done.stderr)
     assert "synthesis" in result["content"][0]["text"]
