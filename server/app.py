@@ -24,7 +24,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.prompts.base import AssistantMessage, Message, UserMessage
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import INVALID_PARAMS, InputRequiredResult, ToolAnnotations
+from mcp_types import INVALID_PARAMS, EmptyResult, InputRequiredResult, SetLevelRequestParams, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from hegelion_dspy import __version__
@@ -106,14 +106,18 @@ def _prompt_errors() -> Iterator[None]:
         raise MCPError(code=INVALID_PARAMS, message=str(exc)) from None
 
 
-async def _tell(ctx: Context[Any, Any], level: Literal["info", "warning"], message: str) -> None:
-    """Send a log message to the client (the logging capability is deprecated from 2026-07-28, still widely used)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MCPDeprecationWarning)
-        sending = ctx.session.send_log_message(
-            level=level, data=message, logger="hegelion", related_request_id=ctx.request_id
-        )
-    await sending
+LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+def _accept_log_level(server: MCPServer, state: Hegelion) -> None:
+    """Handle logging/setLevel (handshake-era clients), which also declares the logging capability."""
+
+    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        state.client_log_level = params.level
+        return EmptyResult()
+
+    # MCPServer has no public hook for it; its low-level server does (the same one MCPServer registers tools on).
+    server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
 def _total_steps(iterations: int) -> int:
@@ -136,18 +140,18 @@ class TraceLog:
     def path(self) -> Path:
         return self.store.path
 
-    def _file_size(self) -> int:
+    def size(self) -> int:
         try:
             return self.path.stat().st_size
         except FileNotFoundError:
             return 0
 
     def _count(self) -> tuple[LogStats, int]:
-        size = self._file_size()
+        size = self.size()
         return self.store.stats(), size
 
     async def _refresh(self) -> LogStats:
-        if self._stats is None or self._file_size() != self._size:
+        if self._stats is None or self.size() != self._size:
             self._stats, self._size = await anyio.to_thread.run_sync(self._count)
         assert self._stats is not None
         return self._stats
@@ -161,7 +165,7 @@ class TraceLog:
             stats = await self._refresh()
             line = len(record.to_json_line())
             self.store.append(record)
-            if self._file_size() != self._size + line:  # someone else wrote too: recount
+            if self.size() != self._size + line:  # someone else wrote too: recount
                 return dataclasses.replace(await self._refresh())
             self._size += line
             stats.total += 1
@@ -211,8 +215,8 @@ def _next_for_prompt(step: Step, round_index: int) -> str:
 
 
 NEXT_WHEN_COMPLETE = (
-    "All steps are answered. Call log_trace now with task, mode, thesis, antithesis, contradictions, synthesis and "
-    "rounds exactly as you passed them here, plus model=<your model name>, to log this dialectic."
+    "All steps are answered. Call log_trace now with `log_trace_arguments` (your answers as plain text) plus "
+    "model=<your model name> and any tags, to log this dialectic."
 )
 
 
@@ -236,6 +240,7 @@ class Hegelion:
         self.program_path = self._program_file(program) if program is not None else None
         self._programs: dict[str, tuple[Dialectic, str | None]] = {}
         self._load_lock = anyio.Lock()
+        self.client_log_level: str = "info"  # set by the client with logging/setLevel
 
     def _program_file(self, program: str | Path) -> str:
         # Like every file the server reads, the program lives in the data folder: a name, or an absolute path in it.
@@ -250,6 +255,21 @@ class Hegelion:
                 )
             name = path.name
         return str(safe_path(self.data_dir, name, must_exist=True))
+
+    async def tell(self, ctx: Context[Any, Any], level: Literal["info", "warning"], message: str) -> None:
+        """Send a log message to the client, at or above the level it asked for (logging/setLevel; default info).
+
+        The logging capability is deprecated from protocol 2026-07-28 (there the client opts in per request and the
+        SDK filters); today's clients still use it, so the SDK's deprecation warning is silenced for this one call.
+        """
+        if LOG_LEVELS.index(level) < LOG_LEVELS.index(self.client_log_level):
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            sending = ctx.session.send_log_message(
+                level=level, data=message, logger="hegelion", related_request_id=ctx.request_id
+            )
+        await sending
 
     @property
     def has_server_model(self) -> bool:
@@ -317,7 +337,7 @@ class Hegelion:
             record = await self._run_with_progress(ctx, run_ctx, task, iterations, tags, total)
         stats = await self.log.append(record)
         if record.ok:
-            await _tell(ctx, "info", f"trace {record.id} logged ({stats.total} in the log)")
+            await self.tell(ctx, "info", f"trace {record.id} logged ({stats.total} in the log)")
             return RunDialecticResult(
                 lm_source=source,
                 status="ok",
@@ -330,7 +350,7 @@ class Hegelion:
             )
         assert record.error is not None
         error = f"the {record.error.step} step of round {record.error.round} failed: {record.error.message}"
-        await _tell(ctx, "warning", f"{error} (failed trace {record.id} logged)")
+        await self.tell(ctx, "warning", f"{error} (failed trace {record.id} logged)")
         return RunDialecticResult(
             lm_source=source,
             status="failed",
@@ -381,27 +401,40 @@ class Hegelion:
         from hegelion_dspy.workflow import next_step, read_answer
 
         program, program_path = await self.program(mode)
-        fields: dict[str, Any] = {"thesis": thesis, "antithesis": antithesis, "synthesis": synthesis}
+
+        def plain(step: Step, text: str | None, found: list[dict[str, Any]]) -> str | None:
+            # An answer in the prompt's [[ ## field ## ]] format is read field by field (an antithesis may carry its
+            # contradictions); explicit contradictions win.
+            if not text:
+                return text
+            fields = read_answer(program, step, text)
+            if step == "antithesis" and not found and fields.get("contradictions"):
+                found.extend(c.model_dump() for c in fields["contradictions"])
+            return str(fields.get(step) or text)
+
         found = [c.model_dump() for c in contradictions or []]
-        for step in ("thesis", "antithesis", "synthesis"):
-            if fields[step]:
-                answer = read_answer(program, step, fields[step])  # plain text, or parsed [[ ## ]] markup
-                fields[step] = answer.get(step, fields[step])
-                if step == "antithesis" and not found and answer.get("contradictions"):
-                    found = [c.model_dump() for c in answer["contradictions"]]
-        prompt = next_step(
-            program,
-            task.strip(),
-            iterations=iterations or program.iterations,
-            thesis=fields["thesis"],
-            antithesis=fields["antithesis"],
-            contradictions=found,
-            synthesis=fields["synthesis"],
-            rounds=[r.model_dump() for r in rounds or []],
-        )
+        trace: dict[str, Any] = {
+            "thesis": plain("thesis", thesis, []),
+            "antithesis": plain("antithesis", antithesis, found),
+            "contradictions": found,
+            "synthesis": plain("synthesis", synthesis, []),
+            "rounds": [],
+        }
+        for later in rounds or []:
+            later_found = [c.model_dump() for c in later.contradictions]
+            entry = {"antithesis": plain("antithesis", later.antithesis, later_found), "contradictions": later_found}
+            if later.synthesis:
+                entry["synthesis"] = plain("synthesis", later.synthesis, [])
+            trace["rounds"].append(entry)
+        prompt = next_step(program, task.strip(), iterations=iterations or program.iterations, **trace)
         if prompt is None:
+            arguments = {"task": task, "mode": mode, **{k: v for k, v in trace.items() if v}}
             return RunDialecticResult(
-                lm_source="prompt", status="complete", next=NEXT_WHEN_COMPLETE, program=program_path
+                lm_source="prompt",
+                status="complete",
+                next=NEXT_WHEN_COMPLETE,
+                program=program_path,
+                log_trace_arguments=arguments,
             )
         return RunDialecticResult(
             lm_source="prompt",
@@ -434,13 +467,13 @@ class Hegelion:
         from hegelion_dspy.exporters import export_dataset, split_paths
 
         name = output_name or f"{options['format']}.jsonl"
-        target = safe_path(self.data_dir, name, overwrite=overwrite)
+        target = safe_path(self.data_dir, name, overwrite=True)  # the name; each file written is checked below
         outputs = split_paths(target) if options.get("split") else {"train": target}
         for path in outputs.values():
             safe_path(self.data_dir, path.name, overwrite=overwrite)
         if self.log.path.resolve() in {p.resolve() for p in outputs.values()}:
             raise ConfigError(f"{name!r} is the trace log itself; write the dataset to another name")
-        if self.log._file_size() == 0:
+        if self.log.size() == 0:
             raise ConfigError("the trace log is empty: run run_dialectic or log_trace first, then export")
         report = await anyio.to_thread.run_sync(
             lambda: export_dataset(self.log.path, target, force=overwrite, **options)
@@ -565,6 +598,7 @@ def build_server(
     """
     state = Hegelion(data_dir=data_dir, lm=lm, model=model, program=program)
     server: MCPServer = MCPServer(name, version=__version__, instructions=INSTRUCTIONS)
+    _accept_log_level(server, state)
 
     tool = _tool_registrar(server)
 
@@ -608,7 +642,9 @@ def build_server(
                 route = sampling_route(ctx)
             if partial or (route is None and not state.has_server_model):
                 if not partial:
-                    await _tell(ctx, "info", "no model here and no sampling: you answer the steps (prompt workflow)")
+                    await state.tell(
+                        ctx, "info", "no model here and no sampling: you answer the steps (prompt workflow)"
+                    )
                 return await state.prompt_step(
                     task=task,
                     mode=mode,
@@ -621,7 +657,7 @@ def build_server(
                 )
             if state.has_server_model:
                 lm = await state.server_lm()
-                await _tell(ctx, "info", f"running the dialectic with the server's model {lm.model!r}")
+                await state.tell(ctx, "info", f"running the dialectic with the server's model {lm.model!r}")
                 return await state.run(
                     ctx, lm=lm, source="server", task=task, mode=mode, iterations=iterations, tags=tags or []
                 )
@@ -633,7 +669,7 @@ def build_server(
             sampling_lm = SamplingLM(sampler)
             sampler.lm = sampling_lm
             if route == "request" or not ctx.request_state:
-                await _tell(ctx, "info", "running the dialectic with your model through MCP sampling")
+                await state.tell(ctx, "info", "running the dialectic with your model through MCP sampling")
             return await state.run(
                 ctx,
                 lm=sampling_lm,

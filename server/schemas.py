@@ -115,6 +115,9 @@ class RunDialecticResult(BaseModel):
     prompt: str | None = Field(default=None, description="The step's prompt, exactly as the program would send it.")
     messages: list[PromptMessage] = Field(default_factory=list, description="The same prompt as chat messages.")
     program: str | None = Field(default=None, description="The compiled program whose prompts were used, if any.")
+    log_trace_arguments: dict[str, Any] | None = Field(
+        default=None, description="When status is 'complete': the arguments for log_trace (add model and tags)."
+    )
 
 
 class LogTraceResult(BaseModel):

@@ -224,9 +224,10 @@ async def test_without_a_model_the_agent_plays_each_step_and_logs_with_log_trace
         out, steps = await _play(client, args, _answer)
         assert steps == [(1, "thesis"), (1, "antithesis"), (1, "synthesis")]
         assert "log_trace" in out["next"]
+        assert out["log_trace_arguments"] == {**args, "mode": "general"}  # what the agent passed, ready to log
         assert log_lines(data_dir) == []  # the workflow itself writes nothing
 
-        logged = await client.call_tool("log_trace", {**args, "model": "agent-model"})
+        logged = await client.call_tool("log_trace", {**out["log_trace_arguments"], "model": "agent-model"})
 
     result = logged.structured_content
     assert result is not None and (result["total"], result["ok"], result["log"]) == (1, 1, "traces.jsonl")
@@ -243,10 +244,10 @@ async def test_without_a_model_the_agent_plays_each_step_and_logs_with_log_trace
 async def test_the_prompt_workflow_runs_every_iteration(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         args: dict[str, Any] = {"task": TASK, "iterations": 2}
-        _, steps = await _play(client, args, _answer)
+        out, steps = await _play(client, args, _answer)
         assert steps == [(1, "thesis"), (1, "antithesis"), (1, "synthesis"), (2, "antithesis"), (2, "synthesis")]
-        args.pop("iterations")
-        await client.call_tool("log_trace", args)
+        logged = await client.call_tool("log_trace", out["log_trace_arguments"])
+        assert not logged.is_error
 
     (record,) = read_records(data_dir / "traces.jsonl")
     assert [r.thesis for r in record.rounds] == ["my thesis", "my synthesis"]
@@ -263,18 +264,11 @@ async def test_the_prompts_are_the_programs_prompts(data_dir: Path) -> None:
 
 
 async def test_a_marked_up_answer_is_read_field_by_field(data_dir: Path) -> None:
-    raw_reply = (
-        await ScriptedLM().acomplete(
-            [
-                {
-                    "role": "user",
-                    "content": "[[ ## thesis ## ]]\nYes.\n\n"
-                    "Respond with the corresponding output fields, starting with the field `[[ ## antithesis ## ]]`",
-                }
-            ],
-            None,
-        )
-    ).text
+    raw_reply = (  # an agent answering in the prompt's own format
+        "[[ ## antithesis ## ]]\nAntithesis: the thesis ignores the definition.\n\n"
+        '[[ ## contradictions ## ]]\n[{"description": "It ignores edge cases.", "evidence": "1 has one divisor"}]'
+        "\n\n[[ ## completed ## ]]"
+    )
     async with Client(build_server(data_dir=data_dir)) as client:
         out = (
             await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply})
@@ -283,6 +277,17 @@ async def test_a_marked_up_answer_is_read_field_by_field(data_dir: Path) -> None
     synthesis_input = out["messages"][-1]["content"]
     assert "It ignores edge cases." in synthesis_input  # the contradictions came out of the marked-up reply
     assert "[[ ## antithesis ## ]]\nAntithesis:" in synthesis_input
+
+    async with Client(build_server(data_dir=data_dir)) as client:
+        done = (
+            await client.call_tool(
+                "run_dialectic", {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply, "synthesis": "No."}
+            )
+        ).structured_content
+    assert done is not None and done["status"] == "complete"
+    arguments = done["log_trace_arguments"]
+    assert arguments["antithesis"].startswith("Antithesis:") and "[[ ##" not in arguments["antithesis"]
+    assert arguments["contradictions"][0]["description"] == "It ignores edge cases."
 
 
 async def test_a_partial_trace_that_skips_a_step_is_a_tool_error(data_dir: Path) -> None:
@@ -535,3 +540,21 @@ async def test_a_prompt_with_bad_contradictions_is_refused(data_dir: Path) -> No
             await client.get_prompt(
                 "synthesis", {"task": TASK, "thesis": "a", "antithesis": "b", "contradictions": "not json"}
             )
+
+
+async def test_logging_is_declared_and_set_level_filters_messages(data_dir: Path) -> None:
+    from mcp.shared.exceptions import MCPDeprecationWarning
+
+    messages: list[str] = []
+
+    async def on_log(params: Any) -> None:
+        messages.append(f"{params.level}: {params.data}")
+
+    server = build_server(data_dir=data_dir, lm=ScriptedLM(fail_on={"synthesis"}))
+    async with Client(server, mode="legacy", logging_callback=on_log) as client:
+        assert client.server_capabilities.logging is not None
+        with pytest.warns(MCPDeprecationWarning):  # the client SDK marks logging/setLevel deprecated (SEP-2577)
+            await client.session.set_logging_level("warning")
+        await client.call_tool("run_dialectic", {"task": TASK})
+
+    assert messages and all(m.startswith("warning: the synthesis step") for m in messages)
