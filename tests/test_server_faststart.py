@@ -174,3 +174,18 @@ def test_the_front_finds_the_same_data_folder_as_the_library(monkeypatch: pytest
         monkeypatch.setenv(key, value)
     assert data_dir_from_env() == default_data_dir()
     assert data_dir_from_env("~/x") == Path("~/x").expanduser()
+
+
+def test_start_up_imports_neither_dspy_nor_the_sdk_before_the_front_answers(tmp_path: Path) -> None:
+    probe = (
+        "import sys\n"
+        "import hegelion_server.__main__, hegelion_server.faststart\n"
+        "front_modules = set(sys.modules)\n"
+        "from hegelion_server.app import build_server\n"
+        f"build_server(data_dir={str(tmp_path)!r})\n"
+        "heavy = [m for m in ('dspy', 'litellm', 'torch', 'transformers') if m in sys.modules]\n"
+        "early = [m for m in ('mcp', 'pydantic', 'hegelion_dspy') if m in front_modules]\n"
+        "print(heavy, early)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[] []"
