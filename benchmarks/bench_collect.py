@@ -47,7 +47,6 @@ def overhead_per_dialectic(iterations: int, repeats: int, log: Path) -> tuple[fl
         t0 = time.perf_counter()
         with dspy.context(lm=ctx.lm, adapter=ctx.adapter):
             pred = ctx.program(task=f"overhead {i}")
-        t1 = time.perf_counter()
         store.append(_record(ctx, f"overhead {i}", pred, source="python", tags=()))
         t2 = time.perf_counter()
         in_dspy = sum(sum(r.seconds.values()) for r in pred.rounds)
