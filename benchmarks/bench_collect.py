@@ -72,12 +72,16 @@ def main() -> None:
     calls_per = calls / args.prompts
     issue_limit = args.prompts * 3 * args.iterations * args.latency / args.concurrency
     real_limit = args.prompts * calls_per * args.latency / args.concurrency
-    print(f"batch: {args.prompts} prompts x {args.iterations} iterations, {args.latency * 1000:.0f} ms per LM call, "
-          f"concurrency {args.concurrency}")
+    print(
+        f"batch: {args.prompts} prompts x {args.iterations} iterations, {args.latency * 1000:.0f} ms per LM call, "
+        f"concurrency {args.concurrency}"
+    )
     print(f"  LM calls per dialectic: {calls_per:g} (the thesis is generated once; later rounds reuse the synthesis)")
     print(f"  wall time: {elapsed:.2f} s")
-    print(f"  limit with 3 calls/round (issue's formula): {issue_limit:.2f} s -> ratio {elapsed / issue_limit:.2f}x "
-          "(goal <= 1.3x)")
+    print(
+        f"  limit with 3 calls/round (issue's formula): {issue_limit:.2f} s -> ratio {elapsed / issue_limit:.2f}x "
+        "(goal <= 1.3x)"
+    )
     print(f"  limit with the calls actually made: {real_limit:.2f} s -> ratio {elapsed / real_limit:.2f}x")
     print(f"overhead per dialectic ({args.iterations} iterations, zero-latency LM, median of 200):")
     print(f"  total, including DSPy's ChatAdapter formatting/parsing of 5 calls: {total_ms:.2f} ms")
