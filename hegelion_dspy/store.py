@@ -36,6 +36,17 @@ class LogStats:
     by_mode: dict[str, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
 
+    def add(self, record: TraceRecord) -> None:
+        """Count one more record."""
+        self.total += 1
+        if record.ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        self.by_mode[record.mode] = self.by_mode.get(record.mode, 0) + 1
+        model = record.model or "unknown"
+        self.by_model[model] = self.by_model.get(model, 0) + 1
+
     def as_dict(self) -> dict[str, object]:
         return {
             "total": self.total,
@@ -250,14 +261,7 @@ class TraceStore:
             stats.invalid += 1
 
         for rec in self.records(skip_invalid=True, on_invalid=count_invalid):
-            stats.total += 1
-            if rec.ok:
-                stats.ok += 1
-            else:
-                stats.failed += 1
-            stats.by_mode[rec.mode] = stats.by_mode.get(rec.mode, 0) + 1
-            model = rec.model or "unknown"
-            stats.by_model[model] = stats.by_model.get(model, 0) + 1
+            stats.add(rec)
         return stats
 
     def recent(self, n: int = 10) -> list[TraceRecord]:

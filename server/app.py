@@ -168,12 +168,7 @@ class TraceLog:
             if self.size() != self._size + line:  # someone else wrote too: recount
                 return dataclasses.replace(await self._refresh())
             self._size += line
-            stats.total += 1
-            stats.ok += record.ok
-            stats.failed += not record.ok
-            stats.by_mode[record.mode] = stats.by_mode.get(record.mode, 0) + 1
-            model = record.model or "unknown"
-            stats.by_model[model] = stats.by_model.get(model, 0) + 1
+            stats.add(record)
             return dataclasses.replace(stats)
 
     def recent(self, n: int) -> list[TraceRecord]:
