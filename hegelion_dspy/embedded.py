@@ -327,7 +327,9 @@ class WholeReplyAdapter(dspy.Adapter):
 
     # -- format ---------------------------------------------------------------------------------------------------
 
-    def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]) -> Any:
+    def format(
+        self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         messages: ChatMessages = [{"role": "system", "content": self.format_task_description(signature)}]
         for demo in demos:
             has_inputs = any(demo.get(name) for name in signature.input_fields)
