@@ -122,7 +122,12 @@ def resolve_model(model: str | None = None, env: Mapping[str, str] | None = None
 
 
 def is_embedded(model: str) -> bool:
-    return model == "embedded" or model.startswith("embedded/")
+    """True for the embedded model's names; ConfigError for another ``embedded/...`` name (there is only one)."""
+    if model in ("embedded", EMBEDDED_MODEL):
+        return True
+    if model.startswith("embedded/"):
+        raise ConfigError(f"unknown embedded model {model!r}; the embedded model is 'embedded' ({EMBEDDED_MODEL!r})")
+    return False
 
 
 def check_model_string(model: str) -> None:

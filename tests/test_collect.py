@@ -141,3 +141,10 @@ def test_log_trace_rejects_bad_fields_and_writes_nothing(store: TraceStore, over
 def test_build_trace_is_usable_without_a_store() -> None:
     record = build_trace(task="t", thesis="a", antithesis="b", synthesis="c")
     assert record.ok and record.first_thesis == "a"
+
+
+def test_an_unknown_embedded_model_name_is_refused() -> None:
+    from hegelion_dspy.lm import make_lm
+
+    with pytest.raises(ConfigError, match="unknown embedded model 'embedded/llama-70b'"):
+        make_lm("embedded/llama-70b")
