@@ -11,9 +11,13 @@ antithesis' contradictions) are read from bullet or numbered lines when there ar
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
+import os
 import re
+import shutil
 import textwrap
 import threading
 import time
@@ -71,8 +75,42 @@ def _check_stack() -> None:
         raise ConfigError(f"the embedded model needs {', '.join(missing)}, which {verb} not installed; {INSTALL_HINT}")
 
 
+ENV_CACHE_DIR = "HEGELION_CACHE_DIR"
+CACHE_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def cache_root() -> Path | None:
+    """Where converted weights are kept: ``$HEGELION_CACHE_DIR`` (``0``/``off`` disables), else
+    ``$XDG_CACHE_HOME/hegelion-dspy``, else ``~/.cache/hegelion-dspy``."""
+    configured = os.environ.get(ENV_CACHE_DIR, "").strip()
+    if configured.lower() in ("0", "off", "false", "no"):
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hegelion-dspy"
+
+
+def converted_cache_dir(path: Path) -> Path | None:
+    """The cache folder for one GGUF file, keyed by its content and the transformers version that converted it."""
+    root = cache_root()
+    if root is None:
+        return None
+    import transformers
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return root / f"{path.stem}-{digest.hexdigest()[:16]}-transformers{transformers.__version__}"
+
+
 class _Backend:
-    """The loaded tokenizer and model. Shared by every EmbeddedLM on the same file; generation is serialized."""
+    """The loaded tokenizer and model. Shared by every EmbeddedLM on the same file; generation is serialized.
+
+    Converting the GGUF file (tokenizer and de-quantised weights) takes ~30 s on 2 cores, so the result is saved once
+    in the cache folder (float32 safetensors, ~540 MB: the same numbers, so the same replies) and later processes load
+    that in a few seconds. A cache that cannot be written only costs the next process the conversion again.
+    """
 
     def __init__(self, path: Path):
         _check_stack()
@@ -80,18 +118,52 @@ class _Backend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         started = time.perf_counter()
-        log.info("loading the embedded model %s from %s (once per process; ~20-40 s on 2 cores)", EMBEDDED_MODEL, path)
         self.torch = torch
-        folder, name = str(path.parent), path.name
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-        self.model: Any = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=name, local_files_only=True, dtype=torch.float32
-        )
+        cache = converted_cache_dir(path)
+        if cache is not None and all((cache / name).is_file() for name in CACHE_FILES):
+            log.info("loading the embedded model %s (converted copy in %s)", EMBEDDED_MODEL, cache)
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(cache, local_files_only=True)
+            self.model: Any = AutoModelForCausalLM.from_pretrained(cache, local_files_only=True, dtype=torch.float32)
+        else:
+            log.info(
+                "loading the embedded model %s from %s (first time: ~20-40 s on 2 cores converting the GGUF file)",
+                EMBEDDED_MODEL,
+                path,
+            )
+            folder, name = str(path.parent), path.name
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, local_files_only=True, dtype=torch.float32
+            )
+            if cache is not None:
+                self._save_converted(cache)
         self.model.eval()
         self.context_tokens = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self.lock = threading.Lock()
         self.load_seconds = time.perf_counter() - started
         log.info("embedded model loaded in %.1f s", self.load_seconds)
+
+    def _save_converted(self, cache: Path) -> None:
+        # Written to a temp folder beside the final one and renamed, so a concurrent process never reads half a copy.
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial.mkdir()
+            # transformers refuses save_pretrained on a GGUF-loaded model; the de-quantised weights are plain float32
+            # tensors, so write them with safetensors (shared/tied tensors once) and the config without the GGUF mark.
+            from safetensors.torch import save_model
+
+            save_model(self.model, str(partial / "model.safetensors"))
+            config = self.model.config.to_dict()
+            config.pop("quantization_config", None)
+            (partial / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+            self.tokenizer.save_pretrained(partial)
+            os.replace(partial, cache)
+            log.info("saved a converted copy in %s for faster loads (HEGELION_CACHE_DIR=0 disables)", cache)
+        except OSError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            if not all((cache / name).is_file() for name in CACHE_FILES):  # else another process saved it first
+                log.warning("could not save the converted model in %s (%s); the next load converts again", cache, exc)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Backend:
         return self  # weights are read-only; copies of the LM share them

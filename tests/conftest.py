@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,15 @@ def log_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(log_path: Path) -> TraceStore:
     return TraceStore(log_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # The embedded model's converted-weights cache: fresh per run, so the slow tests convert the GGUF file once and
+    # then load the converted copy, and never read or fill a developer's ~/.cache.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HEGELION_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

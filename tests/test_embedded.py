@@ -4,6 +4,8 @@ one slow run of the real SmolLM2-135M model, offline, through a full dialectic."
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -233,3 +235,24 @@ def test_concurrent_calls_from_threads_and_tasks_get_the_same_deterministic_repl
     assert expected.strip()
     assert threaded == [expected] * 3
     assert concurrent == [expected] * 2
+
+
+@pytest.mark.slow
+def test_a_second_load_uses_the_converted_copy_and_replies_the_same(
+    model: EmbeddedLM, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hegelion_dspy.embedded import CACHE_FILES, _Backend, converted_cache_dir
+
+    cache = converted_cache_dir(model.gguf_path)
+    assert cache is not None and cache.is_relative_to(Path(os.environ["HEGELION_CACHE_DIR"]))
+    assert all((cache / name).is_file() for name in CACHE_FILES)
+
+    with caplog.at_level(logging.INFO, logger="hegelion_dspy.embedded"):
+        again = _Backend(model.gguf_path)  # a second, independent load (the shared one is not touched)
+    assert any("converted copy in" in r.getMessage() for r in caplog.records)
+
+    settings = {"max_new_tokens": 24, "temperature": 0.0, "top_p": None, "seed": None, "repetition_penalty": 1.15}
+    messages = [{"role": "user", "content": "Name three colours."}]
+    first = model._backend.generate(messages, threads=1, **settings)
+    second = again.generate(messages, threads=1, **settings)
+    assert first.text and first.text == second.text
