@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("HEGELION_MODEL", "HEGELION_LOG_FILE", "HEGELION_PROGRAM", "HEGELION_API_BASE", "HEGELION_API_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEGELION_DATA_DIR", str(tmp_path / "data"))
+
+
+def need(what: str, how: str) -> None:
+    """Skip a test whose external tool (a browser, a Node client, a training venv) is missing, with the way to get
+    it; under CI (``HEGELION_CI=1``, set by ``.ci/run``, which installs every such tool) fail instead, so a missing
+    tool can never turn a CI run green by skipping."""
+    message = f"{what} is not available: {how}"
+    if os.environ.get("HEGELION_CI") == "1":
+        pytest.fail(message + " (HEGELION_CI=1: .ci/run should have installed it)", pytrace=False)
+    pytest.skip(message)
