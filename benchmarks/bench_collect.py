@@ -18,8 +18,8 @@ from pathlib import Path
 import dspy
 
 from hegelion_dspy.collect import RunContext, _record, run_batch
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM
 
 
 def batch_wall_time(prompts: int, iterations: int, latency: float, concurrency: int, log: Path) -> tuple[float, int]:

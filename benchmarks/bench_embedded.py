@@ -65,7 +65,7 @@ def main() -> None:
     import torch  # noqa: F401  (import cost reported apart from the load)
 
     from hegelion_dspy.collect import run_dialectic
-    from hegelion_dspy.embedded import embedded_lm
+    from hegelion_dspy.lms.embedded import embedded_lm
     from hegelion_dspy.store import TraceStore
 
     imported = time.perf_counter() - started

@@ -15,7 +15,8 @@ from pathlib import Path
 from hegelion_dspy import TraceStore, make_lm
 from hegelion_dspy.collect import RunContext, run_dialectic
 from hegelion_dspy.judge import DialecticMetric
-from hegelion_dspy.optimize import optimize_program, save_program, split_examples, tasks_from_log
+from hegelion_dspy.optimize import optimize_program, split_examples, tasks_from_log
+from hegelion_dspy.program import save_program
 
 TASKS = [
     "Is a hot dog a sandwich?",

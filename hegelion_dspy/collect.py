@@ -35,6 +35,7 @@ class RunContext:
     adapter: dspy.Adapter
     program_path: str | None = None
     judge: TraceJudge | None = None  # scores ok traces (record.score) when set
+    program_digest: str | None = None  # which program file wrote a trace, whatever its path (resume keys on it)
 
     @classmethod
     def build(
@@ -49,25 +50,33 @@ class RunContext:
         judge: bool | dspy.BaseLM | TraceJudge = False,
     ) -> RunContext:
         """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is."""
-        from .lm import adapter_for, make_lm
-        from .program import Dialectic, load_program
+        from .lms.chooser import adapter_for, make_lm
+        from .program import Dialectic, load_program, program_digest
 
-        program_path = None
+        program_path = digest = None
         if isinstance(program, (str, Path)):
             program_path = str(program)
             program = load_program(program)
+            digest = program_digest(program_path)
         if program is None:
             program = Dialectic(mode=mode, iterations=iterations)
         lm = lm if lm is not None else make_lm(model)
         adapter = adapter or adapter_for(lm)
-        return cls(lm=lm, program=program, adapter=adapter, program_path=program_path, judge=_trace_judge(judge, lm))
+        return cls(
+            lm=lm,
+            program=program,
+            adapter=adapter,
+            program_path=program_path,
+            judge=_trace_judge(judge, lm),
+            program_digest=digest,
+        )
 
 
 def _trace_judge(judge: bool | dspy.BaseLM | TraceJudge, lm: dspy.BaseLM) -> TraceJudge | None:
     if judge is False or judge is None:
         return None
     from .judge import TraceJudge
-    from .lm import adapter_for
+    from .lms.chooser import adapter_for
 
     if isinstance(judge, TraceJudge):
         return judge
@@ -91,7 +100,7 @@ def _record(
     source: Source,
     tags: Sequence[str],
 ) -> TraceRecord:
-    from .lm import describe_lm
+    from .lms.base import describe_lm
 
     common: dict[str, Any] = {
         "source": source,
@@ -101,6 +110,8 @@ def _record(
         "lm": describe_lm(ctx.lm),
         "adapter": type(ctx.adapter).__name__,
         "program": ctx.program_path,
+        "program_digest": ctx.program_digest,
+        "demo": bool(getattr(ctx.lm, "demo", False)),
         "tags": list(tags),
     }
     if isinstance(outcome, StepFailedError):

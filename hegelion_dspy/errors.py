@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -53,7 +54,7 @@ class StepFailedError(LMError):
         round_index: int,
         cause: BaseException | str,
         completed_rounds: list | None = None,
-        partial: dict[str, str] | None = None,
+        partial: Mapping[str, str] | None = None,
     ):
         self.step = step
         self.round_index = round_index

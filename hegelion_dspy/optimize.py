@@ -8,15 +8,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +21,7 @@ import dspy
 from .collect import read_prompts
 from .errors import ConfigError, InvalidTraceError, LMError
 from .judge import DialecticJudge, DialecticMetric
-from .lm import adapter_for
+from .lms.chooser import adapter_for
 from .program import Dialectic, load_program
 from .store import normalize_task, read_records
 from .types import Mode
@@ -338,37 +334,3 @@ def _check_judge(judge: DialecticJudge) -> None:
         )
     if judge.lm_failures:
         log.warning("%d of %d judge calls failed; those runs counted as score 0", judge.lm_failures, judge.lm_calls)
-
-
-# -- saving --------------------------------------------------------------------------------------------------------
-
-
-def save_program(
-    program: Dialectic, path: str | Path, *, info: Mapping[str, Any] | None = None, overwrite: bool = False
-) -> Path:
-    """Write ``program`` as JSON state (``Dialectic.save``), atomically; ``info`` is kept under
-    ``"hegelion" -> "optimization"`` for provenance. Load it back with ``load_program(path)``."""
-    path = Path(path)
-    if path.suffix != ".json":
-        raise ConfigError(f"save the program as a .json file, got {str(path)!r}")
-    if path.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'program.json')!r}")
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{str(path)!r} already exists; choose another name or overwrite it (--force)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        program.save(str(tmp))
-        if info is not None:
-            state = json.loads(tmp.read_text(encoding="utf-8"))
-            state.setdefault("hegelion", {})["optimization"] = {
-                **dict(info),
-                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-            tmp.write_text(json.dumps(state, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

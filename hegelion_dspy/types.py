@@ -11,7 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Mode = Literal["general", "coding"]
 Source = Literal["cli", "mcp", "python"]
@@ -43,6 +43,7 @@ class Usage(_Model):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    cost_usd: float | None = Field(default=None, ge=0, description="What the step's LM calls cost, when known.")
 
 
 class Round(_Model):
@@ -55,6 +56,14 @@ class Round(_Model):
     synthesis: str = Field(max_length=MAX_TEXT_CHARS)
     seconds: dict[Step, float] = Field(default_factory=dict, description="Wall time per step.")
     usage: dict[Step, Usage] = Field(default_factory=dict, description="Token usage per step, when reported.")
+    adapters: dict[Step, str] = Field(
+        default_factory=dict,
+        description="Per step, the adapter whose reading produced its fields: 'ChatAdapter' (parsed field markers) or "
+        "'WholeReplyAdapter' (the reply read whole, e.g. a fallback for a reply without markers).",
+    )
+    truncated: list[Step] = Field(
+        default_factory=list, description="Steps whose reply stopped at the max_tokens cap (maybe cut off)."
+    )
 
 
 class TraceFailure(_Model):
@@ -77,7 +86,9 @@ def _now() -> datetime:
 class TraceRecord(_Model):
     """One dialectic run: the task, every round, the final synthesis and whether it succeeded."""
 
-    schema_version: Literal[1] = 1  # == SCHEMA_VERSION
+    # Version 2 only added fields with defaults, so a version-1 line validates as it is (the fast path) and is
+    # upgraded in place by _versions_are_current; see _upgrade_v1_to_v2 for the dict path.
+    schema_version: Literal[1, 2] = 2
     id: str = Field(default_factory=_new_id, min_length=1, max_length=64)
     created_at: datetime = Field(default_factory=_now)
     source: Source = "python"
@@ -87,16 +98,28 @@ class TraceRecord(_Model):
     lm: str | None = Field(default=None, max_length=500, description="Which LM implementation ran (class / backend).")
     adapter: str | None = Field(default=None, max_length=200, description="The DSPy adapter that formatted prompts.")
     program: str | None = Field(default=None, max_length=1000, description="A compiled program file, if one was used.")
+    program_digest: str | None = Field(
+        default=None, max_length=64, description="sha256 (first 16 hex digits) of the compiled program file's bytes."
+    )
+    demo: bool = Field(
+        default=False,
+        description="Written by a demo model (the shipped embedded model, the scripted fake): proves the pipeline, "
+        "is not training data; exports leave it out unless asked.",
+    )
     rounds: list[Round] = Field(default_factory=list, max_length=MAX_ROUNDS)
     synthesis: str = Field(default="", max_length=MAX_TEXT_CHARS)
     status: Status = "ok"
     error: TraceFailure | None = None
     score: float | None = Field(default=None, description="A judge's score of the synthesis, 0..1, when measured.")
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="What every LM call of this run cost (failed ones too), when known."
+    )
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _status_is_consistent(self) -> TraceRecord:
+        self.schema_version = 2  # == SCHEMA_VERSION; see the field's comment
         if self.created_at.tzinfo is None:
             raise ValueError("created_at must carry a timezone (UTC)")
         if self.status == "ok":
@@ -128,9 +151,16 @@ class TraceRecord(_Model):
         return self.model_dump_json().encode("utf-8") + b"\n"
 
 
-# Upgrades from older schema versions, by the version they upgrade *from*. Version 1 is the first; add
-# `def _upgrade_v1_to_v2(data: dict) -> dict` here when the schema changes, and register it.
-UPGRADES: dict[int, Any] = {}
+# Upgrades from older schema versions, by the version they upgrade *from*. Add `_upgrade_vN_to_vN1` here when the
+# schema changes, and register it.
+
+
+def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 added demo, program_digest, cost_usd, and per-round adapters/truncated/usage cost, all with defaults."""
+    return {**data, "schema_version": 2}
+
+
+UPGRADES: dict[int, Any] = {1: _upgrade_v1_to_v2}
 
 
 def upgrade_record(data: dict[str, Any]) -> dict[str, Any]:

@@ -294,7 +294,7 @@ class Hegelion:
                 from_model = self.model
 
                 def make() -> Any:
-                    from hegelion_dspy.lm import make_lm
+                    from hegelion_dspy.lms.chooser import make_lm
 
                     return make_lm(from_model)
 
@@ -316,7 +316,7 @@ class Hegelion:
         replay: ReplaySampler | None = None,
     ) -> RunDialecticResult | InputRequiredResult:
         from hegelion_dspy.collect import RunContext, arun_dialectic
-        from hegelion_dspy.lm import adapter_for
+        from hegelion_dspy.lms.chooser import adapter_for
 
         program, program_path = await self.program(mode)
         total = _total_steps(iterations or program.iterations)
@@ -656,7 +656,7 @@ def build_server(
                 return await state.run(
                     ctx, lm=lm, source="server", task=task, mode=mode, iterations=iterations, tags=tags or []
                 )
-            from hegelion_dspy.lm import SamplingLM
+            from hegelion_dspy.lms.sampling import SamplingLM
 
             from .sampling import LiveSampler, ReplaySampler
 

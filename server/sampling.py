@@ -32,7 +32,7 @@ from mcp_types.version import is_version_at_least
 from pydantic import ValidationError
 
 from hegelion_dspy.errors import LMError
-from hegelion_dspy.lm import ChatMessages, Completion
+from hegelion_dspy.lms.base import ChatMessages, Completion
 
 _INPUT_REQUIRED_VERSION = "2026-07-28"
 _STATE_VERSION = 1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM
 
 
 @pytest.fixture

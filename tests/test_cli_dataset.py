@@ -14,8 +14,8 @@ import pytest
 
 from hegelion_dspy.cli.dataset import main
 from hegelion_dspy.collect import RunContext, build_trace, run_dialectic
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM
 
 HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
 TASKS = ["Is 1 prime?", "Reverse a linked list", "Why is the sky blue?"]

@@ -9,8 +9,8 @@ import pytest
 
 from hegelion_dspy.collect import RunContext, build_trace, log_trace, read_prompts, run_batch, run_dialectic
 from hegelion_dspy.errors import ConfigError, InvalidTraceError
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM
 
 
 def test_run_dialectic_logs_every_round(store: TraceStore, scripted_lm: ScriptedLM) -> None:
@@ -23,9 +23,13 @@ def test_run_dialectic_logs_every_round(store: TraceStore, scripted_lm: Scripted
     assert record.synthesis == record.rounds[-1].synthesis
     assert (record.model, record.lm, record.adapter) == (
         "scripted/dialectic",
-        "hegelion_dspy.testing.ScriptedLM",
-        "ChatAdapter",
+        "hegelion_dspy.lms.scripted.ScriptedLM",
+        "FallbackAdapter",
     )
+    assert all(r.adapters == dict.fromkeys(r.adapters, "ChatAdapter") for r in record.rounds)
+    assert [sorted(r.adapters) for r in record.rounds] == [["antithesis", "synthesis", "thesis"]] + [
+        ["antithesis", "synthesis"]
+    ] * 2
     assert record.tags == ["demo"] and record.source == "python"
 
 
@@ -144,7 +148,7 @@ def test_build_trace_is_usable_without_a_store() -> None:
 
 
 def test_an_unknown_embedded_model_name_is_refused() -> None:
-    from hegelion_dspy.lm import make_lm
+    from hegelion_dspy.lms.chooser import make_lm
 
     with pytest.raises(ConfigError, match="unknown embedded model 'embedded/llama-70b'"):
         make_lm("embedded/llama-70b")

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 
 from hegelion_dspy.collect import RunContext, arun_dialectic, run_dialectic
-from hegelion_dspy.embedded import EmbeddedLM, WholeReplyAdapter, embedded_lm, locate_gguf, trim_unfinished
 from hegelion_dspy.errors import ConfigError
-from hegelion_dspy.lm import EMBEDDED_MODEL, ChatMessages, Completion, MessagesLM, adapter_for, make_lm
+from hegelion_dspy.lms.adapters import WholeReplyAdapter
+from hegelion_dspy.lms.base import ChatMessages, Completion, MessagesLM
+from hegelion_dspy.lms.chooser import adapter_for, make_lm
+from hegelion_dspy.lms.embedded import EMBEDDED_MODEL, EmbeddedLM, embedded_lm, locate_gguf, trim_unfinished
 from hegelion_dspy.signatures import Antithesis, Synthesis, Thesis
 from hegelion_dspy.store import TraceStore, read_records
 from hegelion_dspy.types import Contradiction
@@ -208,7 +210,7 @@ def test_a_full_dialectic_runs_offline_and_logs_a_valid_trace(model: EmbeddedLM,
     assert logged.status == "ok", logged.error
     assert (logged.model, logged.lm, logged.adapter) == (
         EMBEDDED_MODEL,
-        "hegelion_dspy.embedded.EmbeddedLM",
+        "hegelion_dspy.lms.embedded.EmbeddedLM",
         "WholeReplyAdapter",
     )
     [round_] = logged.rounds
@@ -241,7 +243,7 @@ def test_concurrent_calls_from_threads_and_tasks_get_the_same_deterministic_repl
 def test_a_second_load_uses_the_converted_copy_and_replies_the_same(
     model: EmbeddedLM, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from hegelion_dspy.embedded import CACHE_FILES, _Backend, converted_cache_dir
+    from hegelion_dspy.lms.embedded import CACHE_FILES, _Backend, converted_cache_dir
 
     cache = converted_cache_dir(model.gguf_path)
     assert cache is not None and cache.is_relative_to(Path(os.environ["HEGELION_CACHE_DIR"]))

@@ -19,9 +19,9 @@ from hegelion_dspy.judge import (
     check_synthesis,
     parse_score,
 )
+from hegelion_dspy.lms.scripted import ScriptedLM, default_answer
 from hegelion_dspy.program import Dialectic
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM, default_answer
 from hegelion_dspy.types import Contradiction, TraceFailure, TraceRecord
 
 TASK = "Write a function that returns the median of a list of numbers."

@@ -14,17 +14,16 @@ import pytest
 from hegelion_dspy.cli.optimize import main
 from hegelion_dspy.collect import RunContext, build_trace, run_dialectic
 from hegelion_dspy.errors import ConfigError, InvalidTraceError, LMError
-from hegelion_dspy.lm import ChatMessages, Completion, MessagesLM
+from hegelion_dspy.lms.base import ChatMessages, Completion, MessagesLM
+from hegelion_dspy.lms.scripted import ScriptedLM, default_answer
 from hegelion_dspy.optimize import (
     optimize_program,
-    save_program,
     split_examples,
     tasks_from_log,
     tasks_from_prompts,
 )
-from hegelion_dspy.program import Dialectic, load_program
+from hegelion_dspy.program import Dialectic, load_program, save_program
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM, default_answer
 from hegelion_dspy.types import STEPS, TraceFailure, TraceRecord
 
 TASKS = [f"Explain sorting algorithm number {i}" for i in range(6)]

@@ -9,9 +9,9 @@ import dspy
 import pytest
 
 from hegelion_dspy.errors import ConfigError, StepFailedError
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import Dialectic, load_program
 from hegelion_dspy.signatures import CODING_INSTRUCTIONS
-from hegelion_dspy.testing import ScriptedLM
 
 
 def run(program: Dialectic, lm: ScriptedLM, task: str = "Why is the sky blue?", **kwargs) -> dspy.Prediction:
@@ -65,7 +65,7 @@ def test_failure_in_round_two_keeps_round_one() -> None:
     calls = {"n": 0}
 
     def answer(step: str, inputs: dict[str, str]) -> dict:
-        from hegelion_dspy.testing import default_answer
+        from hegelion_dspy.lms.scripted import default_answer
 
         if step == "synthesis":
             calls["n"] += 1
@@ -151,3 +151,55 @@ def test_lm_chosen_by_context_not_global_settings() -> None:
     run(program, b)
     assert len(a.calls) == 3 and len(b.calls) == 3
     assert dspy.settings.lm is None
+
+
+@pytest.mark.parametrize("iterations", [0, 11, -1])
+def test_iterations_zero_at_call_time_is_an_error_not_the_default(iterations: int, scripted_lm: ScriptedLM) -> None:
+    with pytest.raises(ConfigError, match="iterations"):
+        run(Dialectic(iterations=2), scripted_lm, iterations=iterations)
+    assert scripted_lm.calls == []
+
+
+def test_on_step_hears_each_step_start_and_end_in_order_with_texts(scripted_lm: ScriptedLM) -> None:
+    events = []
+    program = Dialectic(iterations=2)
+    run(program, scripted_lm, on_step=events.append)
+
+    assert [(e.step, e.round, e.phase) for e in events] == [
+        ("thesis", 1, "start"),
+        ("thesis", 1, "end"),
+        ("antithesis", 1, "start"),
+        ("antithesis", 1, "end"),
+        ("synthesis", 1, "start"),
+        ("synthesis", 1, "end"),
+        ("antithesis", 2, "start"),
+        ("antithesis", 2, "end"),
+        ("synthesis", 2, "start"),
+        ("synthesis", 2, "end"),
+    ]
+    ends = [e for e in events if e.phase == "end"]
+    assert len(ends) == program.total_steps() == program.total_steps(2) == 5
+    assert ends[0].text.startswith("Thesis: a first answer")
+    assert ends[1].contradictions[0].description == "It ignores edge cases."
+
+
+def test_on_step_hears_the_failure_with_its_message() -> None:
+    events = []
+    with pytest.raises(StepFailedError):
+        run(Dialectic(), ScriptedLM(fail_on={"antithesis"}), on_step=events.append)
+    assert [(e.step, e.phase) for e in events][-2:] == [("antithesis", "start"), ("antithesis", "fail")]
+    assert "scripted failure" in events[-1].error
+
+
+def test_aforward_hears_the_same_events_as_forward() -> None:
+    sync_events, async_events = [], []
+    run(Dialectic(iterations=2), ScriptedLM(), on_step=sync_events.append)
+
+    async def go() -> None:
+        with dspy.context(lm=ScriptedLM()):
+            await Dialectic(iterations=2).acall(task="Why is the sky blue?", on_step=async_events.append)
+
+    asyncio.run(go())
+    assert [(e.step, e.round, e.phase, e.text) for e in sync_events] == [
+        (e.step, e.round, e.phase, e.text) for e in async_events
+    ]

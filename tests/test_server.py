@@ -15,9 +15,9 @@ from mcp import Client
 from mcp_types import CallToolResult, CreateMessageResult, ErrorData, TextContent
 
 from hegelion_dspy.errors import UnsafePathError
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import Dialectic
 from hegelion_dspy.store import TraceStore, read_records
-from hegelion_dspy.testing import ScriptedLM
 
 TASK = "Is 1 a prime number?"
 
@@ -166,7 +166,7 @@ async def test_a_client_that_samples_answers_every_step_with_its_model(data_dir:
     (line,) = log_lines(data_dir)
     assert (line["model"], line["lm"], line["status"]) == (
         "mcp-sampling/client-model-1",
-        "hegelion_dspy.lm.SamplingLM",
+        "hegelion_dspy.lms.sampling.SamplingLM",
         "ok",
     )
 

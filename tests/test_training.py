@@ -18,8 +18,8 @@ from types import ModuleType
 import pytest
 
 from hegelion_dspy.collect import RunContext, run_dialectic
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.testing import ScriptedLM
 
 if importlib.util.find_spec("trl") is None:  # found without importing it: `-m "not slow"` stays quick
     pytest.skip("needs the training stack: pip install -e '.[train]'", allow_module_level=True)

@@ -8,9 +8,9 @@ import dspy
 import pytest
 
 from hegelion_dspy.errors import InvalidTraceError
+from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import Dialectic, load_program
 from hegelion_dspy.signatures import CODING_INSTRUCTIONS
-from hegelion_dspy.testing import ScriptedLM
 from hegelion_dspy.types import Contradiction
 from hegelion_dspy.workflow import next_step, prompt_text, read_answer, render_step
 

@@ -100,7 +100,7 @@ def agent(
         raise click.UsageError("give either a TASK or --prompts FILE")
     prompts = read_prompts(prompts_file) if prompts_file is not None else []
     store = None if no_log else TraceStore(log_file or default_log_path())
-    from ..lm import make_lm
+    from ..lms.chooser import make_lm
 
     lm = make_lm(model, api_base=api_base)
     judge_with = make_lm(judge_model) if judge_model else judge

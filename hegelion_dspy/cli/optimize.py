@@ -146,8 +146,9 @@ def optimize(
     mode = "coding" if coding else "general"
     tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
 
-    from ..lm import make_lm
-    from ..optimize import optimize_program, save_program, split_examples
+    from ..lms.chooser import make_lm
+    from ..optimize import optimize_program, split_examples
+    from ..program import save_program
 
     if max_tasks is not None and len(tasks) > max_tasks:
         import random

