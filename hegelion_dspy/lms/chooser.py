@@ -52,6 +52,42 @@ def check_model_string(model: str) -> None:
         ) from None
 
 
+# Providers that run on the user's own machine by default (no key; their base URL has a local default).
+LOCAL_PROVIDERS = frozenset({"ollama", "ollama_chat", "lm_studio", "hosted_vllm", "llamafile", "vllm"})
+# What an OpenAI-compatible server behind --api-base gets as its key when none is set: most local servers ignore it,
+# and the OpenAI client refuses to start without one.
+NO_KEY = "no-key"
+
+
+def missing_credentials(model: str) -> list[str]:
+    """The environment variables ``model``'s provider needs that are not set (empty when it needs none). LiteLLM reads
+    them from ``os.environ`` when it calls, so that is where this looks."""
+    import litellm
+
+    if model.split("/", 1)[0] in LOCAL_PROVIDERS:
+        return []
+    found = litellm.validate_environment(model)
+    return [] if found.get("keys_in_environment") else list(found.get("missing_keys") or [])
+
+
+def check_credentials(model: str, *, api_base: str | None, api_key: str | None) -> None:
+    """ConfigError naming the variable to set when ``model``'s provider needs credentials that are missing, before
+    any call is made. A model served through ``api_base`` (an OpenAI-compatible server) or given a key is exempt."""
+    if api_base or api_key:
+        return
+    missing = missing_credentials(model)
+    if not missing:
+        return
+    if len(missing) > 1 and all(name.endswith("_API_KEY") for name in missing):
+        needs = "one of " + " or ".join(missing)  # alternatives, e.g. GEMINI_API_KEY or GOOGLE_API_KEY
+    else:
+        needs = " and ".join(missing)
+    raise ConfigError(
+        f"model {model!r} needs {needs} set in the environment; export it and rerun (a model served by an "
+        "OpenAI-compatible server needs no key: pass --api-base URL). Nothing was run or logged"
+    )
+
+
 def make_lm(
     model: str | None = None,
     *,
@@ -76,8 +112,11 @@ def make_lm(
     kwargs: dict[str, Any] = {}
     base = api_base or env.get(ENV_API_BASE)
     key = api_key or env.get(ENV_API_KEY)
+    check_credentials(name, api_base=base, api_key=key)
     if base:
         kwargs["api_base"] = base
+        if not key and missing_credentials(name):
+            key = NO_KEY
     if key:
         kwargs["api_key"] = key
     if temperature is not None:
