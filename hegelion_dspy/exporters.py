@@ -9,8 +9,10 @@ load as they are (see ``types.py`` for the TypedDicts):
 - ``sft``          ``{"prompt", "completion"}`` strings (TRL "standard" prompt-completion)
 - ``sft-chat``     ``{"messages": [...]}`` (TRL "conversational" language modeling)
 
-``export_dataset`` streams: memory stays flat however large the logs are (it keeps one 16-byte hash per kept prompt
-for de-duplication). This module must not import dspy: the MCP server imports it at start.
+``export_dataset`` streams: memory stays flat however large the logs are (per kept prompt it keeps a 16-byte hash
+and a few numbers in compact arrays, to keep one trace per prompt). Its choices are one validated ``ExportOptions``
+shared by the Python API, ``hegelion-dataset`` and the MCP tool. This module must not import dspy: the MCP server
+imports it at start.
 """
 
 from __future__ import annotations
@@ -20,39 +22,47 @@ import glob
 import hashlib
 import os
 import secrets
+import shutil
 import time
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Literal, NamedTuple, get_args
 
 import orjson
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ExportError, InvalidTraceError
+from .selection import FILTER_REASONS, TraceFilter
 from .store import normalize_task, read_records
-from .types import DPOChatRow, DPORow, InstructionRow, Message, SFTChatRow, SFTRow, TraceRecord
+from .types import ChatTurn, DPOChatRow, DPORow, InstructionRow, SFTChatRow, SFTRow, TraceRecord
 
 Format = Literal["dpo", "dpo-chat", "instruction", "sft", "sft-chat"]
 Rejected = Literal["thesis", "antithesis", "both"]
 Pairs = Literal["first-last", "rounds"]
+Keep = Literal["best", "latest", "first"]
 
 FORMATS: tuple[str, ...] = get_args(Format)
 REJECTED_CHOICES: tuple[str, ...] = get_args(Rejected)
 PAIRS_CHOICES: tuple[str, ...] = get_args(Pairs)
+KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
 PREFERENCE_FORMATS = frozenset({"dpo", "dpo-chat"})
 CHAT_FORMATS = frozenset({"dpo-chat", "sft-chat"})
 
 # Why a trace or a row was left out. Trace-level reasons count traces; row-level reasons count rows.
 DROP_REASONS: tuple[str, ...] = (
     "failed",  # trace: status "failed"
+    *FILTER_REASONS,  # trace: left out by the TraceFilter (demo, model, source, tag, date); see selection.py
     "no_score",  # trace: min_score was asked for and the trace has no score
     "below_min_score",  # trace: score < min_score
-    "duplicate_prompt",  # trace: an earlier kept trace has the same normalised task
+    "duplicate_prompt",  # trace: another trace of the same normalised task was kept (see ``keep``)
     "empty",  # row: chosen / rejected / output is empty or only whitespace
     "chosen_equals_rejected",  # row: nothing to prefer
     "too_short",  # row: chosen / output shorter than min_chars (after stripping)
 )
-TRACE_REASONS = frozenset({"failed", "no_score", "below_min_score", "duplicate_prompt"})
+TRACE_REASONS = frozenset({"failed", *FILTER_REASONS, "no_score", "below_min_score", "duplicate_prompt"})
 
 KEEP_INVALID_LOCATIONS = 5
 _GLOB_CHARS = frozenset("*?[")
@@ -61,21 +71,24 @@ _GLOB_CHARS = frozenset("*?[")
 # -- pure row functions --------------------------------------------------------------------------------------------
 
 
-class Example(NamedTuple):
-    """One training example before it is shaped into a format's row.
+class RowSource(NamedTuple):
+    """What one row is made of, before a format shapes it.
 
-    ``rejected`` is None for supervised formats; ``round`` is the round whose synthesis is ``chosen``.
+    ``rejected`` is None for supervised formats; ``round`` is the round whose synthesis is ``chosen``;
+    ``rejected_step``/``rejected_round`` say where the rejected text comes from (the pair's identity for labels).
     """
 
     prompt: str
     chosen: str
     rejected: str | None
     round: int
+    rejected_step: str | None = None
+    rejected_round: int | None = None
 
 
 def preference_examples(
     record: TraceRecord, *, rejected: Rejected = "thesis", pairs: Pairs = "first-last"
-) -> list[Example]:
+) -> list[RowSource]:
     """The (prompt, chosen, rejected) examples of one trace; none for a failed trace.
 
     ``pairs="first-last"``: the final synthesis against the first round's thesis (or antithesis).
@@ -101,32 +114,36 @@ def _check_pair_options(rejected: str, pairs: str) -> None:
         raise ExportError(f"pairs={pairs!r} is not one of {', '.join(PAIRS_CHOICES)}")
 
 
-def _preference_examples(record: TraceRecord, steps: tuple[str, ...], every_round: bool) -> list[Example]:
+def _preference_examples(record: TraceRecord, steps: tuple[str, ...], every_round: bool) -> list[RowSource]:
     if not record.ok or not record.rounds:
         return []
     if every_round:
-        return [Example(record.task, r.synthesis, getattr(r, s), r.index) for r in record.rounds for s in steps]
+        return [
+            RowSource(record.task, r.synthesis, getattr(r, s), r.index, s, r.index)
+            for r in record.rounds
+            for s in steps
+        ]
     first, last = record.rounds[0], record.rounds[-1]
-    return [Example(record.task, record.synthesis, getattr(first, s), last.index) for s in steps]
+    return [RowSource(record.task, record.synthesis, getattr(first, s), last.index, s, first.index) for s in steps]
 
 
-def supervised_examples(record: TraceRecord) -> list[Example]:
+def supervised_examples(record: TraceRecord) -> list[RowSource]:
     """The one (prompt, final synthesis) example of a trace; none for a failed trace."""
     if not record.ok or not record.rounds:
         return []
-    return [Example(record.task, record.synthesis, None, record.rounds[-1].index)]
+    return [RowSource(record.task, record.synthesis, None, record.rounds[-1].index)]
 
 
-def _prompt_messages(prompt: str, system: str | None) -> list[Message]:
-    user: Message = {"role": "user", "content": prompt}
+def _prompt_messages(prompt: str, system: str | None) -> list[ChatTurn]:
+    user: ChatTurn = {"role": "user", "content": prompt}
     return [{"role": "system", "content": system}, user] if system else [user]
 
 
-def _dpo_row(ex: Example, system: str | None = None) -> DPORow:
+def _dpo_row(ex: RowSource, system: str | None = None) -> DPORow:
     return {"prompt": ex.prompt, "chosen": ex.chosen, "rejected": ex.rejected or ""}
 
 
-def _dpo_chat_row(ex: Example, system: str | None = None) -> DPOChatRow:
+def _dpo_chat_row(ex: RowSource, system: str | None = None) -> DPOChatRow:
     return {
         "prompt": _prompt_messages(ex.prompt, system),
         "chosen": [{"role": "assistant", "content": ex.chosen}],
@@ -134,15 +151,15 @@ def _dpo_chat_row(ex: Example, system: str | None = None) -> DPOChatRow:
     }
 
 
-def _instruction_row(ex: Example, system: str | None = None) -> InstructionRow:
+def _instruction_row(ex: RowSource, system: str | None = None) -> InstructionRow:
     return {"instruction": ex.prompt, "input": "", "output": ex.chosen}
 
 
-def _sft_row(ex: Example, system: str | None = None) -> SFTRow:
+def _sft_row(ex: RowSource, system: str | None = None) -> SFTRow:
     return {"prompt": ex.prompt, "completion": ex.chosen}
 
 
-def _sft_chat_row(ex: Example, system: str | None = None) -> SFTChatRow:
+def _sft_chat_row(ex: RowSource, system: str | None = None) -> SFTChatRow:
     return {"messages": [*_prompt_messages(ex.prompt, system), {"role": "assistant", "content": ex.chosen}]}
 
 
@@ -182,7 +199,7 @@ def to_sft_chat_rows(record: TraceRecord, *, system: str | None = None) -> list[
     return [_sft_chat_row(ex, system) for ex in supervised_examples(record)]
 
 
-def row_metadata(record: TraceRecord, example: Example) -> dict[str, Any]:
+def row_metadata(record: TraceRecord, example: RowSource) -> dict[str, Any]:
     """The ``metadata`` column written with ``with_metadata``: where a row came from. Trainers ignore it."""
     return {
         "trace_id": record.id,
@@ -193,7 +210,7 @@ def row_metadata(record: TraceRecord, example: Example) -> dict[str, Any]:
     }
 
 
-def drop_reason(example: Example, *, min_chars: int = 0) -> str | None:
+def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
     """Why an example is not worth training on (a key of DROP_REASONS), or None to keep it."""
     chosen = example.chosen.strip()
     rejected = example.rejected
@@ -206,23 +223,128 @@ def drop_reason(example: Example, *, min_chars: int = 0) -> str | None:
     return None
 
 
-# -- the streaming driver ------------------------------------------------------------------------------------------
+# -- the options ---------------------------------------------------------------------------------------------------
+
+
+class ExportOptions(TraceFilter):
+    """Every choice an export makes, validated once. The Python API (``export_dataset(..., **options)``),
+    ``hegelion-dataset`` (its flags are made from these fields) and the MCP ``export_dataset`` tool all take it, so an
+    option is added here and nowhere else. The ``TraceFilter`` fields choose traces by model, source, tag and date, and
+    leave demo traces out unless ``include_demo``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Format = Field(
+        default="dpo",
+        description="dpo: {prompt, chosen, rejected} text; dpo-chat: the same as message lists; instruction: Alpaca "
+        "{instruction, input, output}; sft: {prompt, completion}; sft-chat: {messages}.",
+    )
+    rejected: Rejected = Field(
+        default="thesis",
+        description="Preference formats: what the synthesis is preferred to; 'both' writes two rows.",
+    )
+    pairs: Pairs = Field(
+        default="first-last",
+        description="Preference formats, iterated traces: the first thesis vs the final synthesis, or one pair per "
+        "round.",
+    )
+    system: str | None = Field(
+        default=None, max_length=20_000, description="A system prompt put first in every dpo-chat / sft-chat row."
+    )
+    min_chars: int = Field(
+        default=0, ge=0, le=1_000_000, strict=True, description="Drop rows whose chosen text is shorter than this."
+    )
+    min_score: float | None = Field(
+        default=None, ge=0, le=1, strict=True, description="Drop traces whose judge score is below this, or unscored."
+    )
+    dedupe: bool = Field(default=True, description="Keep one trace per prompt (see keep); false keeps every trace.")
+    keep: Keep = Field(
+        default="best",
+        description="Which trace of a prompt is kept: best = highest judge score, ties (and unscored logs) to the "
+        "latest; latest = the newest; first = the first read.",
+    )
+    split: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        strict=True,
+        description="Send this fraction of prompts to a test split (OUTPUT's stem + .train.jsonl / .test.jsonl).",
+    )
+    seed: int = Field(default=7, strict=True, description="Seed of the deterministic split.")
+    with_metadata: bool = Field(
+        default=False,
+        description="Add a 'metadata' column (trace_id, model, mode, round, score); TRL's trainers drop it.",
+    )
+    card: bool = Field(
+        default=False,
+        description="Write a dataset folder instead of a file: data/train.jsonl (+ test) and a README.md dataset card "
+        "that datasets.load_dataset(FOLDER) and the Hub read.",
+    )
+    skip_invalid: bool = Field(default=False, description="Skip (and count) invalid log lines instead of stopping.")
+    force: bool = Field(default=False, description="Replace an existing output.")
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> ExportOptions:
+        if self.format not in PREFERENCE_FORMATS:
+            for name, default in (("rejected", "thesis"), ("pairs", "first-last")):
+                if getattr(self, name) != default:
+                    raise ValueError(
+                        f"option {name!r} chooses preference pairs and applies to the formats dpo and dpo-chat only, "
+                        f"not {self.format!r} (which trains on the final synthesis); drop it or use format dpo"
+                    )
+        if self.system is not None and self.format not in CHAT_FORMATS:
+            raise ValueError(
+                f"option 'system' applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it"
+            )
+        return self
+
+    @classmethod
+    def of(cls, options: ExportOptions | Mapping[str, Any] | None = None, **changes: Any) -> ExportOptions:
+        """``options`` (or the defaults) with ``changes`` applied, validated; ExportError names a bad field."""
+        base = options.model_dump() if isinstance(options, ExportOptions) else dict(options or {})
+        try:
+            return cls.model_validate({**base, **changes})
+        except ValidationError as exc:
+            raise ExportError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    value = first.get("input")
+    quoted = f" (got {value!r})" if where and not isinstance(value, dict) else ""
+    return f"option {where!r}: {message}{quoted}" if where else message
+
+
+# -- the report ----------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class ExportReport:
-    """What an export did. ``dropped`` counts traces for trace-level reasons and rows for row-level ones."""
+    """What an export did. ``dropped`` counts traces for trace-level reasons and rows for row-level ones.
+
+    ``kept_by_model`` / ``kept_by_mode`` / ``kept_by_program`` count the kept traces; ``first_created`` and
+    ``last_created`` bound their creation times (ISO, UTC).
+    """
 
     format: str
     inputs: list[str]
     outputs: dict[str, str]
     rows: dict[str, int]
+    options: dict[str, Any] = field(default_factory=dict)
     traces_read: int = 0
     traces_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     invalid: int = 0
     invalid_locations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    kept_by_model: dict[str, int] = field(default_factory=dict)
+    kept_by_mode: dict[str, int] = field(default_factory=dict)
+    kept_by_program: dict[str, int] = field(default_factory=dict)
+    first_created: str | None = None
+    last_created: str | None = None
+    folder: str | None = None  # with card: the dataset folder
     seconds: float = 0.0
 
     @property
@@ -234,6 +356,7 @@ class ExportReport:
             "format": self.format,
             "inputs": list(self.inputs),
             "outputs": dict(self.outputs),
+            "folder": self.folder,
             "rows": dict(self.rows),
             "rows_written": self.rows_written,
             "traces_read": self.traces_read,
@@ -242,8 +365,17 @@ class ExportReport:
             "invalid": self.invalid,
             "invalid_locations": list(self.invalid_locations),
             "warnings": list(self.warnings),
+            "kept_by_model": dict(self.kept_by_model),
+            "kept_by_mode": dict(self.kept_by_mode),
+            "kept_by_program": dict(self.kept_by_program),
+            "first_created": self.first_created,
+            "last_created": self.last_created,
+            "options": dict(self.options),
             "seconds": round(self.seconds, 3),
         }
+
+
+# -- paths ---------------------------------------------------------------------------------------------------------
 
 
 def split_paths(output: str | Path) -> dict[str, Path]:
@@ -252,6 +384,12 @@ def split_paths(output: str | Path) -> dict[str, Path]:
     suffix = output.suffix or ".jsonl"
     stem = output.name[: -len(output.suffix)] if output.suffix else output.name
     return {name: output.with_name(f"{stem}.{name}{suffix}") for name in ("train", "test")}
+
+
+def card_paths(folder: str | Path, *, split: bool) -> dict[str, Path]:
+    """Where a dataset-folder export (``card``) writes its splits: ``FOLDER/data/train.jsonl`` (+ ``test.jsonl``)."""
+    names = ("train", "test") if split else ("train",)
+    return {name: Path(folder) / "data" / f"{name}.jsonl" for name in names}
 
 
 def resolve_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -281,30 +419,11 @@ def resolve_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _check_options(
-    fmt: str, rejected: str, pairs: str, system: str | None, min_chars: int, min_score: float | None, split: Any
-) -> None:
-    if fmt not in FORMATS:
-        raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    _check_pair_options(rejected, pairs)
-    if fmt not in PREFERENCE_FORMATS and (rejected != "thesis" or pairs != "first-last"):
-        raise ExportError(
-            f"rejected/pairs choose preference pairs and apply to dpo and dpo-chat only, not {fmt!r} "
-            "(which trains on the final synthesis); drop them or use --format dpo"
-        )
-    if system is not None and fmt not in CHAT_FORMATS:
-        raise ExportError(f"a system prompt applies to dpo-chat and sft-chat only, not {fmt!r}; drop it")
-    if isinstance(min_chars, bool) or not isinstance(min_chars, int) or min_chars < 0:
-        raise ExportError(f"min_chars must be a whole number >= 0, got {min_chars!r}")
-    if min_score is not None and (
-        isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1
-    ):
-        raise ExportError(f"min_score must be a number from 0 to 1, got {min_score!r}")
-    if split is not None and (isinstance(split, bool) or not isinstance(split, (int, float)) or not 0 < split < 1):
-        raise ExportError(f"split must be a fraction between 0 and 1 (e.g. 0.1 for 10% test rows), got {split!r}")
+_REPLACE_HINT = "set option 'force' to replace it"
+CARD_MARK = "<!-- written by hegelion-dspy -->"
 
 
-def _check_outputs(outputs: dict[str, Path], inputs: list[Path], force: bool) -> None:
+def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool) -> None:
     input_keys = {p.resolve() for p in inputs}
     for path in outputs.values():
         if path.resolve() in input_keys:
@@ -312,7 +431,23 @@ def _check_outputs(outputs: dict[str, Path], inputs: list[Path], force: bool) ->
         if path.is_dir():
             raise ExportError(f"the output {str(path)!r} is a folder; give a file name such as '{path}/train.jsonl'")
         if path.exists() and not force:
-            raise ExportError(f"{str(path)!r} already exists; pass --force (force=True) to replace it")
+            raise ExportError(f"{str(path)!r} already exists; {_REPLACE_HINT}")
+
+
+def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{str(folder)!r} is a file; a dataset card export writes a folder, give a folder name")
+    if any(folder.resolve() in p.resolve().parents for p in inputs):
+        raise ExportError(f"the input logs live inside {str(folder)!r}; write the dataset folder elsewhere")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not force:
+            raise ExportError(f"the folder {str(folder)!r} already exists; {_REPLACE_HINT}")
+        readme = folder / "README.md"
+        if not (readme.is_file() and CARD_MARK in readme.read_text(encoding="utf-8", errors="replace")):
+            raise ExportError(
+                f"{str(folder)!r} is not a dataset folder this tool wrote (no README.md of ours); it is never "
+                "replaced, even with --force: choose another folder"
+            )
 
 
 class _AtomicFile:
@@ -327,6 +462,16 @@ class _AtomicFile:
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self.fh: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
 
+    def keep_only(self, ranges: list[tuple[int, int]]) -> None:
+        """Rewrite the temp file with only these (offset, length) byte ranges, in offset order."""
+        self.fh.close()
+        compacted = self.tmp.with_name(self.tmp.name + ".c")
+        with open(self.tmp, "rb") as source, open(compacted, "wb", buffering=1 << 20) as out:
+            for offset, length in sorted(ranges):
+                source.seek(offset)
+                out.write(source.read(length))
+        os.replace(compacted, self.tmp)
+
     def commit(self) -> None:
         self.fh.close()
         if self.force:
@@ -335,14 +480,10 @@ class _AtomicFile:
         try:
             os.link(self.tmp, self.target)  # never clobbers a file that appeared while we were writing
         except FileExistsError:
-            raise ExportError(
-                f"{str(self.target)!r} appeared while exporting; pass --force (force=True) to replace it"
-            ) from None
+            raise ExportError(f"{str(self.target)!r} appeared while exporting; {_REPLACE_HINT}") from None
         except OSError:  # a filesystem without hard links
             if self.target.exists():
-                raise ExportError(
-                    f"{str(self.target)!r} already exists; pass --force (force=True) to replace it"
-                ) from None
+                raise ExportError(f"{str(self.target)!r} already exists; {_REPLACE_HINT}") from None
             os.replace(self.tmp, self.target)
             return
         os.unlink(self.tmp)
@@ -350,151 +491,320 @@ class _AtomicFile:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+        for path in (self.tmp, self.tmp.with_name(self.tmp.name + ".c")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+# -- keeping one trace per prompt ----------------------------------------------------------------------------------
+
+
+class _Kept:
+    """The trace kept for each prompt, in compact arrays (about 40 bytes a prompt besides its 16-byte key).
+
+    A later trace of a prompt replaces the kept one when ``keep`` ranks it higher; the replaced trace's rows stay in the
+    temp file as a dead byte range, cut out at the end (only when something was replaced).
+    """
+
+    def __init__(self, keep: str):
+        self.keep = keep
+        self.slot: dict[bytes, int] = {}
+        self.part = bytearray()
+        self.offset = array("q")
+        self.length = array("q")
+        self.rows = array("q")
+        self.score = array("d")
+        self.created = array("d")
+        self.seq = array("q")
+        self.origin = array("q")  # index into _Origins: (model, mode, program) of the kept trace
+        self.replaced = 0
+
+    def beats(self, slot: int, score: float, created: float, seq: int) -> bool:
+        """Whether a new trace ranks above the one kept in ``slot``."""
+        if self.keep == "first":
+            return False
+        if self.keep == "best" and score != self.score[slot]:
+            return score > self.score[slot]
+        return (created, seq) > (self.created[slot], self.seq[slot])
+
+    def add(
+        self, key: bytes, part: int, offset: int, length: int, rows: int, rank: tuple[float, float, int], origin: int
+    ) -> None:
+        """Keep the first trace of a new prompt."""
+        self.slot[key] = len(self.offset)
+        self.part.append(part)
+        self.offset.append(offset)
+        self.length.append(length)
+        self.rows.append(rows)
+        self.score.append(rank[0])
+        self.created.append(rank[1])
+        self.seq.append(rank[2])
+        self.origin.append(origin)
+
+    def replace(
+        self, slot: int, offset: int, length: int, rows: int, rank: tuple[float, float, int], origin: int
+    ) -> None:
+        """Keep a trace that ranks above the one in ``slot`` (same prompt, so the same split part)."""
+        self.replaced += 1
+        self.offset[slot], self.length[slot], self.rows[slot] = offset, length, rows
+        self.score[slot], self.created[slot], self.seq[slot] = rank
+        self.origin[slot] = origin
+
+    def ranges(self, part: int) -> list[tuple[int, int]]:
+        return [(self.offset[i], self.length[i]) for i in range(len(self.offset)) if self.part[i] == part]
+
+
+class _Origins:
+    """Interned (model, mode, program) of kept traces, and how many kept traces each has."""
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[str, str, str | None], int] = {}
+        self.keys: list[tuple[str, str, str | None]] = []
+        self.count = array("q")
+
+    def of(self, record: TraceRecord) -> int:
+        key = (record.model or "unknown", record.mode, record.program_digest or record.program)
+        found = self.ids.get(key)
+        if found is None:
+            found = self.ids[key] = len(self.keys)
+            self.keys.append(key)
+            self.count.append(0)
+        return found
+
+    def tally(self, report: ExportReport) -> None:
+        for (model, mode, program), n in zip(self.keys, self.count, strict=True):
+            if n:
+                report.kept_by_model[model] = report.kept_by_model.get(model, 0) + n
+                report.kept_by_mode[mode] = report.kept_by_mode.get(mode, 0) + n
+                if program:
+                    report.kept_by_program[program] = report.kept_by_program.get(program, 0) + n
+
+
+# -- the streaming driver ------------------------------------------------------------------------------------------
 
 
 def _test_threshold(split: float | None) -> int:
     return int(split * (1 << 64)) if split else -1
 
 
+_PARTS = ("train", "test")
+
+
 def export_dataset(
     inputs: str | Path | Sequence[str | Path],
     output: str | Path,
+    options: ExportOptions | Mapping[str, Any] | None = None,
     *,
-    format: Format = "dpo",
-    rejected: Rejected = "thesis",
-    pairs: Pairs = "first-last",
-    system: str | None = None,
-    min_chars: int = 0,
-    min_score: float | None = None,
-    dedupe: bool = True,
-    split: float | None = None,
-    seed: int = 7,
-    force: bool = False,
-    skip_invalid: bool = False,
-    with_metadata: bool = False,
+    command: str | None = None,
+    **changes: Any,
 ) -> ExportReport:
     """Stream trace logs into a JSONL training set and return what was kept and dropped.
 
-    Only ``ok`` traces are used. Rows with an empty side, with chosen equal to rejected, or shorter than
-    ``min_chars`` are dropped; with ``min_score`` so are traces scored below it or not scored. ``dedupe`` keeps the
-    first kept trace of each normalised task. ``split`` (e.g. 0.1) sends that fraction of prompts to a test file,
-    chosen per prompt by a hash of the normalised task and ``seed`` (deterministic, streaming, no leak of a prompt
-    across files); the outputs are then ``split_paths(output)``. ``with_metadata`` adds a ``metadata`` column
-    (trace_id, model, mode, round, score) that TRL's trainers drop before training.
+    ``options`` (an ``ExportOptions``) and/or its fields as keywords say how (``export_dataset(log, out,
+    format="sft", models=["openai/*"])``). Only ``ok`` traces are used; the filter leaves out demo traces (unless
+    ``include_demo``) and traces outside the chosen models, sources, tags and dates. Rows with an empty side, with
+    chosen equal to rejected, or shorter than ``min_chars`` are dropped; with ``min_score`` so are traces scored below
+    it or not scored. ``dedupe`` keeps one trace per normalised task, chosen by ``keep``. ``split`` sends that fraction
+    of prompts to a test file, chosen per prompt by a hash of the normalised task and ``seed`` (deterministic,
+    streaming, no prompt in both files). ``card`` writes ``output`` as a dataset folder with a README.md dataset card
+    (``command``, the command line that ran the export, is written into it).
 
-    Output is written to a temp file beside it and renamed at the end: on any error nothing partial remains and an
-    existing file is untouched. Raises ExportError for options or paths that cannot work, InvalidTraceError
+    Output is written beside its target and renamed at the end: on any error nothing partial remains and an existing
+    output is untouched. Raises ExportError for options or paths that cannot work, InvalidTraceError
     (``path:line: reason``) at the first bad log line unless ``skip_invalid``.
     """
     started = time.perf_counter()
-    _check_options(format, rejected, pairs, system, min_chars, min_score, split)
+    opts = ExportOptions.of(options, **changes)
     input_paths = resolve_inputs(inputs)
-    targets = split_paths(output) if split else {"train": Path(output)}
-    _check_outputs(targets, input_paths, force)
+    output = Path(output)
+    if opts.card:
+        _check_card_folder(output, input_paths, opts.force)
+        staging: Path | None = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        targets = card_paths(staging, split=bool(opts.split))  # type: ignore[arg-type]
+        final = card_paths(output, split=bool(opts.split))
+    else:
+        staging = None
+        targets = final = split_paths(output) if opts.split else {"train": output}
+        _check_outputs(targets, input_paths, opts.force)
 
     report = ExportReport(
-        format=format,
+        format=opts.format,
         inputs=[str(p) for p in input_paths],
-        outputs={name: str(p) for name, p in targets.items()},
+        outputs={name: str(p) for name, p in final.items()},
         rows=dict.fromkeys(targets, 0),
+        options=opts.model_dump(mode="json"),
         dropped=dict.fromkeys(DROP_REASONS, 0),
+        folder=str(output) if opts.card else None,
     )
+    files: dict[str, _AtomicFile] = {}
+    try:
+        for name, path in targets.items():
+            files[name] = _AtomicFile(path, force=opts.force or opts.card)
+        kept = _stream(opts, input_paths, files, report)
+        if report.rows_written == 0:
+            raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report, opts)}")
+        if kept is not None and kept.replaced:
+            for index, name in enumerate(files):
+                files[name].keep_only(kept.ranges(index))
+        for name, f in files.items():
+            if report.rows[name] == 0:
+                report.warnings.append(
+                    f"the {name} split is empty ({final[name]}); use more traces or another split fraction"
+                )
+            f.commit()
+        if staging is not None:
+            from .card import write_card
+
+            write_card(staging, report, opts, command=command)
+            _swap_in(staging, output)
+    except BaseException:
+        for f in files.values():
+            f.discard()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Put the finished dataset folder in place; a previous one of ours is replaced only once the new one is whole."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.old")
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _stream(
+    opts: ExportOptions, inputs: list[Path], files: dict[str, _AtomicFile], report: ExportReport
+) -> _Kept | None:
+    """Read every input and write the rows of the traces kept; returns the kept-per-prompt table (None: no dedupe)."""
 
     def on_invalid(exc: InvalidTraceError) -> None:
         report.invalid += 1
         if len(report.invalid_locations) < KEEP_INVALID_LOCATIONS:
             report.invalid_locations.append(str(exc))
 
-    preference = format in PREFERENCE_FORMATS
-    steps, every_round = _REJECTED_STEPS[rejected], pairs == "rounds"
-    keyed = dedupe or bool(split)  # both need the normalised task
+    preference = opts.format in PREFERENCE_FORMATS
+    steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
+    shape, system, min_chars, min_score = _SHAPERS[opts.format], opts.system, opts.min_chars, opts.min_score
+    with_metadata, include_demo = opts.with_metadata, opts.include_demo
+    narrows = opts.narrows
+    kept = _Kept(opts.keep) if opts.dedupe else None
+    origins = _Origins()
+    keyed = opts.dedupe or bool(opts.split)  # both need the normalised task
     key, digest = b"", b""
-    shape = _SHAPERS[format]
     # orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py).
-    dumps = orjson.dumps
-    newline = orjson.OPT_APPEND_NEWLINE
-    threshold = _test_threshold(split)
-    seed_prefix = f"{seed}\x00".encode()
-    seen: set[bytes] = set()
-    dropped = report.dropped
-    rows = report.rows
-    files: dict[str, _AtomicFile] = {}
-    try:
-        for name, path in targets.items():
-            files[name] = _AtomicFile(path, force=force)
-        writers = {name: f.fh.write for name, f in files.items()}
-        for path in input_paths:
-            read_before, invalid_before = report.traces_read, report.invalid
-            for record in read_records(path, skip_invalid=skip_invalid, on_invalid=on_invalid):
-                report.traces_read += 1
-                if not record.ok:
-                    dropped["failed"] += 1
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    threshold = _test_threshold(opts.split)
+    seed_prefix = f"{opts.seed}\x00".encode()
+    dropped, rows = report.dropped, report.rows
+    parts = list(files)
+    writers = [files[name].fh.write for name in parts]
+    position = [0] * len(parts)
+    first_created = last_created = None  # without dedupe, tracked as traces are written
+    for path in inputs:
+        read_before, invalid_before = report.traces_read, report.invalid
+        for record in read_records(path, skip_invalid=opts.skip_invalid, on_invalid=on_invalid):
+            report.traces_read += 1
+            if not record.ok:
+                dropped["failed"] += 1
+                continue
+            if record.demo and not include_demo:
+                dropped["demo"] += 1
+                continue
+            if narrows:
+                reason = opts.reason(record)
+                if reason is not None:
+                    dropped[reason] += 1
                     continue
-                if min_score is not None:
-                    if record.score is None:
-                        dropped["no_score"] += 1
-                        continue
-                    if record.score < min_score:
-                        dropped["below_min_score"] += 1
-                        continue
-                if keyed:
-                    key = normalize_task(record.task).encode()
-                    digest = hashlib.blake2b(key, digest_size=16).digest()
-                    if dedupe and digest in seen:
-                        dropped["duplicate_prompt"] += 1
-                        continue
-                examples = (
-                    _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
-                )
-                lines: list[bytes] = []
-                for ex in examples:
-                    reason = drop_reason(ex, min_chars=min_chars)
-                    if reason is None:
-                        row = shape(ex, system)
-                        if with_metadata:
-                            row["metadata"] = row_metadata(record, ex)
-                        # Texts are valid Unicode: the trace schema refuses lone surrogates ("\ud800").
-                        lines.append(dumps(row, option=newline))
-                    else:
-                        dropped[reason] += 1
-                if not lines:
+            if min_score is not None:
+                if record.score is None:
+                    dropped["no_score"] += 1
                     continue
-                if dedupe:
-                    seen.add(digest)
-                report.traces_kept += 1
-                part = "train"
-                if threshold >= 0:
-                    bucket = hashlib.blake2b(seed_prefix + key, digest_size=8).digest()
-                    if int.from_bytes(bucket, "big") < threshold:
-                        part = "test"
-                write = writers[part]
-                for line in lines:
-                    write(line)
-                rows[part] += len(lines)
-            if report.traces_read == read_before and report.invalid == invalid_before:
-                report.warnings.append(f"{path}: no traces (empty file)")
-        if report.rows_written == 0:
-            raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report)}")
-        for name, f in files.items():
-            if rows[name] == 0:
-                report.warnings.append(
-                    f"the {name} split is empty ({f.target}); use more traces or another --split fraction"
-                )
-            f.commit()
-    except BaseException:
-        for f in files.values():
-            f.discard()
-        raise
-    report.seconds = time.perf_counter() - started
-    return report
+                if record.score < min_score:
+                    dropped["below_min_score"] += 1
+                    continue
+            if keyed:
+                key = normalize_task(record.task).encode()
+                digest = hashlib.blake2b(key, digest_size=16).digest()
+            created = record.created_at.timestamp()
+            rank = (-1.0 if record.score is None else record.score, created, report.traces_read)
+            slot = None
+            if kept is not None:
+                slot = kept.slot.get(digest)
+                if slot is not None and not kept.beats(slot, *rank):
+                    dropped["duplicate_prompt"] += 1
+                    continue
+            examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
+            lines: list[bytes] = []
+            for ex in examples:
+                reason = drop_reason(ex, min_chars=min_chars)
+                if reason is None:
+                    row = shape(ex, system)
+                    if with_metadata:
+                        row["metadata"] = row_metadata(record, ex)
+                    # Texts are valid Unicode: the trace schema refuses lone surrogates ("\ud800").
+                    lines.append(dumps(row, option=newline))
+                else:
+                    dropped[reason] += 1
+            if not lines:
+                continue
+            part = 0
+            if threshold >= 0:
+                bucket = hashlib.blake2b(seed_prefix + key, digest_size=8).digest()
+                if int.from_bytes(bucket, "big") < threshold:
+                    part = 1
+            data = b"".join(lines)
+            writers[part](data)
+            offset = position[part]
+            position[part] += len(data)
+            rows[parts[part]] += len(lines)
+            report.traces_kept += 1
+            origin = origins.of(record)
+            origins.count[origin] += 1
+            if kept is None:
+                first_created = created if first_created is None else min(first_created, created)
+                last_created = created if last_created is None else max(last_created, created)
+            elif slot is None:
+                kept.add(digest, part, offset, len(data), len(lines), rank, origin)
+            else:  # this trace outranks the one kept for its prompt: that one is dropped after all
+                rows[parts[kept.part[slot]]] -= kept.rows[slot]
+                origins.count[kept.origin[slot]] -= 1
+                report.traces_kept -= 1
+                dropped["duplicate_prompt"] += 1
+                kept.replace(slot, offset, len(data), len(lines), rank, origin)
+        if report.traces_read == read_before and report.invalid == invalid_before:
+            report.warnings.append(f"{path}: no traces (empty file)")
+    origins.tally(report)
+    if kept is not None and len(kept.created):
+        first_created, last_created = min(kept.created), max(kept.created)
+    report.first_created = _iso(first_created)
+    report.last_created = _iso(last_created)
+    return kept
 
 
-def _nothing_kept(report: ExportReport) -> str:
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _nothing_kept(report: ExportReport, opts: ExportOptions) -> str:
     if report.traces_read == 0:
         return "The inputs hold no valid traces" + (
             f" ({report.invalid} invalid lines skipped)." if report.invalid else " (empty files)."
         )
     reasons = ", ".join(f"{k}={v}" for k, v in report.dropped.items() if v)
-    return f"Read {report.traces_read} traces; dropped: {reasons or 'none'}."
+    hint = f" {demo_hint(report.dropped['demo'])}" if report.dropped.get("demo") else ""
+    return f"Read {report.traces_read} traces; dropped: {reasons or 'none'}.{hint}"
+
+
+def demo_hint(n: int) -> str:
+    """What to say about demo traces left out of an export."""
+    traces = "trace" if n == 1 else "traces"
+    return (
+        f"{n:,} {traces} of a demo model (the embedded model or the scripted fake) left out: they prove the pipeline, "
+        "they are not training data; use a real model, or set option 'include_demo' for a dry run"
+    )

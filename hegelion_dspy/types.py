@@ -181,15 +181,17 @@ class DPORow(TypedDict):
     rejected: str
 
 
-class Message(TypedDict):
+class ChatTurn(TypedDict):
+    """One chat message of a conversational row (named so it is not mistaken for MCP's or DSPy's Message)."""
+
     role: str
     content: str
 
 
 class DPOChatRow(TypedDict):
-    prompt: list[Message]
-    chosen: list[Message]
-    rejected: list[Message]
+    prompt: list[ChatTurn]
+    chosen: list[ChatTurn]
+    rejected: list[ChatTurn]
 
 
 class InstructionRow(TypedDict):
@@ -199,7 +201,7 @@ class InstructionRow(TypedDict):
 
 
 class SFTChatRow(TypedDict):
-    messages: list[Message]
+    messages: list[ChatTurn]
 
 
 class SFTRow(TypedDict):

@@ -19,6 +19,8 @@ from hegelion_dspy.store import TraceStore
 
 HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
 TASKS = ["Is 1 prime?", "Reverse a linked list", "Why is the sky blue?"]
+# TASKS[0] runs twice: by default (--keep best, unscored: the latest wins) its second trace is kept, so it comes last.
+KEPT = [*TASKS[1:], TASKS[0]]
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +28,13 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real trace log from the collection API: three 2-round dialectics, one repeat, one failed run."""
     folder = tmp_path_factory.mktemp("collected")
     store = TraceStore(folder / "traces.jsonl")
-    ctx = RunContext.build(lm=ScriptedLM(), iterations=2)
+    stand_in = ScriptedLM()
+    stand_in.demo = False  # stands in for a real model here: scripted traces are demo and left out by default
+    ctx = RunContext.build(lm=stand_in, iterations=2)
     for task in [*TASKS, TASKS[0]]:
         assert run_dialectic(task, ctx=ctx, store=store).ok
-    assert not run_dialectic("A task whose antithesis fails", lm=ScriptedLM(fail_on={"antithesis"}), store=store).ok
+    failing = ScriptedLM(fail_on={"antithesis"})
+    assert not run_dialectic("A task whose antithesis fails", lm=failing, store=store).ok
     return store.path
 
 
@@ -66,7 +71,7 @@ def test_seed_command_dpo(workdir: Path) -> None:
     done = shell("hegelion-dataset traces.jsonl train_dpo.jsonl", workdir)
     assert done.returncode == 0, done.stderr
     rows = rows_of(workdir / "train_dpo.jsonl")
-    assert [r["prompt"] for r in rows] == TASKS
+    assert [r["prompt"] for r in rows] == KEPT
     for row in rows:
         assert set(row) == {"prompt", "chosen", "rejected"}
         assert row["chosen"].startswith("Synthesis v2:")  # the final synthesis of the 2-round run
@@ -85,7 +90,7 @@ def test_seed_command_rejected_both(workdir: Path) -> None:
     done = shell("hegelion-dataset traces.jsonl train_dpo.jsonl --rejected both", workdir)
     assert done.returncode == 0, done.stderr
     rows = rows_of(workdir / "train_dpo.jsonl")
-    assert [r["prompt"] for r in rows] == [t for t in TASKS for _ in range(2)]
+    assert [r["prompt"] for r in rows] == [t for t in KEPT for _ in range(2)]
     assert [r["rejected"].split(":")[0] for r in rows] == ["Thesis", "Antithesis"] * 3
 
 
@@ -93,7 +98,7 @@ def test_seed_command_instruction(workdir: Path) -> None:
     done = shell("hegelion-dataset traces.jsonl train_instruction.jsonl --format instruction", workdir)
     assert done.returncode == 0, done.stderr
     rows = rows_of(workdir / "train_instruction.jsonl")
-    assert [r["instruction"] for r in rows] == TASKS
+    assert [r["instruction"] for r in rows] == KEPT
     assert all(r["input"] == "" and r["output"].startswith("Synthesis v2:") for r in rows)
 
 
@@ -102,9 +107,7 @@ def test_running_a_seed_command_again_asks_for_force(workdir: Path) -> None:
     before = (workdir / "train_dpo.jsonl").read_bytes()
     again = shell("hegelion-dataset traces.jsonl train_dpo.jsonl --rejected antithesis", workdir)
     assert again.returncode == 2
-    assert again.stderr == (
-        "hegelion-dataset: error: 'train_dpo.jsonl' already exists; pass --force (force=True) to replace it\n"
-    )
+    assert again.stderr == ("hegelion-dataset: error: 'train_dpo.jsonl' already exists; pass --force to replace it\n")
     assert (workdir / "train_dpo.jsonl").read_bytes() == before
     forced = shell("hegelion-dataset traces.jsonl train_dpo.jsonl --rejected antithesis --force", workdir)
     assert forced.returncode == 0 and (workdir / "train_dpo.jsonl").read_bytes() != before
@@ -127,7 +130,7 @@ def test_skip_invalid_reports_the_count_and_where(workdir: Path) -> None:
     done = shell("hegelion-dataset traces.jsonl out.jsonl --skip-invalid", workdir)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == "hegelion-dataset: skipped 2 invalid line(s); the first:"
+    assert lines[0] == "hegelion-dataset: skipped 2 invalid lines; the first:"
     assert lines[1].startswith("  traces.jsonl:6: invalid UTF-8")
     assert lines[2].startswith("  traces.jsonl:7: torn last line")
     assert len(rows_of(workdir / "out.jsonl")) == 3
@@ -144,7 +147,7 @@ def test_a_quoted_glob_reads_every_matching_log(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     train, test = rows_of(workdir / "data/sft.train.jsonl"), rows_of(workdir / "data/sft.test.jsonl")
     assert len(train) + len(test) == 4 and all(set(r) == {"messages"} for r in train + test)
-    assert "rows -> data/sft.train.jsonl" in done.stderr and "rows -> data/sft.test.jsonl" in done.stderr
+    assert "rows -> data/sft.train.jsonl" in done.stderr and "row -> data/sft.test.jsonl" in done.stderr
 
 
 # -- flags, in process -----------------------------------------------------------------------------------------------
@@ -177,7 +180,7 @@ def test_system_prompt_reaches_chat_rows(workdir: Path, capsys: pytest.CaptureFi
     args = [str(workdir / "traces.jsonl"), str(workdir / "o.jsonl"), "-f", "dpo-chat", "--system", "Be brief."]
     assert run_main(args, capsys)[0] == 0
     row = rows_of(workdir / "o.jsonl")[0]
-    assert row["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": TASKS[0]}]
+    assert row["prompt"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": KEPT[0]}]
 
 
 def test_pairs_rounds_writes_one_pair_per_round(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -191,9 +194,9 @@ def test_pairs_rounds_writes_one_pair_per_round(workdir: Path, capsys: pytest.Ca
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "sft", "--rejected", "antithesis"], "--rejected applies to the preference formats"),
-        (["--format", "instruction", "--pairs", "rounds"], "--pairs applies to the preference formats"),
-        (["--system", "Be brief."], "--system applies to dpo-chat and sft-chat"),
+        (["--format", "sft", "--rejected", "antithesis"], "--rejected chooses preference pairs and applies to the formats dpo and dpo-chat only, not 'sft'"),
+        (["--format", "instruction", "--pairs", "rounds"], "--pairs chooses preference pairs"),
+        (["--system", "Be brief."], "--system applies to the formats dpo-chat and sft-chat only, not 'dpo'"),
         (["--split", "1.5"], "--split"),
         (["--format", "csv"], "'csv' is not one of"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -18,8 +19,8 @@ from hegelion_dspy.errors import ExportError, InvalidTraceError
 from hegelion_dspy.exporters import (
     DROP_REASONS,
     FORMATS,
-    Example,
     ExportReport,
+    RowSource,
     drop_reason,
     export_dataset,
     split_paths,
@@ -150,12 +151,12 @@ def test_a_failed_trace_makes_no_row_in_any_format() -> None:
 
 
 def test_drop_reason_names_what_is_wrong_with_an_example() -> None:
-    assert drop_reason(Example("p", "good answer", "bad", 1)) is None
-    assert drop_reason(Example("p", "  ", "bad", 1)) == "empty"
-    assert drop_reason(Example("p", "good", " \n", 1)) == "empty"
-    assert drop_reason(Example("p", "same ", " same", 1)) == "chosen_equals_rejected"
-    assert drop_reason(Example("p", "short", "bad", 1), min_chars=6) == "too_short"
-    assert drop_reason(Example("p", "short", None, 1), min_chars=5) is None
+    assert drop_reason(RowSource("p", "good answer", "bad", 1)) is None
+    assert drop_reason(RowSource("p", "  ", "bad", 1)) == "empty"
+    assert drop_reason(RowSource("p", "good", " \n", 1)) == "empty"
+    assert drop_reason(RowSource("p", "same ", " same", 1)) == "chosen_equals_rejected"
+    assert drop_reason(RowSource("p", "short", "bad", 1), min_chars=6) == "too_short"
+    assert drop_reason(RowSource("p", "short", None, 1), min_chars=5) is None
 
 
 # -- the driver: curation --------------------------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def test_several_files_and_a_glob_are_read_in_order(tmp_path: Path) -> None:
     logs.mkdir()
     write_log(logs / "a.jsonl", [trace("first")])
     write_log(logs / "b.jsonl", [trace("second"), trace("first")])
-    report = export_dataset(str(logs / "*.jsonl"), tmp_path / "out.jsonl")
+    report = export_dataset(str(logs / "*.jsonl"), tmp_path / "out.jsonl", keep="first")
     assert [r["prompt"] for r in rows_of(tmp_path / "out.jsonl")] == ["first", "second"]
     assert report.inputs == [str(logs / "a.jsonl"), str(logs / "b.jsonl")] and report.dropped["duplicate_prompt"] == 1
     # The same file named twice (directly and through the glob) is read once.
@@ -304,7 +305,7 @@ def test_an_empty_test_split_is_written_and_warned_about(tmp_path: Path) -> None
 def test_an_existing_output_is_refused_without_force_and_replaced_with_it(mixed_log: Path, tmp_path: Path) -> None:
     out = tmp_path / "dpo.jsonl"
     out.write_text("precious\n")
-    with pytest.raises(ExportError, match="already exists; pass --force"):
+    with pytest.raises(ExportError, match="already exists; set option 'force' to replace it"):
         export_dataset(mixed_log, out)
     assert out.read_text() == "precious\n"
     export_dataset(mixed_log, out, force=True)
@@ -441,22 +442,32 @@ def test_missing_inputs_and_unmatched_globs_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"format": "csv"}, "format 'csv' is not one of"),
-        ({"rejected": "synthesis"}, "rejected='synthesis'"),
-        ({"pairs": "all"}, "pairs='all'"),
-        ({"format": "sft", "rejected": "antithesis"}, "apply to dpo and dpo-chat only"),
-        ({"format": "instruction", "pairs": "rounds"}, "apply to dpo and dpo-chat only"),
-        ({"format": "dpo", "system": "Be brief."}, "system prompt applies to dpo-chat and sft-chat only"),
-        ({"min_chars": -1}, "min_chars"),
-        ({"min_score": 1.5}, "min_score"),
-        ({"split": 1.0}, "split must be a fraction"),
-        ({"split": 0}, "split must be a fraction"),
+        (
+            {"format": "csv"},
+            "option 'format': Input should be 'dpo', 'dpo-chat', 'instruction', 'sft' or 'sft-chat' (got 'csv')",
+        ),
+        (
+            {"rejected": "synthesis"},
+            "option 'rejected': Input should be 'thesis', 'antithesis' or 'both' (got 'synthesis')",
+        ),
+        ({"pairs": "all"}, "option 'pairs'"),
+        ({"format": "sft", "rejected": "antithesis"}, "applies to the formats dpo and dpo-chat only, not 'sft'"),
+        ({"format": "instruction", "pairs": "rounds"}, "option 'pairs' chooses preference pairs"),
+        ({"format": "dpo", "system": "Be brief."}, "option 'system' applies to the formats dpo-chat and sft-chat only"),
+        ({"min_chars": -1}, "option 'min_chars': Input should be greater than or equal to 0 (got -1)"),
+        ({"min_chars": True}, "option 'min_chars': Input should be a valid integer"),
+        ({"min_score": 1.5}, "option 'min_score'"),
+        ({"split": 1.0}, "option 'split': Input should be less than 1"),
+        ({"split": 0}, "option 'split': Input should be greater than 0"),
+        ({"keep": "newest"}, "option 'keep'"),
+        ({"colour": "red"}, "option 'colour': Extra inputs are not permitted"),
+        ({"since": "2026-11-02", "until": "2026-11-01"}, "since (2026-11-02T00:00:00+00:00) must be before until"),
     ],
 )
 def test_options_that_cannot_work_are_refused_before_anything_is_read(
     mixed_log: Path, tmp_path: Path, options: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(ExportError, match=message.replace("(", r"\(")):
+    with pytest.raises(ExportError, match=re.escape(message)):
         export_dataset(mixed_log, tmp_path / "out.jsonl", **options)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["traces.jsonl"]
 

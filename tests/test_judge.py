@@ -360,7 +360,9 @@ def test_judged_scores_drive_the_dataset_min_score_filter(tmp_path: Path, store:
     run_dialectic("Task unjudged", store=store, lm=lm)  # no score: dropped when a minimum is asked for
     assert [r.score for r in store] == [pytest.approx(0.92), pytest.approx(0.28), None]
 
-    report = exporters.export_dataset(store.path, tmp_path / "dpo.jsonl", format="dpo", min_score=0.5)
+    report = exporters.export_dataset(
+        store.path, tmp_path / "dpo.jsonl", format="dpo", min_score=0.5, include_demo=True
+    )
     rows = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text().splitlines()]
     assert [row["prompt"] for row in rows] == ["Task high"]
     assert (report.dropped["below_min_score"], report.dropped["no_score"]) == (1, 1)

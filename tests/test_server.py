@@ -420,7 +420,8 @@ async def test_export_writes_the_dataset_into_the_data_folder(data_dir: Path) ->
     assert out["path"] == str(data_dir.resolve() / "dpo.jsonl")
     assert out["rows"] == {"train": 3} and out["dropped"] == {"duplicate_prompt": 1}
     rows = [json.loads(line) for line in (data_dir / "dpo.jsonl").read_text().splitlines()]
-    assert rows[0] == {"prompt": "question 0", "chosen": "1 is not prime.", "rejected": "Yes."}
+    # the repeated prompt's latest trace is kept (keep="best" without scores), so it comes last
+    assert rows[-1] == {"prompt": "question 0", "chosen": "1 is not prime.", "rejected": "Yes."}
 
 
 async def test_export_with_a_split_writes_two_files(data_dir: Path) -> None:
@@ -488,7 +489,7 @@ async def test_export_option_errors_come_from_the_exporter(data_dir: Path) -> No
         await _logged(client, 1)
         result = await client.call_tool("export_dataset", {"format": "dpo", "system": "Be brief."})
         too_big = await client.call_tool("export_dataset", {"format": "dpo", "split": 1.5})
-    assert "system prompt applies to dpo-chat and sft-chat only" in error_text(result)
+    assert "option 'system' applies to the formats dpo-chat and sft-chat only" in error_text(result)
     assert "split" in error_text(too_big)
     assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
 

@@ -70,7 +70,8 @@ def export(trace_log: Path, output: Path, fmt: str, *extra: str) -> str:
     """Run hegelion-dataset as a user does; return its summary line (stderr)."""
     assert HEGELION_DATASET.exists(), f"{HEGELION_DATASET} is missing: pip install -e ."
     done = subprocess.run(
-        [str(HEGELION_DATASET), str(trace_log), str(output), "--format", fmt, *extra],
+        # the traces come from the scripted fake, a demo model: this offline dry run asks for them explicitly
+        [str(HEGELION_DATASET), str(trace_log), str(output), "--format", fmt, "--include-demo", *extra],
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from typing import Any, NoReturn
 
@@ -35,8 +36,11 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
         library_log.addHandler(handler)
         library_log.setLevel(logging.INFO)
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = command.main(args=argv, prog_name=prog, standalone_mode=False)
+        code = command.main(
+            args=args, prog_name=prog, standalone_mode=False, obj={"command_line": shlex.join([prog, *args])}
+        )
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.Abort:
@@ -52,3 +56,10 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         click.echo(f"{prog}: interrupted", err=True)
         code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def command_line() -> str | None:
+    """The command as the user typed it (``hegelion-dataset a.jsonl out.jsonl --stats``), for provenance."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj.get("command_line") if isinstance(obj, dict) else None
