@@ -1,11 +1,17 @@
 """Export throughput and peak memory: a synthetic log of 100,000 traces (about 5 KB each) -> DPO JSONL.
 
 Generates the log in a temp folder (valid TraceRecords: 1 or 2 rounds, contradictions, usage, 2% failed, 1% repeated
-tasks), then runs ``hegelion-dataset LOG OUT`` as a user does, in a child process, and reads that child's own wall
-time, CPU time and peak resident memory (``wait4``). The reference converter (Hegelion 0.4.0) needs 21.7 s and
-2.28 GB for the same job; the goal is at least 5x faster (<= 4.3 s) under 100 MB.
+tasks, 5% demo traces), then runs ``hegelion-dataset LOG OUT`` as a user does, in a child process, and reads that
+child's own wall time, CPU time and peak resident memory (``wait4``). Baselines run in the same script, interleaved
+run by run, so a busy machine slows them alike:
 
-    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [-- EXTRA hegelion-dataset ARGS]
+- ``--baseline-src DIR``: the same command on another checkout of hegelion-dspy (e.g. ``git worktree add /tmp/old
+  HEAD~5``), imported through PYTHONPATH: today's code against the previous code path;
+- ``--reference CMD``: the reference converter (Hegelion 0.4.0's ``hegelion-dataset``, in a venv of its own) on the
+  same traces written in its own log format.
+
+    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--baseline-src DIR]
+        [--baseline-args "..."] [--reference PATH/TO/hegelion-dataset] [-- EXTRA hegelion-dataset ARGS]
 
 The machine is shared (2 cores): each run prints the load average, and the best and median of --runs are reported.
 """
@@ -90,40 +96,82 @@ def synthetic_trace(i: int, pool: list[str]) -> dict[str, Any]:
         "score": round((i % 10) / 10 + 0.05, 2),
         "tags": ["bench"],
         "metadata": {},
+        **({"demo": True} if i % 20 == 11 else {}),  # 5% written by a demo model (schema v2; v1 readers refuse it)
     }
 
 
-def write_log(path: Path, traces: int, seed: int = 7) -> int:
+def reference_record(trace: dict[str, Any]) -> dict[str, Any]:
+    """The same trace in the reference converter's log format (a HegelionResult as JSON)."""
+    first = trace["rounds"][0] if trace["rounds"] else {"thesis": "", "antithesis": "", "contradictions": []}
+    return {
+        "query": trace["task"],
+        "mode": "synthesis",
+        "thesis": first["thesis"],
+        "antithesis": first["antithesis"],
+        "synthesis": trace["synthesis"],
+        "contradictions": first["contradictions"],
+        "metadata": {},
+        "timestamp": trace["created_at"],
+    }
+
+
+def write_log(path: Path, traces: int, seed: int = 7, *, reference: Path | None = None, v1: bool = False) -> int:
+    """Write the synthetic log (``v1``: without the v2 fields, for a baseline that reads only v1); with ``reference``
+    also the same traces in the reference's format."""
     pool = _paragraphs(random.Random(seed), 512)
-    for i in (0, 5, 7, 99):  # the shapes made here are valid traces
+    for i in (0, 5, 7, 11, 99):  # the shapes made here are valid traces
         TraceRecord.model_validate_json(orjson.dumps(synthetic_trace(i, pool)))
-    with open(path, "wb", buffering=1 << 20) as fh:
-        for i in range(traces):
-            fh.write(orjson.dumps(synthetic_trace(i, pool), option=orjson.OPT_APPEND_NEWLINE))
+    ref = open(reference, "wb", buffering=1 << 20) if reference is not None else None  # noqa: SIM115
+    try:
+        with open(path, "wb", buffering=1 << 20) as fh:
+            for i in range(traces):
+                trace = synthetic_trace(i, pool)
+                if v1:
+                    trace.pop("demo", None)
+                fh.write(orjson.dumps(trace, option=orjson.OPT_APPEND_NEWLINE))
+                if ref is not None:
+                    ref.write(orjson.dumps(reference_record(trace), option=orjson.OPT_APPEND_NEWLINE))
+    finally:
+        if ref is not None:
+            ref.close()
     return path.stat().st_size
 
 
-def run_export(log: Path, out: Path, extra: list[str]) -> dict[str, float]:
-    """Run hegelion-dataset in a child and return its wall seconds, CPU seconds and peak RSS (MB)."""
+def run_export(
+    log: Path, out: Path, extra: list[str], *, command: str | None = None, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run a converter in a child and return its wall seconds, CPU seconds and peak RSS (MB)."""
     out.unlink(missing_ok=True)
     for split in (".train", ".test"):
         out.with_name(out.stem + split + out.suffix).unlink(missing_ok=True)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    child = subprocess.Popen([str(HEGELION_DATASET), str(log), str(out), *extra], stderr=subprocess.PIPE)
+    argv = [command or str(HEGELION_DATASET), str(log), str(out), *extra]
+    child = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     stderr = child.stderr.read().decode() if child.stderr else ""
     if child.returncode != 0:
-        raise SystemExit(f"hegelion-dataset failed ({child.returncode}): {stderr}")
+        raise SystemExit(f"{argv[0]} failed ({child.returncode}): {stderr}")
     return {
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
         "load": load,
-        "summary": stderr.strip().splitlines()[-1],  # type: ignore[dict-item]
+        "summary": (stderr.strip().splitlines() or [""])[-1],  # type: ignore[dict-item]
     }
+
+
+def _report(name: str, results: list[dict[str, float]], size: int, traces: int) -> tuple[float, float]:
+    best = min(r["wall"] for r in results)
+    median = statistics.median(r["wall"] for r in results)
+    peak = max(r["peak_mb"] for r in results)
+    print(
+        f"{name}: best {best:.2f} s, median {median:.2f} s ({size / 1e6 / best:.0f} MB/s, {traces / best:,.0f} "
+        f"traces/s), peak {peak:.0f} MB"
+    )
+    return best, peak
 
 
 def main() -> None:
@@ -132,6 +180,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="conversions to time (best and median are reported)")
     parser.add_argument("--format", default="dpo")
     parser.add_argument("--keep", type=Path, help="write the log and output here instead of a temp folder")
+    parser.add_argument("--baseline-src", type=Path, help="another hegelion-dspy checkout to time side by side")
+    parser.add_argument("--baseline-args", default="", help="arguments for the baseline (default: none extra)")
+    parser.add_argument("--reference", help="the reference converter's hegelion-dataset, timed side by side")
     parser.add_argument("extra", nargs="*", help="more hegelion-dataset arguments (after --)")
     args = parser.parse_args()
     if not HEGELION_DATASET.exists():
@@ -141,32 +192,50 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         log, out = folder / "traces.jsonl", folder / "train_dpo.jsonl"
+        ref_log = folder / "reference.jsonl" if args.reference else None
         t0 = time.perf_counter()
-        size = write_log(log, args.traces)
+        size = write_log(log, args.traces, reference=ref_log)
         print(
             f"log: {args.traces:,} traces, {size / 1e6:.0f} MB ({size / args.traces / 1000:.1f} KB a trace), "
             f"generated in {time.perf_counter() - t0:.1f} s"
         )
-        results = []
+        old_log = None
+        if args.baseline_src:
+            old_log = folder / "traces-v1.jsonl"
+            write_log(old_log, args.traces, v1=True)  # the same traces, readable by a v1-only baseline
+        ours: list[dict[str, float]] = []
+        base: list[dict[str, float]] = []
+        ref: list[dict[str, float]] = []
         for n in range(1, args.runs + 1):
             r = run_export(log, out, ["--format", args.format, *args.extra])
-            results.append(r)
+            ours.append(r)
+            line = f"run {n}: this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB"
+            if old_log is not None:
+                env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
+                b = run_export(old_log, out, ["--format", args.format, *args.baseline_args.split()], env=env)
+                base.append(b)
+                line += f" | baseline {b['wall']:.2f} s, peak {b['peak_mb']:.0f} MB"
+            if ref_log is not None:
+                f = run_export(ref_log, out, ["--format", args.format], command=args.reference)
+                ref.append(f)
+                line += f" | reference {f['wall']:.2f} s, peak {f['peak_mb']:.0f} MB"
+            print(line + f" (load average {r['load']:.1f})")
+        print(f"  {ours[-1]['summary']}")
+        best, peak = _report(f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces)
+        if base:
+            b_best, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
+            print(f"  this checkout / baseline: {best / b_best:.2f}x the time, {peak / b_peak:.2f}x the memory")
+        if ref:
+            r_best, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
+            print(f"  reference / this checkout: {r_best / best:.1f}x faster, {r_peak / peak:.0f}x less memory")
+        else:
             print(
-                f"run {n}: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB "
-                f"(load average {r['load']:.1f})"
+                f"reference (an earlier run): {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> "
+                f"{REFERENCE_SECONDS / best:.1f}x faster (best), {REFERENCE_PEAK_MB / peak:.0f}x less memory"
             )
-        print(f"  {results[-1]['summary']}")
-        best = min(r["wall"] for r in results)
-        median = statistics.median(r["wall"] for r in results)
-        peak = max(r["peak_mb"] for r in results)
         print(
-            f"hegelion-dataset --format {args.format}: best {best:.2f} s, median {median:.2f} s "
-            f"({size / 1e6 / best:.0f} MB/s, {args.traces / best:,.0f} traces/s), peak {peak:.0f} MB"
-        )
-        print(
-            f"reference: {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> {REFERENCE_SECONDS / best:.1f}x faster "
-            f"(best), {REFERENCE_PEAK_MB / peak:.0f}x less memory; goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} "
-            f"MB: {'met' if best <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
+            f"goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} MB: "
+            f"{'met' if best <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
         )
 
 
