@@ -14,8 +14,8 @@ from pathlib import Path
 
 from hegelion_dspy import TraceStore, make_lm
 from hegelion_dspy.collect import RunContext, run_dialectic
-from hegelion_dspy.judge import DialecticMetric
-from hegelion_dspy.optimize import optimize_program, split_examples, tasks_from_log
+from hegelion_dspy.metric import DialecticMetric
+from hegelion_dspy.optimize import OptimizerSettings, optimize_program, split_examples, tasks_from_log
 from hegelion_dspy.program import save_program
 
 TASKS = [
@@ -63,9 +63,11 @@ def main() -> None:
         lm=lm,
         reflection_lm=reflection_lm,
         metric=metric,
-        max_demos=2,
-        max_metric_calls=12 if args.optimizer == "gepa" else None,
-        num_candidates=2 if args.optimizer == "mipro" else None,
+        settings=OptimizerSettings(
+            max_demos=2,
+            max_metric_calls=12 if args.optimizer == "gepa" else None,
+            num_candidates=2 if args.optimizer == "mipro" else None,
+        ),
     )
     print(
         f"{result.optimizer}: dev score {result.baseline} -> {result.score}; demos per step {result.demos}; "

@@ -38,7 +38,7 @@ _LAZY = {
     "log_trace": "collect",
     "export_dataset": "exporters",
     "DialecticJudge": "judge",
-    "DialecticMetric": "judge",
+    "DialecticMetric": "metric",
     "optimize_program": "optimize",
     "save_program": "program",
     "split_examples": "optimize",

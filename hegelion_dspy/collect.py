@@ -7,23 +7,28 @@ imported only by the functions that run a program, so logging and reading stay f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InvalidTraceError, StepFailedError
-from .store import TraceStore, normalize_task
+from .checks import dedupe_contradictions
+from .errors import ConfigError, InvalidTraceError, LMError, StepFailedError
+from .store import Provenance, TraceStore, normalize_task
 from .types import MAX_TEXT_CHARS, Contradiction, Mode, Round, Source, TraceFailure, TraceRecord
 
 if TYPE_CHECKING:
     import dspy
 
-    from .judge import TraceJudge
-    from .program import Dialectic
+    from .judge import DialecticJudge, Judgement
+    from .program import Dialectic, OnStep
+
+log = logging.getLogger("hegelion_dspy.collect")
 
 
 @dataclass
@@ -36,6 +41,10 @@ class RunContext:
     program_path: str | None = None
     judge: TraceJudge | None = None  # scores ok traces (record.score) when set
     program_digest: str | None = None  # which program file wrote a trace, whatever its path (resume keys on it)
+
+    def provenance(self) -> Provenance:
+        """What makes a trace of this context count as done for resume: mode, model and program."""
+        return Provenance(mode=self.program.mode, model=str(self.lm.model), program=self.program_digest)
 
     @classmethod
     def build(
@@ -75,7 +84,6 @@ class RunContext:
 def _trace_judge(judge: bool | dspy.BaseLM | TraceJudge, lm: dspy.BaseLM) -> TraceJudge | None:
     if judge is False or judge is None:
         return None
-    from .judge import TraceJudge
     from .lms.chooser import adapter_for
 
     if isinstance(judge, TraceJudge):
@@ -131,6 +139,30 @@ def _record(
     return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
 
 
+@dataclass
+class _Outcome:
+    value: Any = None  # the program's Prediction, or the StepFailedError that stopped it
+
+
+@contextlib.contextmanager
+def _attempt(ctx: RunContext) -> Iterator[_Outcome]:
+    """Run the program inside: with the context's LM and adapter, a failed step becomes the outcome, never raised."""
+    import dspy
+
+    outcome = _Outcome()
+    with dspy.context(lm=ctx.lm, adapter=ctx.adapter):
+        try:
+            yield outcome
+        except StepFailedError as exc:
+            outcome.value = exc
+
+
+def _logged(record: TraceRecord, store: TraceStore | None) -> TraceRecord:
+    if store is not None:
+        store.append(record)
+    return record
+
+
 def run_dialectic(
     task: str,
     *,
@@ -139,28 +171,20 @@ def run_dialectic(
     iterations: int | None = None,
     source: Source = "python",
     tags: Sequence[str] = (),
+    on_step: OnStep | None = None,
     **build: Any,
 ) -> TraceRecord:
     """Run the dialectic on ``task`` and return its trace (``status`` says whether it succeeded).
 
     ``ctx`` carries a prepared LM and program; otherwise ``build`` (lm=, model=, mode=, iterations=, program=) makes
-    one. The trace is appended to ``store`` when given. A failed LM call is returned as a failed trace, never raised.
+    one. ``on_step`` hears each step start, finish or fail. The trace is appended to ``store`` when given. A failed LM
+    call is returned as a failed trace, never raised. ``arun_dialectic`` is the same for an event loop.
     """
-    import dspy
-
-    task = check_task(task)
-    ctx = ctx or RunContext.build(**build)
-    with dspy.context(lm=ctx.lm, adapter=ctx.adapter):
-        try:
-            outcome: Any = ctx.program(task=task, iterations=iterations)
-        except StepFailedError as exc:
-            outcome = exc
-    record = _record(ctx, task, outcome, source=source, tags=tags)
-    if ctx.judge is not None:
-        record = ctx.judge.score(record)
-    if store is not None:
-        store.append(record)
-    return record
+    task, ctx = check_task(task), ctx or RunContext.build(**build)
+    with _attempt(ctx) as outcome:
+        outcome.value = ctx.program(task=task, iterations=iterations, on_step=on_step)
+    record = _record(ctx, task, outcome.value, source=source, tags=tags)
+    return _logged(record if ctx.judge is None else ctx.judge.score(record), store)
 
 
 async def arun_dialectic(
@@ -171,24 +195,15 @@ async def arun_dialectic(
     iterations: int | None = None,
     source: Source = "python",
     tags: Sequence[str] = (),
+    on_step: OnStep | None = None,
     **build: Any,
 ) -> TraceRecord:
-    """The async twin of ``run_dialectic``: steps go through ``acall`` so many tasks run concurrently."""
-    import dspy
-
-    task = check_task(task)
-    ctx = ctx or RunContext.build(**build)
-    with dspy.context(lm=ctx.lm, adapter=ctx.adapter):
-        try:
-            outcome: Any = await ctx.program.acall(task=task, iterations=iterations)
-        except StepFailedError as exc:
-            outcome = exc
-    record = _record(ctx, task, outcome, source=source, tags=tags)
-    if ctx.judge is not None:
-        record = await ctx.judge.ascore(record)
-    if store is not None:
-        store.append(record)
-    return record
+    """``run_dialectic`` with the steps awaited (``acall``), so many tasks run concurrently on one event loop."""
+    task, ctx = check_task(task), ctx or RunContext.build(**build)
+    with _attempt(ctx) as outcome:
+        outcome.value = await ctx.program.acall(task=task, iterations=iterations, on_step=on_step)
+    record = _record(ctx, task, outcome.value, source=source, tags=tags)
+    return _logged(record if ctx.judge is None else await ctx.judge.ascore(record), store)
 
 
 @dataclass
@@ -206,10 +221,14 @@ class BatchResult:
 
 
 def plan_batch(
-    tasks: Iterable[str], store: TraceStore | None, *, mode: str, resume: bool = True
+    tasks: Iterable[str], store: TraceStore | None, ctx: RunContext, *, resume: bool = True
 ) -> tuple[list[str], int]:
-    """The tasks still to run (each once) and how many were skipped as already done or repeated."""
-    done = store.completed_tasks(mode) if (resume and store is not None) else set()
+    """The tasks still to run (each once) and how many were skipped as already done or repeated.
+
+    A task is done only when the log holds an ``ok`` trace of it from the same mode, model and program
+    (``Provenance``): a rerun with another model, or a re-optimized program, collects it again.
+    """
+    done = store.completed(ctx.provenance()) if (resume and store is not None) else set()
     todo: list[str] = []
     skipped = 0
     for task in tasks:
@@ -237,11 +256,12 @@ async def run_batch(
 ) -> BatchResult:
     """Run many tasks concurrently; each trace is appended as soon as it finishes, so an interrupt loses none.
 
-    With ``resume`` tasks that already have an ``ok`` trace in ``store`` (same mode) are skipped.
+    With ``resume`` tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are
+    skipped (``plan_batch``).
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-    todo, skipped = plan_batch(tasks, store, mode=ctx.program.mode, resume=resume)
+    todo, skipped = plan_batch(tasks, store, ctx, resume=resume)
     result = BatchResult(skipped=skipped)
     gate = asyncio.Semaphore(concurrency)
 
@@ -352,3 +372,67 @@ def log_trace(store: TraceStore, **fields: Any) -> TraceRecord:
     record = build_trace(**fields)
     store.append(record)
     return record
+
+
+# -- scoring traces at collection time -----------------------------------------------------------------------------
+
+
+_MAX_FEEDBACK_CHARS = 2_000  # a judge error kept in a trace's metadata
+
+
+def trace_parts(record: TraceRecord) -> tuple[str, str, str, list[Contradiction]]:
+    """(task, first thesis, final synthesis, every round's contradictions) of an ok trace."""
+    return (
+        record.task,
+        record.first_thesis,
+        record.synthesis,
+        dedupe_contradictions(c for r in record.rounds for c in r.contradictions),
+    )
+
+
+class TraceJudge:  # scores traces as they are collected
+    """Scores ``ok`` traces: sets ``record.score`` and keeps the judgement in ``record.metadata["judge"]``.
+
+    A judge that fails never spoils the trace: the score stays None and ``metadata["judge_error"]`` says why.
+    Failed traces are returned untouched. Give the judge its own ``lm`` unless the caller runs it inside a
+    ``dspy.context(lm=...)``.
+    """
+
+    def __init__(self, judge: DialecticJudge | None = None, **judge_options: Any):
+        if judge is not None and judge_options:
+            raise ConfigError("give either a DialecticJudge or judge options (lm=, use_lm=, ...), not both")
+        if judge is None:
+            from .judge import DialecticJudge
+
+            judge = DialecticJudge(**judge_options)
+        self.judge = judge
+
+    def score(self, record: TraceRecord) -> TraceRecord:
+        """The record with its score (a failed record comes back untouched)."""
+        if not record.ok:
+            return record
+        try:
+            verdict = self.judge.judge(*trace_parts(record))
+        except LMError as exc:
+            return self._failed(record, exc)
+        return self._scored(record, verdict)
+
+    async def ascore(self, record: TraceRecord) -> TraceRecord:
+        """The async twin of ``score``."""
+        if not record.ok:
+            return record
+        try:
+            verdict = await self.judge.ajudge(*trace_parts(record))
+        except LMError as exc:
+            return self._failed(record, exc)
+        return self._scored(record, verdict)
+
+    def _scored(self, record: TraceRecord, verdict: Judgement) -> TraceRecord:
+        info = {**verdict.as_dict(), "model": self.judge.model if verdict.judge_score is not None else None}
+        metadata = {**record.metadata, "judge": info}
+        return record.model_copy(update={"score": verdict.score, "metadata": metadata})
+
+    def _failed(self, record: TraceRecord, exc: LMError) -> TraceRecord:
+        log.warning("judge failed on trace %s; its score stays empty: %s", record.id, exc)
+        metadata = {**record.metadata, "judge_error": str(exc)[:_MAX_FEEDBACK_CHARS]}
+        return record.model_copy(update={"score": None, "metadata": metadata})

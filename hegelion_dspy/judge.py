@@ -1,39 +1,26 @@
-"""Judging a dialectic: did the synthesis improve on the thesis?
+"""The LM judge: did the synthesis improve on the thesis?
 
-Two layers, combined into one score in 0..1:
-
-* cheap checks, pure Python and free: does the synthesis address each contradiction the critique listed (keyword
-  coverage), and is it more than a copy of the thesis (difflib similarity);
-* the ``Judge`` signature, run on an LM: it compares the synthesis with the thesis for the same task and writes a
-  score and feedback.
-
-``DialecticMetric`` turns that into a DSPy metric usable by every optimizer (a float for BootstrapFewShot, MIPROv2
-and ``dspy.Evaluate``; ``dspy.Prediction(score=, feedback=)`` when GEPA asks for feedback on a predictor), and
-``TraceJudge`` scores logged traces (``TraceRecord.score``) at collection time.
+``DialecticJudge`` combines the cheap checks (``checks.py``: contradiction coverage, copy detection) with the ``Judge``
+signature run on an LM into one score in 0..1. The optimizer metric (``metric.py``) and the trace judge that scores
+logged traces at collection time (``collect.TraceJudge``) build on it.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
-import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dspy
 
+from .checks import COPY_THRESHOLD, Checks, check_notes, check_synthesis, parse_score
 from .errors import ConfigError, LMError
-from .types import Contradiction, TraceRecord
+from .types import Contradiction
 
-log = logging.getLogger("hegelion_dspy.judge")
-
-COPY_THRESHOLD = 0.9  # difflib ratio at or above which the synthesis counts as a copy of the thesis
 JUDGE_WEIGHT = 0.8  # share of the LM judge in the combined score; the rest is contradiction coverage
-_MAX_COMPARE_CHARS = 20_000  # difflib is quadratic in the worst case: compare at most this much of each text
-_MAX_FEEDBACK_CHARS = 2_000  # feedback kept in a trace's metadata
+MAX_FEEDBACK_CHARS = 2_000  # feedback kept in a trace's metadata
 
 
 class Judge(dspy.Signature):
@@ -57,131 +44,6 @@ class Judge(dspy.Signature):
     )
 
 
-# -- cheap checks --------------------------------------------------------------------------------------------------
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-# Function words that say nothing about what a contradiction is about.
-_STOPWORD_TEXT = (
-    "a about above after again against all also an and any are as at be because been before being below between "
-    "both but by can could did do does doing down during each either else few for from further had has have having he "
-    "her here hers him his how i if in into is it its itself just may me might more most must my neither no nor not "
-    "now of off on once only or other our ours out over own same shall she should so some such than that the their "
-    "them then there these they this those through to too under until up upon very was we were what when where which "
-    "while who whom why will with would yet you your"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-def _stem(word: str) -> str:
-    # A deliberately light stemmer: enough to match "ignores"/"ignored"/"ignoring"/"ignore" and "case"/"cases".
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:-1] if word.endswith("e") and len(word) > 3 else word
-
-
-def keywords(text: str) -> set[str]:
-    """The content words of ``text``: lower-cased, stop words and words under 3 letters dropped, lightly stemmed."""
-    return {
-        _stem(w) for w in (m.group().casefold() for m in _WORD.finditer(text)) if len(w) >= 3 and w not in _STOPWORDS
-    }
-
-
-def addresses(synthesis: str | set[str], contradiction: Contradiction | str) -> bool:
-    """Whether the synthesis mentions at least half of the keywords of the contradiction's description.
-
-    A description without content words cannot be checked and counts as addressed.
-    """
-    described = contradiction.description if isinstance(contradiction, Contradiction) else contradiction
-    wanted = keywords(described)
-    if not wanted:
-        return True
-    present = synthesis if isinstance(synthesis, set) else keywords(synthesis)
-    return 2 * len(wanted & present) >= len(wanted)
-
-
-def similarity(thesis: str, synthesis: str) -> float:
-    """difflib ratio of the two texts with case and whitespace normalised (1.0 = identical).
-
-    Texts that are clearly different get difflib's cheap upper bound (``quick_ratio``) instead of the exact ratio.
-    """
-    a = " ".join(thesis.split()).casefold()[:_MAX_COMPARE_CHARS]
-    b = " ".join(synthesis.split()).casefold()[:_MAX_COMPARE_CHARS]
-    if a == b:
-        return 1.0
-    matcher = difflib.SequenceMatcher(None, a, b)
-    if matcher.real_quick_ratio() < COPY_THRESHOLD - 0.2 or matcher.quick_ratio() < COPY_THRESHOLD - 0.2:
-        return matcher.quick_ratio()  # clearly different: skip the expensive exact ratio
-    return matcher.ratio()
-
-
-@dataclass(frozen=True)
-class Checks:
-    """The cheap checks of one synthesis. ``coverage`` is 1.0 when there was no contradiction to address."""
-
-    coverage: float
-    missed: tuple[str, ...]
-    similarity: float
-    is_copy: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "coverage": round(self.coverage, 4),
-            "missed": list(self.missed),
-            "similarity": round(self.similarity, 4),
-            "is_copy": self.is_copy,
-        }
-
-
-def check_synthesis(
-    thesis: str,
-    synthesis: str,
-    contradictions: Iterable[Contradiction | str] = (),
-    *,
-    copy_threshold: float = COPY_THRESHOLD,
-) -> Checks:
-    """Contradiction coverage and copy detection, with no LM call."""
-    present = keywords(synthesis)
-    items = [c.description if isinstance(c, Contradiction) else c for c in contradictions]
-    missed = tuple(d for d in items if not addresses(present, d))
-    coverage = 1.0 - len(missed) / len(items) if items else 1.0
-    ratio = similarity(thesis, synthesis)
-    return Checks(coverage=coverage, missed=missed, similarity=ratio, is_copy=ratio >= copy_threshold)
-
-
-# -- the LM judge --------------------------------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-
-
-def parse_score(value: Any) -> float:
-    """A judge's score as a float in 0..1. Accepts ``0.7``, ``"0.7"``, ``"7/10"``, ``"70%"`` and ``"7"`` (read
-    as out of 10) or ``"70"`` (out of 100). Raises LMError when there is no number."""
-    if isinstance(value, bool):
-        raise LMError(f"the judge's score {value!r} is not a number; expected 0.0 to 1.0")
-    if isinstance(value, int | float):
-        number, text = float(value), ""
-    else:
-        text = str(value).strip()
-        found = _NUMBER.search(text)
-        if found is None:
-            raise LMError(f"the judge's score {text[:80]!r} is not a number; expected 0.0 to 1.0")
-        number = float(found.group())
-        out_of = re.match(r"\s*/\s*(\d+(?:\.\d+)?)", text[found.end() :])
-        if out_of and float(out_of.group(1)) > 0:
-            return _clamp(number / float(out_of.group(1)))
-        if text[found.end() :].lstrip().startswith("%"):
-            return _clamp(number / 100)
-    if number > 1:
-        number = number / 10 if number <= 10 else number / 100
-    return _clamp(number)
-
-
-def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
 @dataclass(frozen=True)
 class Judgement:
     """The combined verdict on one synthesis.
@@ -199,39 +61,9 @@ class Judgement:
         return {
             "score": round(self.score, 4),
             "judge_score": None if self.judge_score is None else round(self.judge_score, 4),
-            "feedback": self.feedback[:_MAX_FEEDBACK_CHARS],
+            "feedback": self.feedback[:MAX_FEEDBACK_CHARS],
             "checks": self.checks.as_dict(),
         }
-
-
-def _check_notes(checks: Checks, n_contradictions: int) -> list[str]:
-    notes = []
-    if checks.is_copy:
-        notes.append(
-            f"The synthesis is a near copy of the thesis (similarity {checks.similarity:.2f}); it must rewrite the "
-            "answer to fix the contradictions, not repeat it."
-        )
-    if n_contradictions == 0:
-        notes.append("The critique listed no contradictions, so there was nothing concrete to fix.")
-    elif checks.missed:
-        listed = "; ".join(repr(d[:160]) for d in checks.missed[:5])
-        notes.append(
-            f"The synthesis does not address {len(checks.missed)} of {n_contradictions} contradictions: {listed}."
-        )
-    else:
-        notes.append(f"The synthesis addresses all {n_contradictions} contradictions.")
-    return notes
-
-
-def _dedupe(contradictions: Iterable[Contradiction]) -> list[Contradiction]:
-    seen: set[str] = set()
-    out = []
-    for c in contradictions:
-        key = " ".join(c.description.split()).casefold()
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
 
 
 class DialecticJudge:
@@ -341,7 +173,7 @@ class DialecticJudge:
         return key, checks, None
 
     def _finish(self, key: tuple[str, ...], checks: Checks, n_contradictions: int, raw: Any) -> Judgement:
-        notes = _check_notes(checks, n_contradictions)
+        notes = check_notes(checks, n_contradictions)
         judge_score = None
         if checks.is_copy:
             score = 0.0
@@ -367,132 +199,3 @@ class DialecticJudge:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return judgement
-
-
-def _prediction_parts(pred: Any) -> tuple[str, str, str, list[Contradiction]]:
-    rounds = getattr(pred, "rounds", None) or []
-    if rounds:
-        found = [c for r in rounds for c in r.contradictions]
-    else:
-        value = getattr(pred, "contradictions", None) or []
-        found = [c if isinstance(c, Contradiction) else Contradiction.model_validate(c) for c in value]
-    return (
-        str(getattr(pred, "task", "") or ""),
-        str(getattr(pred, "thesis", "") or ""),
-        str(getattr(pred, "synthesis", "") or ""),
-        _dedupe(found),
-    )
-
-
-class DialecticMetric:
-    """A DSPy metric for ``Dialectic``, usable by BootstrapFewShot, MIPROv2, GEPA and ``dspy.Evaluate``.
-
-    ``metric(gold, pred)`` and ``metric(gold, pred, trace)`` return the score as a float in 0..1 (pass
-    ``metric_threshold`` to BootstrapFewShot to set the bar for a demo). ``metric(gold, pred, trace, pred_name,
-    pred_trace)`` with a predictor name (GEPA's feedback call) returns ``dspy.Prediction(score=, feedback=)``,
-    the feedback naming the step being tuned. A failed judge call raises LMError: every optimizer counts that as a
-    failed example (``max_errors``) instead of learning from a made-up score.
-    """
-
-    def __init__(self, judge: DialecticJudge | None = None, **judge_options: Any):
-        if judge is not None and judge_options:
-            raise ConfigError("give either a DialecticJudge or judge options (lm=, use_lm=, ...), not both")
-        self.judge = judge or DialecticJudge(**judge_options)
-
-    def __call__(
-        self,
-        gold: Any,
-        pred: Any,
-        trace: Any = None,
-        pred_name: str | None = None,
-        pred_trace: Any = None,
-    ) -> float | dspy.Prediction:
-        task, thesis, synthesis, contradictions = _prediction_parts(pred)
-        task = task or str(getattr(gold, "task", "") or "")
-        if not thesis.strip() or not synthesis.strip():
-            verdict = Judgement(
-                0.0, "The program produced no thesis or no synthesis.", None, Checks(0.0, (), 0.0, False)
-            )
-        else:
-            verdict = self.judge.judge(task, thesis, synthesis, contradictions)
-        if pred_name is None:
-            return verdict.score
-        return dspy.Prediction(score=verdict.score, feedback=_for_step(pred_name, verdict, len(contradictions)))
-
-
-_STEP_HINTS = {
-    "thesis": "You are tuning the thesis step: a good thesis commits to a clear, complete first answer.",
-    "antithesis": (
-        "You are tuning the antithesis step: it must find the real contradictions in the thesis, each with "
-        "evidence, so the synthesis has something concrete to fix."
-    ),
-    "synthesis": (
-        "You are tuning the synthesis step: it must fix every valid contradiction and give one improved, "
-        "self-contained answer, not a copy of the thesis."
-    ),
-}
-
-
-def _for_step(pred_name: str, verdict: Judgement, n_contradictions: int) -> str:
-    step = pred_name.rsplit(".", 1)[-1]
-    hint = _STEP_HINTS.get(step, "")
-    if step == "antithesis" and n_contradictions == 0:
-        hint += " This critique listed no contradictions."
-    return f"Score {verdict.score:.2f}. {verdict.feedback}" + (f"\n{hint}" if hint else "")
-
-
-# -- scoring traces at collection time -----------------------------------------------------------------------------
-
-
-def trace_parts(record: TraceRecord) -> tuple[str, str, str, list[Contradiction]]:
-    """(task, first thesis, final synthesis, every round's contradictions) of an ok trace."""
-    return (
-        record.task,
-        record.first_thesis,
-        record.synthesis,
-        _dedupe(c for r in record.rounds for c in r.contradictions),
-    )
-
-
-class TraceJudge:
-    """Scores ``ok`` traces: sets ``record.score`` and keeps the judgement in ``record.metadata["judge"]``.
-
-    A judge that fails never spoils the trace: the score stays None and ``metadata["judge_error"]`` says why.
-    Failed traces are returned untouched. Give the judge its own ``lm`` unless the caller runs it inside a
-    ``dspy.context(lm=...)``.
-    """
-
-    def __init__(self, judge: DialecticJudge | None = None, **judge_options: Any):
-        if judge is not None and judge_options:
-            raise ConfigError("give either a DialecticJudge or judge options (lm=, use_lm=, ...), not both")
-        self.judge = judge or DialecticJudge(**judge_options)
-
-    def score(self, record: TraceRecord) -> TraceRecord:
-        """The record with its score (a failed record comes back untouched)."""
-        if not record.ok:
-            return record
-        try:
-            verdict = self.judge.judge(*trace_parts(record))
-        except LMError as exc:
-            return self._failed(record, exc)
-        return self._scored(record, verdict)
-
-    async def ascore(self, record: TraceRecord) -> TraceRecord:
-        """The async twin of ``score``."""
-        if not record.ok:
-            return record
-        try:
-            verdict = await self.judge.ajudge(*trace_parts(record))
-        except LMError as exc:
-            return self._failed(record, exc)
-        return self._scored(record, verdict)
-
-    def _scored(self, record: TraceRecord, verdict: Judgement) -> TraceRecord:
-        info = {**verdict.as_dict(), "model": self.judge.model if verdict.judge_score is not None else None}
-        metadata = {**record.metadata, "judge": info}
-        return record.model_copy(update={"score": verdict.score, "metadata": metadata})
-
-    def _failed(self, record: TraceRecord, exc: LMError) -> TraceRecord:
-        log.warning("judge failed on trace %s; its score stays empty: %s", record.id, exc)
-        metadata = {**record.metadata, "judge_error": str(exc)[:_MAX_FEEDBACK_CHARS]}
-        return record.model_copy(update={"score": None, "metadata": metadata})

@@ -20,8 +20,9 @@ import dspy
 
 from .collect import read_prompts
 from .errors import ConfigError, InvalidTraceError, LMError
-from .judge import DialecticJudge, DialecticMetric
+from .judge import DialecticJudge
 from .lms.chooser import adapter_for
+from .metric import DialecticMetric
 from .program import Dialectic, load_program
 from .store import normalize_task, read_records
 from .types import Mode
@@ -120,29 +121,43 @@ class OptimizeResult:
         }
 
 
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """How hard and how an optimizer searches (each setting goes to the optimizers that have it).
+
+    ``max_demos``: demos per step (bootstrap, mipro); ``min_score``: the metric score a run needs to become a demo;
+    ``budget``: MIPROv2's / GEPA's ``auto`` setting, replaced by an exact ``max_metric_calls`` (GEPA) or
+    ``num_candidates`` (MIPROv2, also sets its trials); ``num_threads``: runs at once; ``options``: passed to the
+    optimizer's constructor as they are.
+    """
+
+    max_demos: int = 2
+    min_score: float = 0.5
+    budget: str | None = "light"
+    max_metric_calls: int | None = None
+    num_candidates: int | None = None
+    num_threads: int = 1
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.budget not in BUDGETS:
+            raise ConfigError(f"unknown budget {self.budget!r}; use one of {', '.join(BUDGETS)}")
+
+
 def make_optimizer(
     name: OptimizerName,
     metric: Callable[..., Any],
     *,
     lm: dspy.BaseLM,
     reflection_lm: dspy.BaseLM | None = None,
-    max_demos: int = 2,
-    min_score: float = 0.5,
-    budget: str | None = "light",
-    max_metric_calls: int | None = None,
-    num_candidates: int | None = None,
-    num_threads: int = 1,
-    seed: int = 0,
-    options: Mapping[str, Any] | None = None,
+    settings: OptimizerSettings | None = None,
 ) -> Any:
-    """The DSPy teleprompter ``name`` configured for the Dialectic (no labelled demos: the tasks carry no answers).
-
-    ``budget`` is MIPROv2's / GEPA's ``auto`` setting; ``max_metric_calls`` (GEPA) or ``num_candidates`` (MIPROv2,
-    also sets trials) replace it with an exact budget. ``options`` go to the optimizer's constructor as they are.
-    """
-    extra = dict(options or {})
-    if budget is not None and budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}; use one of {', '.join(BUDGETS)}")
+    """The DSPy teleprompter ``name`` configured for the Dialectic (no labelled demos: the tasks carry no answers)."""
+    settings = settings or OptimizerSettings()
+    extra = dict(settings.options)
+    max_demos, min_score, budget = settings.max_demos, settings.min_score, settings.budget
+    num_candidates, num_threads, seed = settings.num_candidates, settings.num_threads, settings.seed
     if name == "bootstrap":
         return dspy.BootstrapFewShot(
             metric=metric,
@@ -176,8 +191,8 @@ def make_optimizer(
     if name == "gepa":
         return dspy.GEPA(
             metric=metric,
-            auto=None if max_metric_calls is not None else budget,
-            max_metric_calls=max_metric_calls,
+            auto=None if settings.max_metric_calls is not None else budget,
+            max_metric_calls=settings.max_metric_calls,
             reflection_lm=reflection_lm or lm,
             num_threads=num_threads,
             seed=seed,
@@ -248,15 +263,8 @@ def optimize_program(
     reflection_lm: dspy.BaseLM | None = None,
     metric: Callable[..., Any] | None = None,
     use_judge: bool = True,
-    max_demos: int = 2,
-    min_score: float = 0.5,
-    budget: str | None = "light",
-    max_metric_calls: int | None = None,
-    num_candidates: int | None = None,
-    num_threads: int = 1,
-    seed: int = 0,
     evaluate: bool = True,
-    options: Mapping[str, Any] | None = None,
+    settings: OptimizerSettings | None = None,
 ) -> OptimizeResult:
     """Compile a Dialectic with ``optimizer`` on ``trainset`` and return it with its dev scores before and after.
 
@@ -264,7 +272,10 @@ def optimize_program(
     The metric is ``DialecticMetric`` with the LM judge on ``judge_lm`` (default: ``lm``) unless ``use_judge`` is
     False (cheap checks only) or ``metric`` is given. MIPROv2 and GEPA write instructions with ``reflection_lm``
     (default: ``lm``). With ``evaluate`` and a dev set, both the starting and the compiled program are scored on it.
+    ``settings`` (``OptimizerSettings``) say how hard the optimizer searches.
     """
+    settings = settings or OptimizerSettings()
+    num_threads = settings.num_threads
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
     train, dev = to_examples(trainset), to_examples(devset)
@@ -277,20 +288,7 @@ def optimize_program(
     student = program if program is not None else Dialectic(mode=mode, iterations=iterations)
     if metric is None:
         metric = DialecticMetric(lm=judge_lm, use_lm=use_judge, adapter=adapter_for(judge_lm) if judge_lm else None)
-    teleprompter = make_optimizer(
-        optimizer,
-        metric,
-        lm=lm,
-        reflection_lm=reflection_lm,
-        max_demos=max_demos,
-        min_score=min_score,
-        budget=budget,
-        max_metric_calls=max_metric_calls,
-        num_candidates=num_candidates,
-        num_threads=num_threads,
-        seed=seed,
-        options=options,
-    )
+    teleprompter = make_optimizer(optimizer, metric, lm=lm, reflection_lm=reflection_lm, settings=settings)
     adapter = adapter_for(lm)
     before = {name: p.signature.instructions for name, p in student.named_predictors()}
     started = time.perf_counter()
@@ -300,7 +298,7 @@ def optimize_program(
         log.info("dev score before optimizing: %.3f on %d tasks", baseline, len(dev))
     log.info("running %s on %d training tasks with %s", optimizer, len(train), lm.model)
     with dspy.context(lm=lm, adapter=adapter):
-        compiled = _compile(teleprompter, optimizer, student, train, dev, num_candidates=num_candidates)
+        compiled = _compile(teleprompter, optimizer, student, train, dev, num_candidates=settings.num_candidates)
     score = None
     if evaluate and dev:
         score = evaluate_program(compiled, dev, metric, lm=lm, adapter=adapter, num_threads=num_threads)

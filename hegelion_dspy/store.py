@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import InvalidTraceError
+from .errors import ConfigError, InvalidTraceError
 from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
 
 TORN_SUFFIX = ".torn"
@@ -33,8 +33,12 @@ class LogStats:
     ok: int = 0
     failed: int = 0
     invalid: int = 0
+    demo: int = 0
+    scored: int = 0
+    score_sum: float = 0.0
     by_mode: dict[str, int] = field(default_factory=dict)
     by_model: dict[str, int] = field(default_factory=dict)
+    by_source: dict[str, int] = field(default_factory=dict)
 
     def add(self, record: TraceRecord) -> None:
         """Count one more record."""
@@ -43,9 +47,18 @@ class LogStats:
             self.ok += 1
         else:
             self.failed += 1
+        self.demo += record.demo
+        if record.score is not None:
+            self.scored += 1
+            self.score_sum += record.score
         self.by_mode[record.mode] = self.by_mode.get(record.mode, 0) + 1
         model = record.model or "unknown"
         self.by_model[model] = self.by_model.get(model, 0) + 1
+        self.by_source[record.source] = self.by_source.get(record.source, 0) + 1
+
+    @property
+    def mean_score(self) -> float | None:
+        return self.score_sum / self.scored if self.scored else None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,12 +66,29 @@ class LogStats:
             "ok": self.ok,
             "failed": self.failed,
             "invalid": self.invalid,
+            "demo": self.demo,
+            "scored": self.scored,
+            "mean_score": None if self.mean_score is None else round(self.mean_score, 4),
             "by_mode": dict(self.by_mode),
             "by_model": dict(self.by_model),
+            "by_source": dict(self.by_source),
         }
 
 
 OnInvalid = Callable[[InvalidTraceError], None]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who wrote a trace, as far as resuming a batch cares: the mode, the model string and the program (the sha256
+    prefix of a compiled program file, None for the default prompts)."""
+
+    mode: str
+    model: str
+    program: str | None = None
+
+    def wrote(self, record: TraceRecord) -> bool:
+        return record.mode == self.mode and record.model == self.model and record.program_digest == self.program
 
 
 def normalize_task(task: str) -> str:
@@ -253,28 +283,48 @@ class TraceStore:
             return iter(())
         return read_records(self.path, skip_invalid=skip_invalid, on_invalid=on_invalid)
 
-    def stats(self) -> LogStats:
-        """Count records by status, mode and model, streaming; invalid lines are counted, not raised."""
+    def stats(self, where: Callable[[TraceRecord], bool] | None = None) -> LogStats:
+        """Count records (those ``where`` accepts) by status, mode, model, source and demo, streaming; invalid lines
+        are counted, not raised."""
         stats = LogStats()
 
         def count_invalid(_: InvalidTraceError) -> None:
             stats.invalid += 1
 
         for rec in self.records(skip_invalid=True, on_invalid=count_invalid):
-            stats.add(rec)
+            if where is None or where(rec):
+                stats.add(rec)
         return stats
 
-    def recent(self, n: int = 10) -> list[TraceRecord]:
-        """The last ``n`` valid records, oldest first (streams the log, keeps only ``n``)."""
-        return list(collections.deque(self.records(skip_invalid=True), maxlen=n))
+    def recent(self, n: int = 10, where: Callable[[TraceRecord], bool] | None = None) -> list[TraceRecord]:
+        """The last ``n`` valid records (that ``where`` accepts), oldest first (streams the log, keeps only ``n``)."""
+        records = self.records(skip_invalid=True)
+        return list(collections.deque(records if where is None else filter(where, records), maxlen=n))
 
-    def completed_tasks(self, mode: str | None = None) -> set[str]:
-        """Normalised tasks that already have an ``ok`` trace (in ``mode``, when given): what a rerun skips."""
-        done: set[str] = set()
+    def find(self, id_prefix: str) -> TraceRecord:
+        """The record whose id is ``id_prefix`` or starts with it (as git takes a short hash); ConfigError when none
+        or several match."""
+        prefix = id_prefix.strip().lower()
+        if not prefix:
+            raise ConfigError("give a trace id (or its first characters); `hegelion logs` lists them")
+        found: list[TraceRecord] = []
         for rec in self.records(skip_invalid=True):
-            if rec.ok and (mode is None or rec.mode == mode):
-                done.add(normalize_task(rec.task))
-        return done
+            if rec.id == prefix:
+                return rec
+            if rec.id.startswith(prefix):
+                found.append(rec)
+                if len(found) > 5:
+                    break
+        if not found:
+            raise ConfigError(f"no trace with id {id_prefix!r} in {self.path}; `hegelion logs` lists the ids")
+        if len(found) > 1:
+            ids = ", ".join(r.id[:12] for r in found[:5])
+            raise ConfigError(f"the id {id_prefix!r} is ambiguous in {self.path} ({ids}, ...); give more characters")
+        return found[0]
+
+    def completed(self, provenance: Provenance) -> set[str]:
+        """Normalised tasks that already have an ``ok`` trace with this provenance: what a rerun skips."""
+        return {normalize_task(r.task) for r in self.records(skip_invalid=True) if r.ok and provenance.wrote(r)}
 
 
 ENV_DATA_DIR = "HEGELION_DATA_DIR"

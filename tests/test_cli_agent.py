@@ -69,12 +69,16 @@ def test_prompts_batch_resumes_and_reports_failures(tmp_path: Path, capsys: pyte
     assert code == 0 and "3 ok, 0 failed, 0 skipped" in err
 
     prompts.write_text("one\ntwo\nthree\nfour\nfive\n", encoding="utf-8")
+    # another model: nothing counts as done (resume is by task, mode, model and program)
     code, _, err = agent("--prompts", str(prompts), "-m", "scripted/fail=thesis", "--log-file", str(log), capsys=capsys)
     assert code == 1
-    assert "0 ok, 2 failed, 3 skipped" in err
-    assert "2 of 2 prompts failed" in err
+    assert "0 ok, 5 failed, 0 skipped" in err
+    assert "5 of 5 prompts failed" in err
+    # the first model again: its three ok traces are skipped, the two new prompts run
+    code, _, err = agent("--prompts", str(prompts), "-m", "scripted", "--log-file", str(log), capsys=capsys)
+    assert code == 0 and "2 ok, 0 failed, 3 skipped" in err
     stats = TraceStore(log).stats()
-    assert (stats.ok, stats.failed) == (3, 2)
+    assert (stats.ok, stats.failed) == (5, 5)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +127,7 @@ def test_ctrl_c_keeps_every_finished_trace_and_a_rerun_resumes(tmp_path: Path) -
     assert 3 <= len(finished) < 40
     assert all(r.ok for r in finished)
 
-    done = spawn(args, cwd=tmp_path, HEGELION_MODEL="scripted")
+    done = spawn(args, cwd=tmp_path, HEGELION_MODEL="scripted/latency=0.1")  # the same model resumes
     assert done.returncode == 0, done.stderr
     assert f"{40 - len(finished)} ok, 0 failed, {len(finished)} skipped" in done.stderr
     assert sorted(r.task for r in TraceStore(log)) == sorted(f"prompt {i}" for i in range(40))

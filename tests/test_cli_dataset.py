@@ -194,7 +194,10 @@ def test_pairs_rounds_writes_one_pair_per_round(workdir: Path, capsys: pytest.Ca
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "sft", "--rejected", "antithesis"], "--rejected chooses preference pairs and applies to the formats dpo and dpo-chat only, not 'sft'"),
+        (
+            ["--format", "sft", "--rejected", "antithesis"],
+            "--rejected chooses preference pairs and applies to the formats dpo and dpo-chat only, not 'sft'",
+        ),
         (["--format", "instruction", "--pairs", "rounds"], "--pairs chooses preference pairs"),
         (["--system", "Be brief."], "--system applies to the formats dpo-chat and sft-chat only, not 'dpo'"),
         (["--split", "1.5"], "--split"),

@@ -8,31 +8,17 @@ from typing import Any
 
 import dspy
 import pytest
+from judge_cases import EMPTY, EVEN, GOOD, HALF, TASK, THESIS
 
 from hegelion_dspy.cli.agent import main as agent_main
-from hegelion_dspy.collect import RunContext, arun_dialectic, build_trace, run_dialectic
+from hegelion_dspy.collect import RunContext, TraceJudge, arun_dialectic, build_trace, run_dialectic
 from hegelion_dspy.errors import ConfigError, LMError
-from hegelion_dspy.judge import (
-    DialecticJudge,
-    DialecticMetric,
-    TraceJudge,
-    check_synthesis,
-    parse_score,
-)
+from hegelion_dspy.judge import DialecticJudge
 from hegelion_dspy.lms.scripted import ScriptedLM, default_answer
+from hegelion_dspy.metric import DialecticMetric
 from hegelion_dspy.program import Dialectic
 from hegelion_dspy.store import TraceStore
-from hegelion_dspy.types import Contradiction, TraceFailure, TraceRecord
-
-TASK = "Write a function that returns the median of a list of numbers."
-THESIS = "Sort the list and return the element in the middle: xs = sorted(xs); return xs[len(xs) // 2]."
-EMPTY = Contradiction(description="It crashes on an empty list.", evidence="sorted([])[0] raises IndexError.")
-EVEN = Contradiction(description="For an even number of values it returns the upper middle, not the mean of both.")
-GOOD = (
-    "Raise ValueError on an empty list. Sort the values; for an odd count return the middle value, for an even "
-    "count return the mean of both middle values."
-)
-HALF = "Raise ValueError when the list is empty, then sort and return the middle element."
+from hegelion_dspy.types import TraceFailure, TraceRecord
 
 
 def judge_answer(score: Any = "0.9", feedback: str = "Fixes both flaws.") -> Any:
@@ -42,78 +28,6 @@ def judge_answer(score: Any = "0.9", feedback: str = "Fixes both flaws.") -> Any
         return default_answer(step, inputs)
 
     return answer
-
-
-# -- cheap checks --------------------------------------------------------------------------------------------------
-
-
-def test_a_synthesis_that_fixes_every_contradiction_covers_them_all() -> None:
-    checks = check_synthesis(THESIS, GOOD, [EMPTY, EVEN])
-    assert (checks.coverage, checks.missed, checks.is_copy) == (1.0, (), False)
-    assert checks.similarity < 0.9
-
-
-def test_a_synthesis_that_ignores_one_contradiction_names_it() -> None:
-    checks = check_synthesis(THESIS, HALF, [EMPTY, EVEN])
-    assert checks.coverage == 0.5
-    assert checks.missed == (EVEN.description,)
-
-
-def test_word_forms_still_match() -> None:
-    # "ignores edge cases" is addressed by "handles the edge case": edge + case, 2 of 3 keywords.
-    assert check_synthesis("x", "It now handles the edge case.", ["It ignores edge cases."]).coverage == 1.0
-    assert check_synthesis("x", "It is fast.", ["It ignores edge cases."]).coverage == 0.0
-
-
-@pytest.mark.parametrize(
-    "synthesis",
-    [THESIS, "  " + THESIS.upper() + "\n", THESIS.replace("middle", "centre")],
-    ids=["identical", "case-and-space", "one-word-changed"],
-)
-def test_a_near_copy_of_the_thesis_is_a_copy(synthesis: str) -> None:
-    checks = check_synthesis(THESIS, synthesis, [EMPTY])
-    assert checks.is_copy and checks.similarity >= 0.9
-
-
-def test_no_contradictions_means_nothing_to_miss() -> None:
-    checks = check_synthesis(THESIS, GOOD, [])
-    assert (checks.coverage, checks.missed) == (1.0, ())
-
-
-def test_a_long_rewrite_is_checked_quickly_and_not_a_copy() -> None:
-    thesis = "alpha beta gamma. " * 10_000
-    synthesis = "delta epsilon zeta. " * 10_000
-    assert not check_synthesis(thesis, synthesis).is_copy
-
-
-# -- score parsing -------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("0.7", 0.7),
-        (0.7, 0.7),
-        ("Score: 0.85", 0.85),
-        ("7/10", 0.7),
-        ("4 / 5", 0.8),
-        ("70%", 0.7),
-        ("7", 0.7),
-        ("85", 0.85),
-        ("1", 1.0),
-        ("1.5", 0.15),
-        ("250", 1.0),
-        ("-0.3", 0.0),
-    ],
-)
-def test_parse_score_reads_what_judges_write(raw: Any, expected: float) -> None:
-    assert parse_score(raw) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("raw", ["excellent", "", None, True])
-def test_parse_score_without_a_number_is_an_lm_error(raw: Any) -> None:
-    with pytest.raises(LMError, match="not a number"):
-        parse_score(raw)
 
 
 # -- the LM judge --------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from hegelion_dspy.errors import ConfigError, InvalidTraceError, LMError
 from hegelion_dspy.lms.base import ChatMessages, Completion, MessagesLM
 from hegelion_dspy.lms.scripted import ScriptedLM, default_answer
 from hegelion_dspy.optimize import (
+    OptimizerSettings,
     optimize_program,
     split_examples,
     tasks_from_log,
@@ -166,7 +167,7 @@ def test_split_of_nothing_says_where_tasks_come_from() -> None:
 def test_bootstrap_run_saves_a_program_whose_demos_reach_the_lm(tmp_path: Path) -> None:
     train, dev = split_examples(TASKS, dev_fraction=0.34, seed=1)
     lm = ScriptedLM(answer=judge_answer("0.8"))
-    result = optimize_program(train, devset=dev, lm=lm, optimizer="bootstrap", max_demos=2)
+    result = optimize_program(train, devset=dev, lm=lm, optimizer="bootstrap", settings=OptimizerSettings(max_demos=2))
     assert result.demos == {"thesis": 2, "antithesis": 2, "synthesis": 2}
     assert result.baseline is not None and result.score is not None
     assert 0.0 < result.baseline <= 1.0 and 0.0 < result.score <= 1.0
@@ -192,7 +193,9 @@ def test_bootstrap_run_saves_a_program_whose_demos_reach_the_lm(tmp_path: Path) 
 
 def test_bootstrap_keeps_only_runs_that_reach_min_score() -> None:
     train, _ = split_examples(TASKS, dev_fraction=0)
-    result = optimize_program(train, lm=ScriptedLM(answer=judge_answer("0.3")), min_score=0.5, evaluate=False)
+    result = optimize_program(
+        train, lm=ScriptedLM(answer=judge_answer("0.3")), settings=OptimizerSettings(min_score=0.5), evaluate=False
+    )
     assert result.demos == {"thesis": 0, "antithesis": 0, "synthesis": 0}
     assert result.baseline is None and result.score is None
 
@@ -224,8 +227,7 @@ def test_gepa_rewrites_instructions_from_judge_feedback_and_they_reach_the_lm(tm
         lm=TunableLM(),
         reflection_lm=reflector,
         optimizer="gepa",
-        max_metric_calls=12,
-        options={"reflection_minibatch_size": 2},
+        settings=OptimizerSettings(max_metric_calls=12, options={"reflection_minibatch_size": 2}),
     )
     assert reflector.prompts, "GEPA never asked the reflection LM"
     assert "Too vague; name concrete cases." in reflector.prompts[0]  # the judge's feedback reached the reflection
@@ -244,7 +246,9 @@ def test_mipro_completes_offline_and_picks_the_better_instruction(tmp_path: Path
     pytest.importorskip("optuna")
     train, dev = split_examples(TASKS, dev_fraction=0.34, seed=1)
     lm = TunableLM()
-    result = optimize_program(train, devset=dev, lm=lm, optimizer="mipro", num_candidates=2, max_demos=1)
+    result = optimize_program(
+        train, devset=dev, lm=lm, optimizer="mipro", settings=OptimizerSettings(num_candidates=2, max_demos=1)
+    )
     assert "proposed_instruction" in lm.steps_called()
     assert result.score is not None and result.baseline is not None and result.score > result.baseline
     path = save_program(result.program, tmp_path / "mipro.json")
@@ -269,7 +273,12 @@ def test_save_program_refuses_to_overwrite_and_wants_json(tmp_path: Path) -> Non
 def test_saved_mode_and_iterations_survive_optimization(tmp_path: Path) -> None:
     train, _ = split_examples(TASKS[:3], dev_fraction=0)
     result = optimize_program(
-        train, lm=ScriptedLM(answer=judge_answer()), mode="coding", iterations=2, evaluate=False, max_demos=1
+        train,
+        lm=ScriptedLM(answer=judge_answer()),
+        mode="coding",
+        iterations=2,
+        evaluate=False,
+        settings=OptimizerSettings(max_demos=1),
     )
     loaded = load_program(save_program(result.program, tmp_path / "coding.json"))
     assert (loaded.mode, loaded.iterations) == ("coding", 2)

@@ -10,7 +10,7 @@ import pytest
 
 from hegelion_dspy.collect import build_trace
 from hegelion_dspy.errors import InvalidTraceError
-from hegelion_dspy.store import TORN_SUFFIX, TraceStore, read_records
+from hegelion_dspy.store import TORN_SUFFIX, Provenance, TraceStore, read_records
 from hegelion_dspy.types import TraceFailure, TraceRecord
 
 
@@ -119,7 +119,7 @@ def test_skip_invalid_reports_each_bad_line_and_keeps_going(log_path: Path) -> N
 
 
 def test_stats_recent_and_completed_tasks(store: TraceStore) -> None:
-    store.append_many([ok_trace("A  task"), ok_trace("b", mode="coding"), failed_trace("c")])
+    store.append_many([ok_trace("A  task", model="m/x"), ok_trace("b", mode="coding", model="m/x"), failed_trace("c")])
     with open(store.path, "ab") as fh:
         fh.write(b"garbage\n")
 
@@ -127,8 +127,11 @@ def test_stats_recent_and_completed_tasks(store: TraceStore) -> None:
     assert (stats.total, stats.ok, stats.failed, stats.invalid) == (3, 2, 1, 1)
     assert stats.by_mode == {"general": 2, "coding": 1}
     assert [r.task for r in store.recent(2)] == ["b", "c"]
-    assert store.completed_tasks() == {"a task", "b"}
-    assert store.completed_tasks(mode="coding") == {"b"}
+    model = "m/x"
+    assert store.completed(Provenance("general", model)) == {"a task"}
+    assert store.completed(Provenance("coding", model)) == {"b"}
+    assert store.completed(Provenance("general", "another/model")) == set()
+    assert store.completed(Provenance("general", model, program="0123abcd")) == set()
 
 
 def test_an_absent_log_reads_as_empty(tmp_path: Path) -> None:

@@ -63,3 +63,9 @@ def command_line() -> str | None:
     ctx = click.get_current_context(silent=True)
     obj = ctx.find_root().obj if ctx is not None else None
     return obj.get("command_line") if isinstance(obj, dict) else None
+
+
+def prog() -> str:
+    """The name the user ran the command by (``hegelion``, ``hegelion-agent``), for message prefixes."""
+    ctx = click.get_current_context(silent=True)
+    return (ctx.find_root().info_name if ctx is not None else None) or "hegelion"

@@ -1,4 +1,9 @@
-"""hegelion-agent: run dialectics on one task or a file of prompts, print the result, log every trace."""
+"""hegelion [run] (hegelion-agent): run dialectics on one task or a file of prompts, print the result, log every trace.
+
+On a terminal a single run is watchable: a live line says which step of which round is running and for how long, and
+the thesis and the critique are printed (on stderr) as they finish; stdout keeps only the answer, so piped output
+stays clean. ``--quiet`` turns the display off.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,14 @@ import click
 from ..collect import RunContext, read_prompts, run_batch, run_dialectic
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
+from ._common import EXIT_FAILED, EXIT_INTERRUPTED, prog, run
+from .options import api_base_option, model_option, program_option, prompts_option
+from .watch import StepDisplay
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("task", required=False)
-@click.option(
-    "--prompts",
-    "prompts_file",
-    type=click.Path(path_type=Path),
-    help="Run every prompt in FILE (one a line, or JSONL with a 'prompt' field) instead of TASK.",
-)
+@prompts_option
 @click.option("--coding", is_flag=True, help="Word the three steps for software tasks.")
 @click.option(
     "--iterations",
@@ -36,18 +38,9 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
     help="Trace log to append to [default: $HEGELION_LOG_FILE or $HEGELION_DATA_DIR/traces.jsonl].",
 )
 @click.option("--no-log", is_flag=True, help="Do not append the trace to any log.")
-@click.option(
-    "--model",
-    "-m",
-    help="Any model string DSPy accepts (e.g. openai/gpt-4o-mini, ollama_chat/llama3.2) "
-    "[default: $HEGELION_MODEL, else the embedded offline model].",
-)
-@click.option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio).")
-@click.option(
-    "--program",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A compiled Dialectic saved by hegelion-optimize or Dialectic.save().",
-)
+@model_option
+@api_base_option
+@program_option
 @click.option(
     "--format",
     "fmt",
@@ -64,7 +57,11 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
     show_default=True,
     help="Prompts run at once with --prompts.",
 )
-@click.option("--no-resume", is_flag=True, help="With --prompts, rerun prompts that already have an ok trace.")
+@click.option(
+    "--no-resume",
+    is_flag=True,
+    help="With --prompts, rerun prompts that already have an ok trace from the same model, mode and program.",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
 @click.option(
     "--judge",
@@ -73,6 +70,13 @@ from ._common import EXIT_FAILED, EXIT_INTERRUPTED, run
     "hegelion-dataset --min-score.",
 )
 @click.option("--judge-model", help="The LM that judges (implies --judge) [default: the --model LM].")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No live step display: on a terminal a single run otherwise shows each step and prints the thesis and the "
+    "critique as they finish (on stderr).",
+)
 def agent(
     task: str | None,
     prompts_file: Path | None,
@@ -89,12 +93,13 @@ def agent(
     tags: tuple[str, ...],
     judge: bool,
     judge_model: str | None,
+    quiet: bool,
 ) -> int:
     """Make an LM argue with itself: thesis -> antithesis -> synthesis, and log it as training data.
 
     \b
-    hegelion-agent "Fix the memory leak" --coding --iterations 2 --log-file data/traces.jsonl
-    hegelion-agent --prompts prompts.txt --concurrency 8 --log-file data/traces.jsonl
+    hegelion "Fix the memory leak" --coding --iterations 2 --log-file data/traces.jsonl
+    hegelion --prompts prompts.txt --concurrency 8 -m openai/gpt-4o-mini --log-file data/traces.jsonl
     """
     if (task is None) == (prompts_file is None):
         raise click.UsageError("give either a TASK or --prompts FILE")
@@ -108,13 +113,22 @@ def agent(
         lm=lm, mode="coding" if coding else "general", iterations=iterations or 1, program=program, judge=judge_with
     )
     if task is not None:
-        record = run_dialectic(task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags)
+        watch = (
+            None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
+        )
+        try:
+            record = run_dialectic(
+                task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags, on_step=watch
+            )
+        finally:
+            if watch is not None:
+                watch.close()
         _print_record(record, fmt)
         if record.score is not None and fmt == "text":
-            click.echo(f"hegelion-agent: judge score {record.score:.2f}", err=True)
+            click.echo(f"{prog()}: judge score {record.score:.2f}", err=True)
         if not record.ok:
             assert record.error is not None
-            click.echo(f"hegelion-agent: failed in the {record.error.step} step: {record.error.message}", err=True)
+            click.echo(f"{prog()}: failed in the {record.error.step} step: {record.error.message}", err=True)
             return EXIT_FAILED
         return 0
     return _run_prompts(prompts, ctx, store, iterations, fmt, concurrency, not no_resume, tags)
@@ -164,21 +178,21 @@ def _run_prompts(
         )
     except KeyboardInterrupt:
         where = f" in {store.path}" if store is not None else ""
-        click.echo(f"\nhegelion-agent: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
+        click.echo(f"\n{prog()}: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
         return EXIT_INTERRUPTED
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     where = f" -> {store.path}" if store is not None else ""
     click.echo(
-        f"hegelion-agent: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
-        f"(already logged or repeated){where}",
+        f"{prog()}: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
+        f"(already logged by the same model, or repeated){where}",
         err=True,
     )
     if result.failed:
         for task, reason in result.failures:
-            click.echo(f"hegelion-agent: failed: {task[:80]!r}: {reason}", err=True)
-        click.echo(f"hegelion-agent: {result.failed} of {result.ok + result.failed} prompts failed", err=True)
+            click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
+        click.echo(f"{prog()}: {result.failed} of {result.ok + result.failed} prompts failed", err=True)
         return EXIT_FAILED
     return 0
 

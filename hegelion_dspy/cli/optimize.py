@@ -12,6 +12,7 @@ import click
 from ..errors import InvalidTraceError
 from ..store import default_log_path
 from ._common import run
+from .options import api_base_option, model_option, program_option, prompts_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,12 +29,7 @@ from ._common import run
     type=click.Path(path_type=Path, dir_okay=False),
     help="Take the tasks of the ok traces in this trace log [default: the default log, when no --prompts].",
 )
-@click.option(
-    "--prompts",
-    "prompts_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Take the tasks from a prompts file (one a line, or JSONL with a 'prompt' field).",
-)
+@prompts_option
 @click.option(
     "--optimizer",
     type=click.Choice(["bootstrap", "mipro", "gepa"]),
@@ -44,18 +40,9 @@ from ._common import run
 )
 @click.option("--coding", is_flag=True, help="Optimize the coding wording (and use only coding traces of --log).")
 @click.option("--iterations", "-n", type=click.IntRange(1, 10), default=1, show_default=True, help="Rounds per run.")
-@click.option(
-    "--program",
-    "start_from",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Start from this saved program instead of the default Dialectic.",
-)
-@click.option(
-    "--model",
-    "-m",
-    help="The LM the program runs on [default: $HEGELION_MODEL, else the embedded offline model].",
-)
-@click.option("--api-base", help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio).")
+@program_option
+@model_option
+@api_base_option
 @click.option("--judge-model", help="The LM that judges syntheses [default: the --model LM].")
 @click.option("--reflection-model", help="The LM that writes new instructions (mipro, gepa) [default: the --model LM].")
 @click.option("--no-judge", is_flag=True, help="Score with the cheap checks only (contradiction coverage, no copy).")
@@ -109,7 +96,7 @@ def optimize(
     optimizer: str,
     coding: bool,
     iterations: int,
-    start_from: Path | None,
+    program: Path | None,
     model: str | None,
     api_base: str | None,
     judge_model: str | None,
@@ -147,7 +134,7 @@ def optimize(
     tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
 
     from ..lms.chooser import make_lm
-    from ..optimize import optimize_program, split_examples
+    from ..optimize import OptimizerSettings, optimize_program, split_examples
     from ..program import save_program
 
     if max_tasks is not None and len(tasks) > max_tasks:
@@ -164,20 +151,22 @@ def optimize(
             train,
             devset=dev,
             optimizer=optimizer,  # type: ignore[arg-type]
-            program=start_from,
+            program=program,
             mode=mode,  # type: ignore[arg-type]
             iterations=iterations,
             lm=lm,
             judge_lm=judge_lm,
             reflection_lm=reflection_lm,
             use_judge=not no_judge,
-            max_demos=max_demos,
-            min_score=min_score,
-            budget=budget,
-            max_metric_calls=max_metric_calls,
-            num_candidates=candidates,
-            num_threads=threads,
-            seed=seed,
+            settings=OptimizerSettings(
+                max_demos=max_demos,
+                min_score=min_score,
+                budget=budget,
+                max_metric_calls=max_metric_calls,
+                num_candidates=candidates,
+                num_threads=threads,
+                seed=seed,
+            ),
         )
     info = {
         **result.info(),

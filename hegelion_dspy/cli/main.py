@@ -1,0 +1,54 @@
+"""hegelion: one command for the whole job, as ``llm`` is one command (the old script names stay as aliases).
+
+hegelion "Why is the sky blue?"            # run a dialectic (the default subcommand, = hegelion run)
+hegelion dataset traces.jsonl dpo.jsonl     # curation (= hegelion-dataset)
+hegelion logs / hegelion logs show ID       # read the trace log back
+hegelion optimize ... / hegelion serve ...  # = hegelion-optimize / hegelion-server
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from ._common import run
+from .agent import agent
+from .dataset import dataset
+from .logs import logs
+from .optimize import optimize
+from .serve import serve
+
+
+class _RunByDefault(click.Group):
+    """A group whose first argument, when it is not a subcommand, starts ``run``: ``hegelion "task"``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(
+    cls=_RunByDefault,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
+@click.version_option(__version__, "--version", prog_name="hegelion")
+def hegelion() -> None:
+    """Make an LLM argue with itself (thesis -> antithesis -> synthesis), log every run, and turn the log into
+    training data. `hegelion "TASK"` runs a dialectic; the subcommands below do the rest."""
+
+
+hegelion.add_command(agent, "run")
+hegelion.add_command(dataset, "dataset")
+hegelion.add_command(logs, "logs")
+hegelion.add_command(optimize, "optimize")
+hegelion.add_command(serve, "serve")
+
+
+def main(argv: list[str] | None = None) -> None:
+    run(hegelion, "hegelion", argv)
+
+
+if __name__ == "__main__":
+    main()
