@@ -12,6 +12,7 @@ import collections
 import fcntl
 import json
 import os
+import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import ConfigError, InvalidTraceError
 from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
 
 TORN_SUFFIX = ".torn"
+UTF8_BOM = b"\xef\xbb\xbf"
 _TAIL_CHUNK = 1 << 16
 
 
@@ -152,6 +154,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
     # which made reading a 570 MB log 0.4-0.6 s slower (benchmarks/bench_export.py).
     with open(path, "rb", buffering=1 << 16) as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(UTF8_BOM):  # editors on Windows save UTF-8 with a byte-order mark
+                raw = raw[len(UTF8_BOM) :]
             complete = raw.endswith(b"\n")
             body = raw.rstrip(b"\r\n")
             if body.strip():
@@ -174,19 +178,27 @@ def read_records(
     for lineno, raw, complete in iter_lines(path):
         try:
             yield parse_line(raw, path, lineno)
-        except InvalidTraceError as exc:
-            if not complete:
-                exc = InvalidTraceError(
-                    f"torn last line (no newline at the end: a write was interrupted); {exc.reason} — the next "
-                    "append to this log repairs it, or pass --skip-invalid",
+        except InvalidTraceError as error:
+            problem = error
+            if lineno == 1 and raw.lstrip().startswith(b"["):
+                problem = InvalidTraceError(
+                    "the file holds a JSON array, not JSON lines (one trace object a line); convert it with "
+                    f"jq -c '.[]' {shlex.quote(str(path))} > traces.jsonl",
                     path=path,
                     lineno=lineno,
-                    field=exc.field,
+                )
+            elif not complete:
+                problem = InvalidTraceError(
+                    f"torn last line (no newline at the end: a write was interrupted); {error.reason} — the next "
+                    "append to this log repairs it, or set option 'skip_invalid'",
+                    path=path,
+                    lineno=lineno,
+                    field=error.field,
                 )
             if not skip_invalid:
-                raise exc from None
+                raise problem from None
             if on_invalid is not None:
-                on_invalid(exc)
+                on_invalid(problem)
 
 
 def _write_all(fd: int, data: bytes) -> None:

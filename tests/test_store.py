@@ -140,3 +140,16 @@ def test_an_absent_log_reads_as_empty(tmp_path: Path) -> None:
     assert store.stats().total == 0
     with pytest.raises(InvalidTraceError, match="no such file"):
         list(read_records(tmp_path / "none.jsonl"))
+
+
+def test_a_utf8_byte_order_mark_at_the_start_is_accepted(log_path: Path) -> None:
+    log_path.write_bytes(b"\xef\xbb\xbf" + ok_trace("first").to_json_line() + ok_trace("second").to_json_line())
+    assert [r.task for r in read_records(log_path)] == ["first", "second"]
+
+
+@pytest.mark.parametrize("tail", [b"", b"\n"])
+def test_a_json_array_file_is_named_as_such_not_as_a_torn_line(log_path: Path, tail: bytes) -> None:
+    log_path.write_bytes(b"[" + ok_trace().model_dump_json().encode() + b"]" + tail)
+    with pytest.raises(InvalidTraceError, match=r"holds a JSON array, not JSON lines.*jq -c") as info:
+        list(read_records(log_path))
+    assert "torn" not in str(info.value) and info.value.lineno == 1

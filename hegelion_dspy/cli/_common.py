@@ -50,7 +50,9 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
         code = EXIT_USAGE
     except HegelionError as exc:
-        click.echo(f"{prog}: error: {exc}", err=True)
+        from .options import as_flags
+
+        click.echo(f"{prog}: error: {as_flags(str(exc))}", err=True)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)

@@ -5,29 +5,16 @@ Its flags are made from ``ExportOptions`` (the library's one options model): an 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import ExportError
 from ..exporters import DROP_REASONS, TRACE_REASONS, ExportOptions, ExportReport, demo_hint, export_dataset
 from ._common import command_line, run
-from .options import fields_as_options, given_options
+from .options import FLAG_NAMES, INVERTED, as_flags, fields_as_options, given_options
 
 PROG = "hegelion-dataset"
-
-# The CLI spellings of ExportOptions / TraceFilter fields whose flag is not simply --field-name.
-FLAG_NAMES = {
-    "format": ("--format", "-f"),
-    "models": ("--model",),
-    "exclude_models": ("--exclude-model",),
-    "sources": ("--source",),
-    "tags": ("--tag",),
-    "exclude_tags": ("--exclude-tag",),
-}
-INVERTED = {"dedupe": "--keep-duplicates"}
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -45,17 +32,14 @@ def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) 
     hegelion-dataset 'logs/*.jsonl' data/dpo.jsonl --format dpo-chat --split 0.1 --stats
     hegelion-dataset traces.jsonl data/dpo --card --split 0.1 --model 'openai/*' --keep best
     """
-    try:
-        opts = ExportOptions.of(**given_options(options, ExportOptions))
-        report = export_dataset(list(inputs), output, opts, command=command_line())
-    except ExportError as exc:
-        raise ExportError(as_flags(str(exc))) from None
+    opts = ExportOptions.of(**given_options(options, ExportOptions))
+    report = export_dataset(list(inputs), output, opts, command=command_line())
     if report.invalid:
         click.echo(
             f"{PROG}: skipped {report.invalid:,} invalid {_plural(report.invalid, 'line')}; the first:", err=True
         )
         for location in report.invalid_locations:
-            click.echo(f"  {location}", err=True)
+            click.echo(f"  {as_flags(location)}", err=True)
     for warning in report.warnings:
         click.echo(f"{PROG}: warning: {warning}", err=True)
     if stats:
@@ -73,20 +57,6 @@ def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) 
         err=True,
     )
     return 0
-
-
-_OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")
-
-
-def as_flags(message: str) -> str:
-    """A library message in this command's words: "option 'include_demo'" -> "--include-demo"."""
-
-    def flag(match: re.Match[str]) -> str:
-        name = match.group(1)
-        spelled = INVERTED.get(name) or FLAG_NAMES.get(name, ("--" + name.replace("_", "-"),))[0]
-        return ("pass " if match.group(0).startswith("set ") else "") + spelled
-
-    return _OPTION.sub(flag, message)
 
 
 def _plural(n: int, word: str) -> str:

@@ -19,16 +19,9 @@ from ..selection import TraceFilter
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
 from ._common import run
-from .options import fields_as_options, given_options
+from .options import FLAG_NAMES, fields_as_options, given_options
 
 PROG = "hegelion logs"
-FLAG_NAMES = {
-    "models": ("--model",),
-    "exclude_models": ("--exclude-model",),
-    "sources": ("--source",),
-    "tags": ("--tag",),
-    "exclude_tags": ("--exclude-tag",),
-}
 
 log_file_option = click.option(
     "--log-file",
@@ -97,13 +90,18 @@ def logs(
 
 
 def _row(record: TraceRecord) -> str:
-    model = (record.model or "?") + (" (demo)" if record.demo else "")
+    suffix = " (demo)" if record.demo else ""
+    model = _clip(record.model or "?", 34 - len(suffix)) + suffix
     score = "" if record.score is None else f"{record.score:.2f}"
     task = (record.task.strip().splitlines() or [""])[0]
     return (
-        f"{record.id[:12]:<12}  {record.created_at:%Y-%m-%d %H:%M}  {textwrap.shorten(model, 34):<34}  "
-        f"{record.status:<6}  {score:>5}  {textwrap.shorten(task, 60, placeholder='...')}"
+        f"{record.id[:12]:<12}  {record.created_at:%Y-%m-%d %H:%M}  {model:<34}  "
+        f"{record.status:<6}  {score:>5}  {_clip(task, 60)}"
     )
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _stats_text(path: Path, data: dict[str, Any]) -> str:

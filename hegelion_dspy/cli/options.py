@@ -4,6 +4,7 @@ the library's model appears on every command that takes it."""
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -16,6 +17,30 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The CLI spellings of ExportOptions / TraceFilter fields whose flag is not simply --field-name.
+FLAG_NAMES: dict[str, tuple[str, ...]] = {
+    "format": ("--format", "-f"),
+    "models": ("--model",),
+    "exclude_models": ("--exclude-model",),
+    "sources": ("--source",),
+    "tags": ("--tag",),
+    "exclude_tags": ("--exclude-tag",),
+}
+INVERTED = {"dedupe": "--keep-duplicates"}  # fields that default to True, switched off by a flag
+_OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")
+
+
+def as_flags(message: str) -> str:
+    """A library message in the command line's words: "set option 'include_demo'" -> "pass --include-demo"."""
+
+    def flag(match: re.Match[str]) -> str:
+        name = match.group(1)
+        spelled = INVERTED.get(name) or FLAG_NAMES.get(name, ("--" + name.replace("_", "-"),))[0]
+        return ("pass " if match.group(0).startswith("set ") else "") + spelled
+
+    return _OPTION.sub(flag, message)
+
 
 model_option = click.option(
     "--model",
