@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+# DSPy reads its request-cache folder when it is imported (below): a fresh one per run, never a developer's cache.
+os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="hegelion-test-dspy-cache-")
 
 import pytest
 

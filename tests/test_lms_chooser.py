@@ -96,3 +96,9 @@ def test_the_cli_refuses_a_missing_key_with_exit_2_and_logs_nothing(tmp_path: Pa
     assert done.stderr.count("\n") == 1 and "OPENAI_API_KEY" in done.stderr
     assert done.stdout == ""
     assert not log.exists()
+
+
+def test_collection_asks_the_model_again_while_the_optimizer_may_cache() -> None:
+    # DSPy's request cache would replay an earlier reply as a "new" trace of the same prompt
+    assert make_lm("openai/gpt-4o-mini", api_key="sk-test").cache is False
+    assert make_lm("openai/gpt-4o-mini", api_key="sk-test", cache=True).cache is True

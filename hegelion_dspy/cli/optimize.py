@@ -142,9 +142,10 @@ def optimize(
 
         tasks = random.Random(seed).sample(tasks, max_tasks)
     train, dev = split_examples(tasks, dev_fraction, seed)
-    lm = make_lm(model, api_base=api_base)
-    judge_lm = make_lm(judge_model) if judge_model else None  # $HEGELION_API_BASE applies; --api-base does not
-    reflection_lm = make_lm(reflection_model) if reflection_model else None
+    # Optimizers evaluate the same prompts many times: DSPy's request cache saves those calls here.
+    lm = make_lm(model, api_base=api_base, cache=True)
+    judge_lm = make_lm(judge_model, cache=True) if judge_model else None  # $HEGELION_API_BASE applies, --api-base not
+    reflection_lm = make_lm(reflection_model, cache=True) if reflection_model else None
     # DSPy's optimizers print progress to stdout; keep stdout for our summary.
     with contextlib.redirect_stdout(sys.stderr):
         result = optimize_program(

@@ -95,9 +95,15 @@ def make_lm(
     api_key: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    cache: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> dspy.BaseLM:
-    """Build the LM for ``model`` (see ``resolve_model``). The embedded model is loaded once and shared."""
+    """Build the LM for ``model`` (see ``resolve_model``). The embedded model is loaded once and shared.
+
+    ``cache`` turns on DSPy's request cache for hosted models. It is off by default: collecting data again (another
+    sample of a prompt, ``--no-resume``) must ask the model again, not replay a cached reply as a new trace. The
+    optimizer turns it on, since it evaluates the same prompts many times.
+    """
     env = os.environ if env is None else env
     name = resolve_model(model, env)
     if is_embedded(name):
@@ -123,7 +129,7 @@ def make_lm(
         kwargs["temperature"] = temperature
     if max_tokens is not None:
         kwargs["max_tokens"] = max_tokens
-    return dspy.LM(name, **kwargs)
+    return dspy.LM(name, cache=cache, **kwargs)
 
 
 def adapter_for(lm: dspy.BaseLM) -> dspy.Adapter:
