@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from pydantic import ValidationError
 
@@ -100,110 +100,124 @@ def check_task(task: Any) -> str:
     return task.strip()
 
 
-def _record(
-    ctx: RunContext,
-    task: str,
-    outcome: Any,
-    *,
-    source: Source,
-    tags: Sequence[str],
-) -> TraceRecord:
-    from .lms.base import describe_lm
+class RunOptions(TypedDict, total=False):
+    """The keyword options of ``run_dialectic`` / ``arun_dialectic`` (declared once for both)."""
 
-    common: dict[str, Any] = {
-        "source": source,
-        "task": task,
-        "mode": ctx.program.mode,
-        "model": str(ctx.lm.model),
-        "lm": describe_lm(ctx.lm),
-        "adapter": type(ctx.adapter).__name__,
-        "program": ctx.program_path,
-        "program_digest": ctx.program_digest,
-        "demo": bool(getattr(ctx.lm, "demo", False)),
-        "tags": list(tags),
-    }
-    if isinstance(outcome, StepFailedError):
-        return TraceRecord(
-            **common,
-            rounds=outcome.completed_rounds,
-            synthesis="",
-            status="failed",
-            metadata={"partial_round": outcome.partial} if outcome.partial else {},
-            error=TraceFailure(
-                step=outcome.step,  # type: ignore[arg-type]
-                round=outcome.round_index,
-                type=outcome.error_type,
-                message=outcome.message[:20_000],
-            ),
-        )
-    return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
+    ctx: RunContext  # a prepared LM, adapter and program; without it one is built from the fields further down
+    store: TraceStore | None  # append the trace here
+    iterations: int | None  # rounds for this run [default: the program's]
+    source: Source  # who asked: cli, mcp or python [default: python]
+    tags: Sequence[str]
+    on_step: OnStep | None  # hears each step start, finish or fail
+    # without ``ctx`` (see RunContext.build):
+    lm: dspy.BaseLM
+    model: str | None
+    mode: Mode
+    program: Dialectic | str | Path | None
+    adapter: dspy.Adapter | None
+    judge: bool | dspy.BaseLM | TraceJudge
+
+
+_BUILD_OPTIONS = ("lm", "model", "mode", "program", "adapter", "judge")
 
 
 @dataclass
-class _Outcome:
-    value: Any = None  # the program's Prediction, or the StepFailedError that stopped it
+class _Run:
+    """One run's settings (from RunOptions) and what it produces: the outcome, then the logged trace."""
+
+    task: str
+    ctx: RunContext
+    store: TraceStore | None = None
+    iterations: int | None = None
+    source: Source = "python"
+    tags: Sequence[str] = ()
+    on_step: OnStep | None = None
+    outcome: Any = None  # the program's Prediction, or the StepFailedError that stopped it
+
+    @classmethod
+    def of(cls, task: str, options: RunOptions) -> _Run:
+        unknown = sorted(set(options) - set(RunOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; the options are {sorted(RunOptions.__annotations__)}")
+        own: dict[str, Any] = {k: v for k, v in options.items() if k not in _BUILD_OPTIONS and k != "ctx"}
+        build: dict[str, Any] = {k: v for k, v in options.items() if k in _BUILD_OPTIONS}
+        ctx = options.get("ctx") or RunContext.build(**build)
+        return cls(task=check_task(task), ctx=ctx, **own)
+
+    def program_inputs(self) -> dict[str, Any]:
+        return {"task": self.task, "iterations": self.iterations, "on_step": self.on_step}
+
+    @contextlib.contextmanager
+    def attempt(self) -> Iterator[None]:
+        """Run the program inside: with the context's LM and adapter; a failed step becomes the outcome, not raised."""
+        import dspy
+
+        with dspy.context(lm=self.ctx.lm, adapter=self.ctx.adapter):
+            try:
+                yield
+            except StepFailedError as exc:
+                self.outcome = exc
+
+    def record(self) -> TraceRecord:
+        """The trace of the outcome (before any judging)."""
+        from .lms.base import describe_lm
+
+        ctx, outcome = self.ctx, self.outcome
+        common: dict[str, Any] = {
+            "source": self.source,
+            "task": self.task,
+            "mode": ctx.program.mode,
+            "model": str(ctx.lm.model),
+            "lm": describe_lm(ctx.lm),
+            "adapter": type(ctx.adapter).__name__,
+            "program": ctx.program_path,
+            "program_digest": ctx.program_digest,
+            "demo": bool(getattr(ctx.lm, "demo", False)),
+            "tags": list(self.tags),
+        }
+        if isinstance(outcome, StepFailedError):
+            return TraceRecord(
+                **common,
+                rounds=outcome.completed_rounds,
+                synthesis="",
+                status="failed",
+                metadata={"partial_round": outcome.partial} if outcome.partial else {},
+                error=TraceFailure(
+                    step=outcome.step,  # type: ignore[arg-type]
+                    round=outcome.round_index,
+                    type=outcome.error_type,
+                    message=outcome.message[:20_000],
+                ),
+            )
+        return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
+
+    def logged(self, record: TraceRecord) -> TraceRecord:
+        if self.store is not None:
+            self.store.append(record)
+        return record
 
 
-@contextlib.contextmanager
-def _attempt(ctx: RunContext) -> Iterator[_Outcome]:
-    """Run the program inside: with the context's LM and adapter, a failed step becomes the outcome, never raised."""
-    import dspy
-
-    outcome = _Outcome()
-    with dspy.context(lm=ctx.lm, adapter=ctx.adapter):
-        try:
-            yield outcome
-        except StepFailedError as exc:
-            outcome.value = exc
-
-
-def _logged(record: TraceRecord, store: TraceStore | None) -> TraceRecord:
-    if store is not None:
-        store.append(record)
-    return record
-
-
-def run_dialectic(
-    task: str,
-    *,
-    ctx: RunContext | None = None,
-    store: TraceStore | None = None,
-    iterations: int | None = None,
-    source: Source = "python",
-    tags: Sequence[str] = (),
-    on_step: OnStep | None = None,
-    **build: Any,
-) -> TraceRecord:
+def run_dialectic(task: str, **options: Unpack[RunOptions]) -> TraceRecord:
     """Run the dialectic on ``task`` and return its trace (``status`` says whether it succeeded).
 
-    ``ctx`` carries a prepared LM and program; otherwise ``build`` (lm=, model=, mode=, iterations=, program=) makes
-    one. ``on_step`` hears each step start, finish or fail. The trace is appended to ``store`` when given. A failed LM
-    call is returned as a failed trace, never raised. ``arun_dialectic`` is the same for an event loop.
+    Options (``RunOptions``): ``ctx`` carries a prepared LM and program, otherwise ``lm=``/``model=``, ``mode=``,
+    ``program=``, ``judge=`` make one; ``store`` gets the trace appended; ``iterations``, ``source``, ``tags``;
+    ``on_step`` hears each step start, finish or fail. A failed LM call is returned as a failed trace, never raised.
+    ``arun_dialectic`` is the same for an event loop (the steps awaited, so many tasks run concurrently).
     """
-    task, ctx = check_task(task), ctx or RunContext.build(**build)
-    with _attempt(ctx) as outcome:
-        outcome.value = ctx.program(task=task, iterations=iterations, on_step=on_step)
-    record = _record(ctx, task, outcome.value, source=source, tags=tags)
-    return _logged(record if ctx.judge is None else ctx.judge.score(record), store)
+    run = _Run.of(task, options)
+    with run.attempt():
+        run.outcome = run.ctx.program(**run.program_inputs())
+    record = run.record()
+    return run.logged(record if run.ctx.judge is None else run.ctx.judge.score(record))
 
 
-async def arun_dialectic(
-    task: str,
-    *,
-    ctx: RunContext | None = None,
-    store: TraceStore | None = None,
-    iterations: int | None = None,
-    source: Source = "python",
-    tags: Sequence[str] = (),
-    on_step: OnStep | None = None,
-    **build: Any,
-) -> TraceRecord:
-    """``run_dialectic`` with the steps awaited (``acall``), so many tasks run concurrently on one event loop."""
-    task, ctx = check_task(task), ctx or RunContext.build(**build)
-    with _attempt(ctx) as outcome:
-        outcome.value = await ctx.program.acall(task=task, iterations=iterations, on_step=on_step)
-    record = _record(ctx, task, outcome.value, source=source, tags=tags)
-    return _logged(record if ctx.judge is None else await ctx.judge.ascore(record), store)
+async def arun_dialectic(task: str, **options: Unpack[RunOptions]) -> TraceRecord:
+    run = _Run.of(task, options)
+    with run.attempt():
+        run.outcome = await run.ctx.program.acall(**run.program_inputs())
+    record = run.record()
+    return run.logged(record if run.ctx.judge is None else await run.ctx.judge.ascore(record))
 
 
 @dataclass

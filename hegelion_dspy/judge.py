@@ -7,9 +7,10 @@ logged traces at collection time (``collect.TraceJudge``) build on it.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,18 @@ class Judgement:
         }
 
 
+@dataclass
+class _Case:
+    """One synthesis being judged: its cache key, cheap checks, the LM's inputs, and (after the call) its verdict."""
+
+    key: tuple[str, ...]
+    checks: Checks
+    inputs: dict[str, Any]
+    asks_lm: bool
+    cached: Judgement | None = None
+    verdict: Any = None
+
+
 class DialecticJudge:
     """Judges a synthesis against its thesis: the cheap checks, then (unless ``use_lm`` is False) the ``Judge``
     signature on ``lm``.
@@ -107,41 +120,34 @@ class DialecticJudge:
         """The judge LM's model string, when it has its own LM."""
         return None if self.lm is None else str(self.lm.model)
 
-    # -- sync and async entry points share everything but the LM call -------------------------------------------
+    # -- sync and async entry points: the same steps, the LM called plainly or awaited --------------------------
 
     def judge(self, task: str, thesis: str, synthesis: str, contradictions: Sequence[Contradiction] = ()) -> Judgement:
-        """Judge one synthesis. Raises LMError when the LM judge fails or gives no usable score."""
-        key, checks, found = self._prepare(task, thesis, synthesis, contradictions)
-        if found is not None:
-            return found
-        raw = None
-        if self.use_lm and not checks.is_copy:
-            with self._context():
-                try:
-                    raw = self.predictor(
-                        task=task, thesis=thesis, contradictions=list(contradictions), synthesis=synthesis
-                    )
-                except Exception as exc:  # the LM boundary: provider and parse errors alike mean "no judgement"
-                    raise self._failure(exc) from exc
-        return self._finish(key, checks, len(contradictions), raw)
+        """Judge one synthesis. Raises LMError when the LM judge fails or gives no usable score. ``ajudge`` is the same
+        for an event loop."""
+        case = self._case(task, thesis, synthesis, contradictions)
+        if case.asks_lm:
+            with self._calling(case):
+                case.verdict = self.predictor(**case.inputs)
+        return self._finish(case)
 
     async def ajudge(
         self, task: str, thesis: str, synthesis: str, contradictions: Sequence[Contradiction] = ()
     ) -> Judgement:
-        """The async twin of ``judge``."""
-        key, checks, found = self._prepare(task, thesis, synthesis, contradictions)
-        if found is not None:
-            return found
-        raw = None
-        if self.use_lm and not checks.is_copy:
-            with self._context():
-                try:
-                    raw = await self.predictor.acall(
-                        task=task, thesis=thesis, contradictions=list(contradictions), synthesis=synthesis
-                    )
-                except Exception as exc:  # the LM boundary, as in judge()
-                    raise self._failure(exc) from exc
-        return self._finish(key, checks, len(contradictions), raw)
+        case = self._case(task, thesis, synthesis, contradictions)
+        if case.asks_lm:
+            with self._calling(case):
+                case.verdict = await self.predictor.acall(**case.inputs)
+        return self._finish(case)
+
+    @contextlib.contextmanager
+    def _calling(self, case: _Case) -> Iterator[None]:
+        """Around the judge's LM call: its own LM and adapter, and any failure as one LMError."""
+        with self._context():
+            try:
+                yield
+            except Exception as exc:  # the LM boundary: provider and parse errors alike mean "no judgement"
+                raise self._failure(exc) from exc
 
     def _failure(self, exc: BaseException) -> LMError:
         first_line = (str(exc).strip().splitlines() or [""])[0][:300]
@@ -160,20 +166,22 @@ class DialecticJudge:
             settings["adapter"] = self.adapter
         return dspy.context(**settings)
 
-    def _prepare(
-        self, task: str, thesis: str, synthesis: str, contradictions: Sequence[Contradiction]
-    ) -> tuple[tuple[str, ...], Checks, Judgement | None]:
+    def _case(self, task: str, thesis: str, synthesis: str, contradictions: Sequence[Contradiction]) -> _Case:
         key = (task, thesis, synthesis, *(f"{c.description}\x00{c.evidence}" for c in contradictions))
+        inputs = {"task": task, "thesis": thesis, "contradictions": list(contradictions), "synthesis": synthesis}
         with self._lock:
             found = self._cache.get(key)
             if found is not None:
                 self._cache.move_to_end(key)
-                return key, found.checks, found
+                return _Case(key, found.checks, inputs, asks_lm=False, cached=found)
         checks = check_synthesis(thesis, synthesis, contradictions, copy_threshold=self.copy_threshold)
-        return key, checks, None
+        return _Case(key, checks, inputs, asks_lm=self.use_lm and not checks.is_copy)
 
-    def _finish(self, key: tuple[str, ...], checks: Checks, n_contradictions: int, raw: Any) -> Judgement:
-        notes = check_notes(checks, n_contradictions)
+    def _finish(self, case: _Case) -> Judgement:
+        if case.cached is not None:
+            return case.cached
+        key, checks, raw = case.key, case.checks, case.verdict
+        notes = check_notes(checks, len(case.inputs["contradictions"]))
         judge_score = None
         if checks.is_copy:
             score = 0.0
