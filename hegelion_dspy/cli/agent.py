@@ -17,7 +17,7 @@ from ..collect import RunContext, read_prompts, run_batch, run_dialectic
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
 from ._common import EXIT_FAILED, EXIT_INTERRUPTED, prog, run
-from .options import api_base_option, model_option, program_option, prompts_option
+from .options import api_base_option, format_option, model_option, program_option, prompts_option
 from .watch import StepDisplay
 
 
@@ -41,14 +41,7 @@ from .watch import StepDisplay
 @model_option
 @api_base_option
 @program_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Print the synthesis, or the whole trace as JSON (one line per trace).",
-)
+@format_option("Print the synthesis, or the whole trace as JSON (one line per trace).")
 @click.option(
     "--concurrency",
     "-j",

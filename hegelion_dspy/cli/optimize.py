@@ -12,7 +12,7 @@ import click
 from ..errors import InvalidTraceError
 from ..store import default_log_path
 from ._common import run
-from .options import api_base_option, model_option, program_option, prompts_option
+from .options import api_base_option, format_option, model_option, program_option, prompts_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,14 +81,7 @@ from .options import api_base_option, model_option, program_option, prompts_opti
 @click.option("--threads", "-j", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs at once.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid lines of --log instead of stopping at the first.")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Print a one-line summary, or the summary as JSON.",
-)
+@format_option("Print a one-line summary, or the summary as JSON.")
 def optimize(
     output: Path,
     log_file: Path | None,

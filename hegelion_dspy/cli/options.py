@@ -59,6 +59,15 @@ prompts_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="A prompts file: one prompt a line, or JSONL with a 'prompt' field.",
 )
+
+
+def format_option(what: str) -> Callable[[F], F]:
+    """``--format text|json``: what the command prints, in words (``what``) or as JSON."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help=what
+    )
+
+
 program_option = click.option(
     "--program",
     type=click.Path(path_type=Path, dir_okay=False),
