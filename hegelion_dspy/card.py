@@ -3,16 +3,17 @@
 ``datasets.load_dataset(FOLDER)`` reads the YAML front matter's ``configs`` (one ``data_files`` entry per split); the
 Hub shows the rest. The body says where every row came from: the models and programs, counts per model and mode,
 the filters and every drop reason, the date range, the exact command, and the hegelion-dspy version.
+
+It reads an export's report and options as plain data (``ExportReport.as_dict()``, ``ExportOptions.model_dump()``),
+so it depends on nothing in the exporter.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .exporters import ExportOptions, ExportReport
+from typing import Any
 
 # Hugging Face size categories (https://huggingface.co/docs/hub/datasets-cards): the number of rows.
 _SIZE_CATEGORIES = (
@@ -43,11 +44,11 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
 
 
-def front_matter(report: ExportReport, opts: ExportOptions) -> str:
+def front_matter(report: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
-    for split in report.rows:
+    for split in report["rows"]:
         lines += [f"  - split: {split}", f"    path: data/{split}.jsonl"]
-    preference = opts.format in ("dpo", "dpo-chat")
+    preference = opts["format"] in ("dpo", "dpo-chat")
     tags = ["hegelion-dspy", "dialectic", "synthetic", "self-correction", "dpo" if preference else "sft"]
     lines += [
         "task_categories:",
@@ -55,9 +56,9 @@ def front_matter(report: ExportReport, opts: ExportOptions) -> str:
         "tags:",
         *(f"- {tag}" for tag in tags),
         "size_categories:",
-        f"- {size_category(report.rows_written)}",
+        f"- {size_category(report['rows_written'])}",
         'license: ""  # choose a license the models\' terms allow (e.g. cc-by-4.0, apache-2.0) before publishing',
-        f"pretty_name: {_yaml_str('hegelion-dspy ' + opts.format + ' dataset')}",
+        f"pretty_name: {_yaml_str('hegelion-dspy ' + opts['format'] + ' dataset')}",
         "---",
     ]
     return "\n".join(lines)
@@ -79,24 +80,34 @@ _REJECTED_WORDS = {
 }
 
 
-def _what_a_row_is(opts: ExportOptions) -> str:
-    if opts.format in ("dpo", "dpo-chat"):
-        return f"Each row prefers the synthesis (`chosen`) to {_REJECTED_WORDS[opts.rejected]} (`rejected`)."
+def _what_a_row_is(opts: Mapping[str, Any]) -> str:
+    if opts["format"] in ("dpo", "dpo-chat"):
+        return f"Each row prefers the synthesis (`chosen`) to {_REJECTED_WORDS[opts['rejected']]} (`rejected`)."
     return "Each row teaches the final synthesis as the answer to the prompt."
 
 
-def _curation_line(opts: ExportOptions) -> str:
-    one = f"`{opts.keep}`" if opts.dedupe else "off (every trace kept)"
-    score = "none" if opts.min_score is None else f"{opts.min_score:g}"
-    split = f"; test split {opts.split:g} (seed {opts.seed})" if opts.split else ""
-    return f"One trace per prompt: {one}; minimum chosen length {opts.min_chars}; minimum judge score {score}{split}."
+def _curation_line(opts: Mapping[str, Any]) -> str:
+    one = f"`{opts['keep']}`" if opts["dedupe"] else "off (every trace kept)"
+    score = "none" if opts["min_score"] is None else f"{opts['min_score']:g}"
+    split = f"; test split {opts['split']:g} (seed {opts['seed']})" if opts["split"] else ""
+    return (
+        f"One trace per prompt: {one}; minimum chosen length {opts['min_chars']}; minimum judge score {score}{split}."
+    )
 
 
-def card_text(report: ExportReport, opts: ExportOptions, *, command: str | None = None) -> str:
+def card_text(
+    report: Mapping[str, Any],
+    opts: Mapping[str, Any],
+    *,
+    filters: list[str],
+    trace_reasons: Collection[str],
+    command: str | None = None,
+) -> str:
+    """The README.md of a dataset folder. ``report`` and ``opts`` are an export's report and options as plain data;
+    ``filters`` says in words which traces were chosen; ``trace_reasons`` are the drop reasons that count traces."""
     from . import __version__
-    from .exporters import DROP_REASONS, TRACE_REASONS
 
-    splits = ", ".join(f"{name} {n:,} rows" for name, n in report.rows.items())
+    splits = ", ".join(f"{name} {n:,} rows" for name, n in report["rows"].items())
     body = [
         front_matter(report, opts),
         "",
@@ -106,40 +117,40 @@ def card_text(report: ExportReport, opts: ExportOptions, *, command: str | None 
         "Made by hegelion-dspy from dialectic traces: a model answered each prompt (thesis), critiqued its answer "
         "(antithesis, with contradictions and evidence) and resolved the critique (synthesis). " + _what_a_row_is(opts),
         "",
-        f"- **Format:** `{opts.format}`: {_COLUMNS[opts.format]}.",
+        f"- **Format:** `{opts['format']}`: {_COLUMNS[opts['format']]}.",
         f"- **Splits:** {splits}.",
-        f"- **Traces:** {report.traces_read:,} read, {report.traces_kept:,} kept (one row set each).",
-        f"- **Created:** {report.first_created or '?'} to {report.last_created or '?'} (UTC).",
+        f"- **Traces:** {report['traces_read']:,} read, {report['traces_kept']:,} kept (one row set each).",
+        f"- **Created:** {report['first_created'] or '?'} to {report['last_created'] or '?'} (UTC).",
         f"- **hegelion-dspy:** {__version__}.",
         "",
         "```python",
         "from datasets import load_dataset",
-        f'dataset = load_dataset({json.dumps(report.folder or ".")})  # or "USER/NAME" once on the Hub',
+        f'dataset = load_dataset({json.dumps(report["folder"] or ".")})  # or "USER/NAME" once on the Hub',
         "```",
         "",
         "## Provenance",
         "",
-        *_table("model", report.kept_by_model),
-        *_table("mode", report.kept_by_mode),
-        *(_table("compiled program (sha256 prefix or file)", report.kept_by_program) or [_NO_PROGRAM, ""]),
+        *_table("model", report["kept_by_model"]),
+        *_table("mode", report["kept_by_mode"]),
+        *(_table("compiled program (sha256 prefix or file)", report["kept_by_program"]) or [_NO_PROGRAM, ""]),
         "## Curation",
         "",
-        "Filters: " + "; ".join(opts.describe()) + ".",
+        "Filters: " + "; ".join(filters) + ".",
         "",
         _curation_line(opts),
         "",
         "| dropped because | count |",
         "| --- | ---: |",
         *(
-            f"| {reason} | {report.dropped.get(reason, 0):,} {'traces' if reason in TRACE_REASONS else 'rows'} |"
-            for reason in DROP_REASONS
+            f"| {reason} | {n:,} {'traces' if reason in trace_reasons else 'rows'} |"
+            for reason, n in report["dropped"].items()
         ),
         "",
         "## How it was made",
         "",
         "```bash",
         command
-        or f"hegelion_dspy.export_dataset(...)  # from Python, options {json.dumps(report.options, sort_keys=True)}",
+        or f"hegelion_dspy.export_dataset(...)  # from Python, options {json.dumps(report['options'], sort_keys=True)}",
         "```",
         "",
         "## Publishing",
@@ -147,15 +158,15 @@ def card_text(report: ExportReport, opts: ExportOptions, *, command: str | None 
         "Fill in `license` above, then upload the folder with the Hub's own command:",
         "",
         "```bash",
-        f"hf upload USER/NAME {report.folder or 'FOLDER'} --repo-type dataset",
+        f"hf upload USER/NAME {report['folder'] or 'FOLDER'} --repo-type dataset",
         "```",
         "",
     ]
     return "\n".join(body)
 
 
-def write_card(folder: Path, report: ExportReport, opts: ExportOptions, *, command: str | None = None) -> Path:
+def write_card(folder: Path, text: str) -> Path:
     """Write ``folder/README.md``; returns its path."""
     path = folder / "README.md"
-    path.write_text(card_text(report, opts, command=command), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path

@@ -34,6 +34,7 @@ from typing import IO, Any, Literal, NamedTuple, get_args
 import orjson
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from .card import card_text, write_card
 from .errors import ExportError, InvalidTraceError
 from .selection import FILTER_REASONS, TraceFilter
 from .store import normalize_task, read_records
@@ -653,9 +654,14 @@ def export_dataset(
                 )
             f.commit()
         if staging is not None:
-            from .card import write_card
-
-            write_card(staging, report, opts, command=command)
+            text = card_text(
+                report.as_dict(),
+                opts.model_dump(),
+                filters=opts.describe(),
+                trace_reasons=TRACE_REASONS,
+                command=command,
+            )
+            write_card(staging, text)
             _swap_in(staging, output)
     except BaseException:
         for f in files.values():
