@@ -166,3 +166,14 @@ def test_logs_stats_count_the_filtered_traces(log: Path, capsys) -> None:
 def test_logs_without_a_log_says_how_to_get_one(tmp_path: Path, capsys) -> None:
     code, _, err = hegelion("logs", "--log-file", str(tmp_path / "none.jsonl"), capsys=capsys)
     assert code == 2 and "no trace log at" in err
+
+
+def test_the_command_and_the_exporter_start_without_dspy_or_the_mcp_sdk() -> None:
+    # --help, `hegelion logs` and `hegelion dataset` must not wait for dspy (and litellm) or the MCP SDK to import
+    probe = (
+        "import sys, hegelion_dspy.cli.main, hegelion_dspy.exporters, hegelion_dspy.collect; "
+        "print(sorted(m for m in ('dspy', 'litellm', 'mcp', 'torch') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

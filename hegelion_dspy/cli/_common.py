@@ -47,7 +47,9 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         click.echo(f"{prog}: interrupted", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
-        click.echo(f"{prog}: error: {exc.format_message()} (see {prog} --help)", err=True)
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else prog  # `hegelion dataset --help`, not `hegelion --help`
+        click.echo(f"{prog}: error: {exc.format_message()} (see {where} --help)", err=True)
         code = EXIT_USAGE
     except HegelionError as exc:
         from .options import as_flags
