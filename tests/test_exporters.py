@@ -19,7 +19,6 @@ from hegelion_dspy.errors import ExportError, InvalidTraceError
 from hegelion_dspy.exporters import (
     DROP_REASONS,
     FORMATS,
-    ExportReport,
     RowSource,
     drop_reason,
     export_dataset,
@@ -474,11 +473,17 @@ def test_options_that_cannot_work_are_refused_before_anything_is_read(
 
 def test_the_report_is_plain_data(mixed_log: Path, tmp_path: Path) -> None:
     report = export_dataset(mixed_log, tmp_path / "dpo.jsonl")
-    data = json.loads(json.dumps(report.as_dict()))
-    assert isinstance(report, ExportReport)
+    data = json.loads(json.dumps(report.as_dict()))  # survives a JSON round trip unchanged
+    assert data == {**report.as_dict(), "seconds": data["seconds"]}
     assert data["rows"] == {"train": 4} and data["rows_written"] == 4 and data["traces_read"] == 7
     assert data["dropped"]["failed"] == 1 and data["invalid"] == 0 and data["invalid_locations"] == []
-    assert set(data) >= {"format", "inputs", "outputs", "rows", "traces_read", "dropped", "invalid", "warnings"}
+    assert list(data["dropped"]) == list(DROP_REASONS)  # every reason, in order, zeros included
+    assert data["kept_by_model"] == {"m/x": 4} and data["kept_by_mode"] == {"general": 4}
+    assert (data["options"]["format"], data["options"]["keep"], data["options"]["include_demo"]) == (
+        "dpo",
+        "best",
+        False,
+    )
 
 
 # -- streaming: flat memory ------------------------------------------------------------------------------------------
