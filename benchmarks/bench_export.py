@@ -79,7 +79,7 @@ def synthetic_trace(i: int, pool: list[str]) -> dict[str, Any]:
         thesis = synthesis
     failed = i % 50 == 7
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "id": f"{i:032x}",
         "created_at": "2026-11-24T10:00:00Z",
         "source": "cli",
@@ -128,6 +128,7 @@ def write_log(path: Path, traces: int, seed: int = 7, *, reference: Path | None 
                 trace = synthetic_trace(i, pool)
                 if v1:
                     trace.pop("demo", None)
+                    trace["schema_version"] = 1
                 fh.write(orjson.dumps(trace, option=orjson.OPT_APPEND_NEWLINE))
                 if ref is not None:
                     ref.write(orjson.dumps(reference_record(trace), option=orjson.OPT_APPEND_NEWLINE))
@@ -163,15 +164,16 @@ def run_export(
     }
 
 
-def _report(name: str, results: list[dict[str, float]], size: int, traces: int) -> tuple[float, float]:
+def _report(name: str, results: list[dict[str, float]], size: int, traces: int) -> tuple[float, float, float]:
     best = min(r["wall"] for r in results)
     median = statistics.median(r["wall"] for r in results)
+    cpu = min(r["cpu"] for r in results)
     peak = max(r["peak_mb"] for r in results)
     print(
         f"{name}: best {best:.2f} s, median {median:.2f} s ({size / 1e6 / best:.0f} MB/s, {traces / best:,.0f} "
-        f"traces/s), peak {peak:.0f} MB"
+        f"traces/s), least CPU {cpu:.2f} s, peak {peak:.0f} MB"
     )
-    return best, peak
+    return best, cpu, peak
 
 
 def main() -> None:
@@ -214,19 +216,24 @@ def main() -> None:
                 env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
                 b = run_export(old_log, out, ["--format", args.format, *args.baseline_args.split()], env=env)
                 base.append(b)
-                line += f" | baseline {b['wall']:.2f} s, peak {b['peak_mb']:.0f} MB"
+                line += f" | baseline {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU, peak {b['peak_mb']:.0f} MB"
             if ref_log is not None:
                 f = run_export(ref_log, out, ["--format", args.format], command=args.reference)
                 ref.append(f)
-                line += f" | reference {f['wall']:.2f} s, peak {f['peak_mb']:.0f} MB"
+                line += f" | reference {f['wall']:.2f} s wall, {f['cpu']:.2f} s CPU, peak {f['peak_mb']:.0f} MB"
             print(line + f" (load average {r['load']:.1f})")
         print(f"  {ours[-1]['summary']}")
-        best, peak = _report(f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces)
+        best, cpu, peak = _report(
+            f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces
+        )
         if base:
-            b_best, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
-            print(f"  this checkout / baseline: {best / b_best:.2f}x the time, {peak / b_peak:.2f}x the memory")
+            b_best, b_cpu, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
+            print(
+                f"  this checkout / baseline: {best / b_best:.2f}x the wall time, {cpu / b_cpu:.2f}x the CPU time, "
+                f"{peak / b_peak:.2f}x the memory"
+            )
         if ref:
-            r_best, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
+            r_best, _, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
             print(f"  reference / this checkout: {r_best / best:.1f}x faster, {r_peak / peak:.0f}x less memory")
         else:
             print(

@@ -451,6 +451,19 @@ def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
             )
 
 
+def _copy_range(source: int, target: int, offset: int, count: int) -> None:
+    """Append ``count`` bytes of ``source`` from ``offset`` to ``target`` (copy_file_range where the OS has it)."""
+    while count > 0:
+        try:
+            done = os.copy_file_range(source, target, count, offset)
+        except (AttributeError, OSError):  # no such call on this OS or filesystem: copy through a buffer
+            done = os.write(target, os.pread(source, min(count, 1 << 22), offset))
+        if done == 0:
+            raise ExportError("the temp file ended early while compacting it; nothing was written")
+        offset += done
+        count -= done
+
+
 class _AtomicFile:
     """A temp file beside ``target`` that becomes ``target`` on commit() and vanishes on discard()."""
 
@@ -463,14 +476,16 @@ class _AtomicFile:
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self.fh: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
 
-    def keep_only(self, ranges: list[tuple[int, int]]) -> None:
-        """Rewrite the temp file with only these (offset, length) byte ranges, in offset order."""
+    def cut(self, dead: list[tuple[int, int]]) -> None:
+        """Rewrite the temp file without these (offset, length) byte ranges, copying the rest in the kernel."""
         self.fh.close()
         compacted = self.tmp.with_name(self.tmp.name + ".c")
-        with open(self.tmp, "rb") as source, open(compacted, "wb", buffering=1 << 20) as out:
-            for offset, length in sorted(ranges):
-                source.seek(offset)
-                out.write(source.read(length))
+        size = self.tmp.stat().st_size
+        with open(self.tmp, "rb") as source, open(compacted, "wb") as out:
+            position = 0
+            for offset, length in [*sorted(dead), (size, 0)]:
+                _copy_range(source.fileno(), out.fileno(), position, offset - position)
+                position = offset + length
         os.replace(compacted, self.tmp)
 
     def commit(self) -> None:
@@ -500,59 +515,72 @@ class _AtomicFile:
 # -- keeping one trace per prompt ----------------------------------------------------------------------------------
 
 
-class _Kept:
-    """The trace kept for each prompt, in compact arrays (about 40 bytes a prompt besides its 16-byte key).
+class _Ranked:
+    """The trace kept for each prompt under ``keep="best"``/``"latest"``.
 
-    A later trace of a prompt replaces the kept one when ``keep`` ranks it higher; the replaced trace's rows stay in the
-    temp file as a dead byte range, cut out at the end (only when something was replaced).
+    A later trace of a prompt replaces the kept one when it ranks higher, so each kept trace's key, rank and place in
+    the output live in compact arrays, found through an open-addressing table of slot numbers: no Python object per
+    prompt (about 70 bytes a prompt in all, no more than a set of 16-byte keys). A replaced trace's rows stay in the
+    temp file as a dead byte range, cut out at the end (only when something was replaced). ``keep="first"`` needs
+    none of this: a set of keys.
     """
 
+    PLACE = 5  # per slot in ``places``: part, offset, length, rows, origin (index into _Origins)
+
     def __init__(self, keep: str):
-        self.keep = keep
-        self.slot: dict[bytes, int] = {}
-        self.part = bytearray()
-        self.offset = array("q")
-        self.length = array("q")
-        self.rows = array("q")
-        self.score = array("d")
-        self.created = array("d")
-        self.seq = array("q")
-        self.origin = array("q")  # index into _Origins: (model, mode, program) of the kept trace
-        self.replaced = 0
+        self.best = keep == "best"
+        self.keys = array("Q")  # the first 8 bytes of the prompt's blake2b digest (a collision: ~1e-9 at 1M prompts)
+        self.places = array("q")
+        self.ranks = array("d")  # per slot: score (-1 when unscored), creation time
+        self.table = array("q", [0]) * 1024  # slot + 1 per bucket, 0 = empty; kept under half full
+        self.dead: list[list[tuple[int, int]]] = [[], []]  # per part: (offset, length) of replaced rows
 
-    def beats(self, slot: int, score: float, created: float, seq: int) -> bool:
-        """Whether a new trace ranks above the one kept in ``slot``."""
-        if self.keep == "first":
-            return False
-        if self.keep == "best" and score != self.score[slot]:
-            return score > self.score[slot]
-        return (created, seq) > (self.created[slot], self.seq[slot])
+    def find(self, key: int) -> int:
+        """The slot of ``key``, or -(bucket + 1) where it would go."""
+        table, keys = self.table, self.keys
+        mask = len(table) - 1
+        bucket = key & mask
+        while True:
+            slot = table[bucket] - 1
+            if slot < 0:
+                return -(bucket + 1)
+            if keys[slot] == key:
+                return slot
+            bucket = (bucket + 1) & mask
 
-    def add(
-        self, key: bytes, part: int, offset: int, length: int, rows: int, rank: tuple[float, float, int], origin: int
-    ) -> None:
-        """Keep the first trace of a new prompt."""
-        self.slot[key] = len(self.offset)
-        self.part.append(part)
-        self.offset.append(offset)
-        self.length.append(length)
-        self.rows.append(rows)
-        self.score.append(rank[0])
-        self.created.append(rank[1])
-        self.seq.append(rank[2])
-        self.origin.append(origin)
+    def beats(self, slot: int, score: float, created: float) -> bool:
+        """Whether a new trace ranks above the one kept in ``slot``: a higher score (best), else a later creation;
+        on a tie the trace read later wins."""
+        kept_score = self.ranks[2 * slot]
+        if self.best and score != kept_score:
+            return score > kept_score
+        return created >= self.ranks[2 * slot + 1]
 
-    def replace(
-        self, slot: int, offset: int, length: int, rows: int, rank: tuple[float, float, int], origin: int
-    ) -> None:
+    def place(self, slot: int) -> tuple[int, ...]:
+        """(part, offset, length, rows, origin) of the trace kept in ``slot``."""
+        start = self.PLACE * slot
+        return tuple(self.places[start : start + self.PLACE])
+
+    def add(self, where: int, key: int, place: tuple[int, int, int, int, int], rank: tuple[float, float]) -> None:
+        """Keep the first trace of a new prompt (``where`` from ``find``)."""
+        self.table[-where - 1] = len(self.keys) + 1
+        self.keys.append(key)
+        self.places.extend(place)
+        self.ranks.extend(rank)
+        if 2 * len(self.keys) > len(self.table):
+            self.table = array("q", [0]) * (4 * len(self.table))
+            for slot, kept in enumerate(self.keys):
+                self.table[-self.find(kept) - 1] = slot + 1
+
+    def replace(self, slot: int, place: tuple[int, int, int, int, int], rank: tuple[float, float]) -> None:
         """Keep a trace that ranks above the one in ``slot`` (same prompt, so the same split part)."""
-        self.replaced += 1
-        self.offset[slot], self.length[slot], self.rows[slot] = offset, length, rows
-        self.score[slot], self.created[slot], self.seq[slot] = rank
-        self.origin[slot] = origin
+        part, offset, length, _, _ = self.place(slot)
+        self.dead[part].append((offset, length))
+        self.places[self.PLACE * slot : self.PLACE * (slot + 1)] = array("q", place)
+        self.ranks[2 * slot : 2 * slot + 2] = array("d", rank)
 
-    def ranges(self, part: int) -> list[tuple[int, int]]:
-        return [(self.offset[i], self.length[i]) for i in range(len(self.offset)) if self.part[i] == part]
+    def created(self) -> array[float]:
+        return self.ranks[1::2]
 
 
 class _Origins:
@@ -641,12 +669,13 @@ def export_dataset(
     try:
         for name, path in targets.items():
             files[name] = _AtomicFile(path, force=opts.force or opts.card)
-        kept = _stream(opts, input_paths, files, report)
+        ranked = _stream(opts, input_paths, files, report)
         if report.rows_written == 0:
             raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report, opts)}")
-        if kept is not None and kept.replaced:
+        if ranked is not None:
             for index, name in enumerate(files):
-                files[name].keep_only(kept.ranges(index))
+                if ranked.dead[index]:
+                    files[name].cut(ranked.dead[index])
         for name, f in files.items():
             if report.rows[name] == 0:
                 report.warnings.append(
@@ -686,8 +715,9 @@ def _swap_in(staging: Path, folder: Path) -> None:
 
 def _stream(
     opts: ExportOptions, inputs: list[Path], files: dict[str, _AtomicFile], report: ExportReport
-) -> _Kept | None:
-    """Read every input and write the rows of the traces kept; returns the kept-per-prompt table (None: no dedupe)."""
+) -> _Ranked | None:
+    """Read every input and write the rows of the traces kept; returns the ranked table of kept traces (None unless
+    ``keep`` is best or latest), whose replaced rows the caller cuts out."""
 
     def on_invalid(exc: InvalidTraceError) -> None:
         report.invalid += 1
@@ -697,9 +727,10 @@ def _stream(
     preference = opts.format in PREFERENCE_FORMATS
     steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
     shape, system, min_chars, min_score = _SHAPERS[opts.format], opts.system, opts.min_chars, opts.min_score
-    with_metadata, include_demo = opts.with_metadata, opts.include_demo
-    narrows = opts.narrows
-    kept = _Kept(opts.keep) if opts.dedupe else None
+    with_metadata = opts.with_metadata
+    left_out = opts.compiled()
+    ranked = _Ranked(opts.keep) if opts.dedupe and opts.keep != "first" else None
+    seen: set[bytes] | None = set() if opts.dedupe and opts.keep == "first" else None
     origins = _Origins()
     keyed = opts.dedupe or bool(opts.split)  # both need the normalised task
     key, digest = b"", b""
@@ -719,14 +750,10 @@ def _stream(
             if not record.ok:
                 dropped["failed"] += 1
                 continue
-            if record.demo and not include_demo:
-                dropped["demo"] += 1
+            reason = left_out(record)
+            if reason is not None:
+                dropped[reason] += 1
                 continue
-            if narrows:
-                reason = opts.reason(record)
-                if reason is not None:
-                    dropped[reason] += 1
-                    continue
             if min_score is not None:
                 if record.score is None:
                     dropped["no_score"] += 1
@@ -738,13 +765,17 @@ def _stream(
                 key = normalize_task(record.task).encode()
                 digest = hashlib.blake2b(key, digest_size=16).digest()
             created = record.created_at.timestamp()
-            rank = (-1.0 if record.score is None else record.score, created, report.traces_read)
-            slot = None
-            if kept is not None:
-                slot = kept.slot.get(digest)
-                if slot is not None and not kept.beats(slot, *rank):
+            slot = -1
+            if ranked is not None:
+                rank = (-1.0 if record.score is None else record.score, created)
+                short = int.from_bytes(digest[:8], "big")
+                slot = ranked.find(short)
+                if slot >= 0 and not ranked.beats(slot, *rank):
                     dropped["duplicate_prompt"] += 1
                     continue
+            elif seen is not None and digest in seen:
+                dropped["duplicate_prompt"] += 1
+                continue
             examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
             lines: list[bytes] = []
             for ex in examples:
@@ -772,25 +803,29 @@ def _stream(
             report.traces_kept += 1
             origin = origins.of(record)
             origins.count[origin] += 1
-            if kept is None:
+            if ranked is None:
+                if seen is not None:
+                    seen.add(digest)
                 first_created = created if first_created is None else min(first_created, created)
                 last_created = created if last_created is None else max(last_created, created)
-            elif slot is None:
-                kept.add(digest, part, offset, len(data), len(lines), rank, origin)
+            elif slot < 0:
+                ranked.add(slot, short, (part, offset, len(data), len(lines), origin), rank)
             else:  # this trace outranks the one kept for its prompt: that one is dropped after all
-                rows[parts[kept.part[slot]]] -= kept.rows[slot]
-                origins.count[kept.origin[slot]] -= 1
+                old_part, _, _, old_rows, old_origin = ranked.place(slot)
+                rows[parts[old_part]] -= old_rows
+                origins.count[old_origin] -= 1
                 report.traces_kept -= 1
                 dropped["duplicate_prompt"] += 1
-                kept.replace(slot, offset, len(data), len(lines), rank, origin)
+                ranked.replace(slot, (part, offset, len(data), len(lines), origin), rank)
         if report.traces_read == read_before and report.invalid == invalid_before:
             report.warnings.append(f"{path}: no traces (empty file)")
     origins.tally(report)
-    if kept is not None and len(kept.created):
-        first_created, last_created = min(kept.created), max(kept.created)
+    if ranked is not None and len(ranked.keys):
+        created_times = ranked.created()
+        first_created, last_created = min(created_times), max(created_times)
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
-    return kept
+    return ranked
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -7,10 +7,11 @@ exports run it on every line of logs with 100,000s of traces, so globs are match
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .types import Source, TraceRecord
 
@@ -72,8 +73,6 @@ class TraceFilter(BaseModel):
         default=None, description="Keep traces created before this time (ISO date or date-time; UTC if no zone)."
     )
 
-    _model_cache: dict[str | None, bool] = PrivateAttr(default_factory=dict)
-
     @field_validator("models", "exclude_models", "sources", "tags", "exclude_tags", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -90,45 +89,48 @@ class TraceFilter(BaseModel):
             raise ValueError(f"since ({self.since.isoformat()}) must be before until ({self.until.isoformat()})")
         return self
 
-    @property
-    def narrows(self) -> bool:
-        """Whether any condition besides the demo rule is set (exports skip the call when none is)."""
-        return bool(
-            self.models
-            or self.exclude_models
-            or self.sources
-            or self.tags
-            or self.exclude_tags
-            or self.since
-            or self.until
-        )
-
     def reason(self, record: TraceRecord) -> str | None:
-        """Why ``record`` is left out (a key of FILTER_REASONS), or None to keep it."""
-        if record.demo and not self.include_demo:
-            return "demo"
-        if (self.models or self.exclude_models) and not self._model_matches(record.model):
-            return "model"
-        if self.sources and record.source not in self.sources:
-            return "source"
-        if self.tags and not set(self.tags).intersection(record.tags):
-            return "tag"
-        if self.exclude_tags and set(self.exclude_tags).intersection(record.tags):
-            return "tag"
-        if self.since is not None and record.created_at < self.since:
-            return "date"
-        if self.until is not None and record.created_at >= self.until:
-            return "date"
-        return None
+        """Why ``record`` is left out (a key of FILTER_REASONS), or None to keep it. For many records, take
+        ``compiled()`` once and call that."""
+        return self.compiled()(record)
 
-    def _model_matches(self, model: str | None) -> bool:
-        cached = self._model_cache.get(model)
-        if cached is None:
+    def compiled(self) -> Callable[[TraceRecord], str | None]:
+        """``reason`` as a plain function with only the checks that are set, for hot loops: an export calls it for
+        every line of logs with 100,000s of traces (a pydantic attribute read per check would cost more than the
+        check). Globs are matched once per distinct model string."""
+        include_demo = self.include_demo
+        models, exclude_models = tuple(self.models), tuple(self.exclude_models)
+        sources = frozenset(self.sources)
+        tags, exclude_tags = frozenset(self.tags), frozenset(self.exclude_tags)
+        since, until = self.since, self.until
+        matched: dict[str | None, bool] = {}
+
+        def model_matches(model: str | None) -> bool:
             name = model or ""
-            included = not self.models or any(fnmatch.fnmatchcase(name, glob) for glob in self.models)
-            cached = included and not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude_models)
-            self._model_cache[model] = cached
-        return cached
+            included = not models or any(fnmatch.fnmatchcase(name, glob) for glob in models)
+            matched[model] = ok = included and not any(fnmatch.fnmatchcase(name, glob) for glob in exclude_models)
+            return ok
+
+        def reason(record: TraceRecord) -> str | None:
+            if record.demo and not include_demo:
+                return "demo"
+            if models or exclude_models:
+                ok = matched.get(record.model)
+                if not (model_matches(record.model) if ok is None else ok):
+                    return "model"
+            if sources and record.source not in sources:
+                return "source"
+            if tags and tags.isdisjoint(record.tags):
+                return "tag"
+            if exclude_tags and not exclude_tags.isdisjoint(record.tags):
+                return "tag"
+            if since is not None and record.created_at < since:
+                return "date"
+            if until is not None and record.created_at >= until:
+                return "date"
+            return None
+
+        return reason
 
     def describe(self) -> list[str]:
         """The conditions in words, for a dataset card or a summary ('model in openai/*', ...)."""

@@ -119,7 +119,8 @@ class TraceRecord(_Model):
 
     @model_validator(mode="after")
     def _status_is_consistent(self) -> TraceRecord:
-        self.schema_version = 2  # == SCHEMA_VERSION; see the field's comment
+        if self.schema_version == 1:  # see the field's comment (assigning costs a pydantic __setattr__: only when due)
+            self.schema_version = 2
         if self.created_at.tzinfo is None:
             raise ValueError("created_at must carry a timezone (UTC)")
         if self.status == "ok":

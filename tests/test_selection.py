@@ -226,3 +226,18 @@ def test_a_card_folder_is_replaced_only_with_force_and_only_if_it_is_ours(log: P
         export_dataset(log, other, card=True, force=True)
     assert (other / "cat.jpg").read_bytes() == b"\xff\xd8"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "set", "traces.jsonl"]  # no temp left
+
+
+def test_thousands_of_prompts_keep_exactly_the_latest_of_each(tmp_path: Path) -> None:
+    # enough prompts to grow the kept-trace table several times; every third prompt comes back later, newer
+    records = [trace(f"old{n}", f"Q{n}", day=1) for n in range(3000)]
+    records += [trace(f"new{n}", f"Q{n}", day=2) for n in range(0, 3000, 3)]
+    log = write(tmp_path / "t.jsonl", *records)
+    out = tmp_path / "out.jsonl"
+    report = export_dataset(log, out, keep="latest", split=0.2, seed=5)
+    kept = [json.loads(line)["chosen"].split(":")[0] for name in ("train", "test")
+            for line in (tmp_path / f"out.{name}.jsonl").read_text().splitlines()]  # fmt: skip
+    expected = {f"new{n}" if n % 3 == 0 else f"old{n}" for n in range(3000)}
+    assert sorted(kept) == sorted(expected) and len(kept) == 3000 == report.rows_written
+    assert report.dropped["duplicate_prompt"] == 1000
+    assert not out.exists()
