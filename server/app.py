@@ -23,6 +23,7 @@ from hegelion_dspy.types import Mode, Step, TraceRecord
 
 from .dialectic import DialecticCall, DialecticRuns
 from .schemas import (
+    EXPORT_OPTIONS_NOT_OFFERED,
     MAX_CONTRADICTIONS,
     MAX_LATER_ROUNDS,
     ContradictionIn,
@@ -58,11 +59,13 @@ ToolImpl = Callable[[Context[Any, Any], Any], Awaitable[Any]]
 _ANNOTATED: Any = Annotated  # subscripted at run time with each field's type and metadata
 
 
-def _signature(arguments: type[BaseModel], returns: Any) -> inspect.Signature:
+def _signature(arguments: type[BaseModel], returns: Any, omit: frozenset[str]) -> inspect.Signature:
     """A tool function's signature whose parameters are the fields of ``arguments`` (type, limits, description,
-    default), so the SDK builds the tool's input schema from the one model."""
+    default) but ``omit``, so the SDK builds the tool's input schema from the one model."""
     params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
     for name, info in arguments.model_fields.items():
+        if name in omit:
+            continue
         described = Field(description=info.description, title=info.title, json_schema_extra=info.json_schema_extra)
         default = inspect.Parameter.empty if info.is_required() else info.get_default(call_default_factory=True)
         annotation = _ANNOTATED[(info.annotation, *info.metadata, described)]
@@ -75,13 +78,20 @@ def _tool_registrar(server: MCPServer, check: ArgumentCheck) -> Callable[..., Ca
     cleaned docstring as description and its behaviour hints."""
 
     def tool(
-        title: str, arguments: type[BaseModel], *, destructive: bool, idempotent: bool = False, open_world: bool = False
+        title: str,
+        arguments: type[BaseModel],
+        *,
+        destructive: bool,
+        idempotent: bool = False,
+        open_world: bool = False,
+        omit: frozenset[str] = frozenset(),
     ) -> Callable[[ToolImpl], ToolImpl]:
         def register(impl: ToolImpl) -> ToolImpl:
             async def call(ctx: Context[Any, Any], **values: Any) -> Any:
-                return await impl(ctx, arguments.model_validate(values))
+                with tool_errors():  # library errors and invalid values become one-line tool errors
+                    return await impl(ctx, arguments.model_validate(values))
 
-            signature = _signature(arguments, inspect.signature(impl, eval_str=True).return_annotation)
+            signature = _signature(arguments, inspect.signature(impl, eval_str=True).return_annotation, omit)
             call.__signature__ = signature  # type: ignore[attr-defined]
             call.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
             call.__annotations__["return"] = signature.return_annotation
@@ -151,36 +161,32 @@ def build_server(
         go in `rounds` ([{antithesis, contradictions, synthesis}], the last one without synthesis while you answer
         it). When status is 'complete', call log_trace with `log_trace_arguments` and your model name.
         Passing thesis/antithesis/synthesis/rounds always continues the prompt workflow."""
-        with tool_errors():
-            call = DialecticCall(args.task, args.mode, args.iterations, args.tags or [], args.answers())
-            return await runs.run(ctx, call)
+        call = DialecticCall(args.task, args.mode, args.iterations, args.tags or [], args.answers())
+        return await runs.run(ctx, call)
 
     @tool("Log a dialectic you wrote yourself", LogTraceArguments, destructive=False)
     async def log_trace(ctx: Context[Any, Any], args: LogTraceArguments) -> LogTraceResult:
         """Log a thesis -> antithesis -> synthesis dialectic you produced yourself as a training trace. Validates
         every field and appends one line to the trace log; on invalid input nothing is written and the error names
         the field. Returns the trace id and the log's counts."""
-        with tool_errors():
-            record = build_trace(source="mcp", **args.model_dump(exclude_none=True))
-            counts = await state.append(record)
-            return LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
+        record = build_trace(source="mcp", **args.model_dump(exclude_none=True))
+        counts = await state.append(record)
+        return LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
 
-    # destructive: with overwrite=true it replaces a file; idempotent: the same call writes the same file
-    @tool("Export the trace log as a training set", ExportDatasetArguments, destructive=True, idempotent=True)
+    # destructive: with force=true it replaces a file; idempotent: the same call writes the same file
+    @tool(
+        "Export the trace log as a training set",
+        ExportDatasetArguments,
+        destructive=True,
+        idempotent=True,
+        omit=EXPORT_OPTIONS_NOT_OFFERED,
+    )
     async def export_dataset(ctx: Context[Any, Any], args: ExportDatasetArguments) -> ExportDatasetResult:
         """Write the server's trace log as a JSONL training set (TRL/axolotl/unsloth row shapes) into the server's
-        data folder. Only successful traces are used; returns the file path(s), row counts and why traces or rows
-        were dropped. An existing file is not replaced unless overwrite is true."""
-        with tool_errors():
-            report = await state.export(args)
-            dropped = {k: v for k, v in report.dropped.items() if v}
-            return ExportDatasetResult(
-                path=report.outputs["train"],
-                files=report.outputs,
-                rows=report.rows,
-                dropped=dropped,
-                report=report.as_dict(),
-            )
+        data folder. Only successful traces are used (not those of demo models unless include_demo); the other
+        options choose traces and rows as `hegelion-dataset` does. Returns the file path(s), row counts and why
+        traces or rows were dropped. An existing file is not replaced unless force is true."""
+        return ExportDatasetResult.of(await state.export(args))
 
     @server.resource(
         RESOURCE_URI,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hegelion_dspy.exporters import Format, Pairs, Rejected
+from hegelion_dspy.exporters import ExportOptions, ExportReport
 from hegelion_dspy.types import Mode, Step
 
 # Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this
@@ -122,25 +122,19 @@ class LogTraceArguments(_Input):
     tags: Tags | None = None
 
 
-class ExportDatasetArguments(_Input):
-    format: Format = Field(
-        default="dpo", description="dpo, dpo-chat (preference pairs); sft, sft-chat, instruction (synthesis only)."
-    )
-    rejected: Rejected = Field(default="thesis", description="dpo: the rejected side of each pair.")
+class ExportDatasetArguments(ExportOptions):
+    """export_dataset's arguments: the library's export options (each declared once, in ``ExportOptions``) and the
+    file to write in the data folder."""
+
     output_name: str | None = Field(
         default=None,
         max_length=MAX_NAME_CHARS,
         description="A plain file name inside the server's data folder (default: '<format>.jsonl').",
     )
-    pairs: Pairs = Field(default="first-last", description="dpo: 'first-last' or one pair per 'rounds'.")
-    system: str | None = Field(default=None, max_length=MAX_SYSTEM_CHARS, description="Chat formats: a system prompt.")
-    min_chars: int = Field(default=0, ge=0, le=MAX_STEP_CHARS, description="Drop shorter rows.")
-    min_score: float | None = Field(default=None, ge=0, le=1, description="Drop traces scored lower.")
-    dedupe: bool = Field(default=True, description="Keep one trace per task.")
-    split: float | None = Field(default=None, gt=0, lt=1, description="Fraction of tasks in a test file (e.g. 0.1).")
-    seed: int = 7
-    overwrite: bool = Field(default=False, description="Replace an existing file of that name.")
-    skip_invalid: bool = Field(default=False, description="Skip (and count) invalid log lines.")
+
+
+# Export options the tool does not offer: a dataset card writes a folder, and the server writes plain files only.
+EXPORT_OPTIONS_NOT_OFFERED = frozenset({"card"})
 
 
 class RoundOut(BaseModel):
@@ -198,3 +192,14 @@ class ExportDatasetResult(BaseModel):
     rows: dict[str, int] = Field(description="Rows written to each file.")
     dropped: dict[str, int] = Field(description="Traces or rows left out, by reason.")
     report: dict[str, Any] = Field(description="The exporter's full report.")
+
+    @classmethod
+    def of(cls, report: ExportReport) -> ExportDatasetResult:
+        dropped = {k: v for k, v in report.dropped.items() if v}
+        return cls(
+            path=report.outputs["train"],
+            files=report.outputs,
+            rows=report.rows,
+            dropped=dropped,
+            report=report.as_dict(),
+        )

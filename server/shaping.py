@@ -29,8 +29,9 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(str(exc)) from None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "input"
-        raise ToolError(f"field {where!r}: {first.get('msg', 'invalid value')}") from None
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ToolError(f"field {where!r}: {message}" if where else message) from None
 
 
 @contextlib.contextmanager

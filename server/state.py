@@ -119,18 +119,18 @@ class ServerState:
 
     async def export(self, args: ExportDatasetArguments) -> ExportReport:
         """Export the log into the data folder: a plain name in it, never the log itself, no file replaced unless
-        ``overwrite``."""
+        ``force``."""
         from hegelion_dspy.exporters import export_dataset, split_paths
 
-        options = args.model_dump(exclude={"output_name", "overwrite"})
+        options = args.model_dump(exclude={"output_name"})
         name = args.output_name or f"{args.format}.jsonl"
         target = safe_path(self.data_dir, name, overwrite=True)  # the name; each file written is checked below
         outputs = split_paths(target) if args.split else {"train": target}
         for path in outputs.values():
-            safe_path(self.data_dir, path.name, overwrite=args.overwrite)
+            safe_path(self.data_dir, path.name, overwrite=args.force)
         if self.store.path.resolve() in {p.resolve() for p in outputs.values()}:
             raise ConfigError(f"{name!r} is the trace log itself; write the dataset to another name")
         if not self.store.path.exists() or self.store.path.stat().st_size == 0:
             raise ConfigError("the trace log is empty: run run_dialectic or log_trace first, then export")
-        run = partial(export_dataset, self.store.path, target, force=args.overwrite, **options)
+        run = partial(export_dataset, self.store.path, target, options)
         return await anyio.to_thread.run_sync(run)

@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import CallToolResult, CreateMessageResult, ErrorData, ImageContent, TextContent
 
 from hegelion_dspy.errors import UnsafePathError
+from hegelion_dspy.exporters import ExportOptions
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import Dialectic
 from hegelion_dspy.store import TraceStore, read_records
@@ -531,6 +532,23 @@ async def test_export_writes_the_dataset_into_the_data_folder(data_dir: Path) ->
     assert rows[-1] == {"prompt": "question 0", "chosen": "1 is not prime.", "rejected": "Yes."}
 
 
+async def test_export_dataset_takes_its_options_from_the_one_export_options_model(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "export_dataset")
+        await client.call_tool("log_trace", {**GOOD, "tags": ["keep"]})
+        await client.call_tool("log_trace", {**GOOD, "task": "other", "tags": ["leave"]})
+        filtered = (await client.call_tool("export_dataset", {"format": "sft", "tags": ["keep"]})).structured_content
+        card = await client.call_tool("export_dataset", {"card": True})
+
+    properties = tool.input_schema["properties"]
+    assert set(properties) == (set(ExportOptions.model_fields) - {"card"}) | {"output_name"}
+    for name, info in ExportOptions.model_fields.items():
+        if name != "card":
+            assert properties[name].get("description") == info.description, name
+    assert filtered is not None and filtered["rows"] == {"train": 1}
+    assert error_text(card).startswith("unknown argument 'card' for the tool 'export_dataset'; it takes: include_demo,")
+
+
 async def test_export_with_a_split_writes_two_files(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 20)
@@ -549,7 +567,7 @@ REFUSED_NAMES = ["../escape.jsonl", "/tmp/escape.jsonl", "sub/x.jsonl", ".hidden
 async def test_export_refuses_names_that_leave_the_data_folder(data_dir: Path, name: str) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 1)
-        result = await client.call_tool("export_dataset", {"output_name": name, "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": name, "force": True})
     assert repr(name) in error_text(result) or name in error_text(result)
     assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
 
@@ -560,7 +578,7 @@ async def test_export_refuses_a_symlink_that_leads_outside(data_dir: Path, tmp_p
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 1)
         (data_dir / "link.jsonl").symlink_to(outside)
-        result = await client.call_tool("export_dataset", {"output_name": "link.jsonl", "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": "link.jsonl", "force": True})
     assert "symlink" in error_text(result)
     assert outside.read_text() == "keep me\n"
 
@@ -572,7 +590,7 @@ async def test_export_keeps_an_existing_file_unless_asked(data_dir: Path) -> Non
         refused = await client.call_tool("export_dataset", {"format": "dpo"})
         assert "already exists" in error_text(refused)
         assert (data_dir / "dpo.jsonl").read_text() == "precious\n"
-        replaced = await client.call_tool("export_dataset", {"format": "dpo", "overwrite": True})
+        replaced = await client.call_tool("export_dataset", {"format": "dpo", "force": True})
     assert not replaced.is_error
     assert len((data_dir / "dpo.jsonl").read_text().splitlines()) == 2
 
@@ -580,7 +598,7 @@ async def test_export_keeps_an_existing_file_unless_asked(data_dir: Path) -> Non
 async def test_export_never_writes_over_the_trace_log(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 2)
-        result = await client.call_tool("export_dataset", {"output_name": "traces.jsonl", "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": "traces.jsonl", "force": True})
     assert "trace log" in error_text(result)
     assert len(log_lines(data_dir)) == 2
 

@@ -108,7 +108,7 @@ def run_inspector(transport: str, target: str, data_dir: Path) -> dict[str, dict
         "prompt": ["--method", "prompts/get", "--prompt-name", "dialectic", "--prompt-args", f"task=prompt {tag}"],
     }
     reads = {
-        "export_dataset": _tool_call("export_dataset", "format=sft", "overwrite=true", f"output_name={tag}.jsonl"),
+        "export_dataset": _tool_call("export_dataset", "format=sft", "force=true", f"output_name={tag}.jsonl"),
         "resource": ["--method", "resources/read", "--uri", "hegelion://traces"],
     }
     folders = {v: data_dir / v if transport == "stdio" else data_dir for v in VERSIONS["inspector"]}

@@ -67,7 +67,7 @@ async def session(transport: str, target: str, data_dir: str, version: str) -> d
         sampled = await client.call_tool("run_dialectic", {"task": f"sampling {tag}", "iterations": 2})
         out["sampling"] = {**structured(sampled), "requests": len(requests)}
         exported = await client.call_tool(
-            "export_dataset", {"format": "sft", "output_name": f"{tag}.jsonl", "overwrite": True}
+            "export_dataset", {"format": "sft", "output_name": f"{tag}.jsonl", "force": True}
         )
         out["export_dataset"] = {"isError": exported.isError, **structured(exported)}
         unknown = await client.call_tool("log_trace", {"task": "t", "model_name": "x"})

@@ -52,7 +52,7 @@ async function session(transportKind, target, dataDir, version) {
     out.sampling = { ...structured(sampled), requests: requests.length };
     const exported = await client.callTool({
       name: "export_dataset",
-      arguments: { format: "sft", output_name: `${tag}.jsonl`, overwrite: true },
+      arguments: { format: "sft", output_name: `${tag}.jsonl`, force: true },
     });
     out.export_dataset = { isError: exported.isError ?? false, ...structured(exported) };
     const unknown = await client.callTool({ name: "log_trace", arguments: { task: "t", model_name: "x" } });
