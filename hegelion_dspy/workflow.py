@@ -169,6 +169,11 @@ class PartialTrace:
         else:
             self.rounds[round_index - 2].synthesis = text
 
+    def steps_answered(self) -> int:
+        """How many LM steps these answers hold (round 1 has three, each later round two)."""
+        first = sum(1 for text in (self.thesis, self.antithesis, self.synthesis) if text)
+        return first + sum(1 + bool(r.synthesis) for r in self.rounds)
+
     # -- out: log_trace's arguments, a JSON state, a trace --------------------------------------------------------
 
     def log_trace_arguments(self) -> dict[str, Any]:

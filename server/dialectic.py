@@ -136,8 +136,8 @@ class DialecticRuns:
                 return await self._logged(
                     ctx, self._rounds_trace(call, rounds, loaded, (step, index, exc)), "sampling", loaded
                 )
-            done = _steps_done(rounds.answers)
-            await ctx.report_progress(done, _steps(iterations), f"{step} done ({done} of {_steps(iterations)} steps)")
+            done, total = rounds.answers.steps_answered(), _steps(iterations)
+            await ctx.report_progress(done, total, f"{step} done ({done} of {total} steps)")
         following = rounds.answers.next_step(call.task.strip(), iterations)
         if following is None:
             return await self._logged(ctx, self._rounds_trace(call, rounds, loaded), "sampling", loaded)
@@ -258,11 +258,6 @@ def _steps(iterations: int) -> int:
     from hegelion_dspy.program import total_steps
 
     return total_steps(iterations)
-
-
-def _steps_done(answers: Any) -> int:
-    done = sum(1 for text in (answers.thesis, answers.antithesis, answers.synthesis) if text)
-    return done + sum(1 + bool(r.synthesis) for r in answers.rounds)
 
 
 async def _reporting_progress(

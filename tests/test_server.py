@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ class SamplingClient:
     def __init__(
         self, model: str = "client-model-1", decline: bool = False, prose: bool = False, image_on: int | None = None
     ):
-        self.scripted = ScriptedLM(prose_on=STEPS if prose else ())
+        self.scripted = ScriptedLM()
+        self.prose = prose
         self.model = model
         self.decline = decline
         self.image_on = image_on
@@ -69,10 +71,17 @@ class SamplingClient:
             return CreateMessageResult(role="assistant", content=image, model=self.model)
         messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
         messages += [{"role": m.role, "content": m.content.text} for m in params.messages]
-        completion = await self.scripted.acomplete(messages, None)
-        return CreateMessageResult(
-            role="assistant", content=TextContent(type="text", text=completion.text), model=self.model
-        )
+        text = (await self.scripted.acomplete(messages, None)).text
+        text = _prose(text) if self.prose else text
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=text), model=self.model)
+
+
+def _prose(marked: str) -> str:
+    """A marked-up reply as a model that ignores the format writes it: the text, then the flaws as bullets."""
+    fields = dict(re.findall(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", marked, re.S))
+    text = next(v for k, v in fields.items() if k in STEPS).strip()
+    flaws = json.loads(fields.get("contradictions") or "[]")
+    return "\n\n".join([text, *(f"- {flaw['description']}" for flaw in flaws)])
 
 
 # -- discovery ----------------------------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ def test_the_steps_follow_the_answers_through_two_rounds() -> None:
         if following.round == 2 and following.step == "synthesis":
             assert following.inputs["thesis"] == "No, take 1."  # round 2's thesis is round 1's synthesis
             assert following.inputs["antithesis"] == "Critique 2."
+        assert answers.steps_answered() == len(seen) - 1
         _answer(answers, following.step, following.round)
         assert len(seen) < 10
 
