@@ -9,10 +9,12 @@ without interleaving or losing a line. Reads stream line by line in constant mem
 from __future__ import annotations
 
 import collections
+import copy
 import fcntl
 import json
 import os
 import shlex
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,10 +211,18 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class TraceStore:
-    """An append-only JSONL trace log at ``path``."""
+    """An append-only JSONL trace log at ``path``.
+
+    ``append_counted`` and ``counts`` keep the log's counts current without rereading it on every append (a
+    long-running writer such as the MCP server reports them after each trace); they recount when another writer has
+    appended meanwhile.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._counts: LogStats | None = None
+        self._counted_size = -1  # the log's size in bytes when ``_counts`` was right
+        self._counts_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"TraceStore({str(self.path)!r})"
@@ -226,20 +236,60 @@ class TraceStore:
     def append_many(self, records: Iterable[TraceRecord]) -> int:
         """Append records under one lock with one write. Returns how many were written."""
         lines = [r.to_json_line() for r in records]
-        if not lines:
-            return 0
+        if lines:
+            self._append_lines(lines)
+        return len(lines)
+
+    def _append_lines(self, lines: list[bytes]) -> tuple[int, int]:
+        """Write whole lines under the lock; the log's size just before and just after them."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 self._repair_torn_tail(fd)
+                before = os.fstat(fd).st_size
                 _write_all(fd, b"".join(lines))
+                return before, os.fstat(fd).st_size
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
-        return len(lines)
+
+    def append_counted(self, record: TraceRecord) -> LogStats:
+        """Append one record and return the log's counts after it (a copy), counted without rereading the log
+        unless another writer appended since the last count."""
+        with self._counts_lock:
+            counts = self._current_counts()
+            before, after = self._append_lines([record.to_json_line()])
+            if before == self._counted_size:
+                counts.add(record)
+                self._counted_size = after
+            else:  # another process wrote (or repaired a torn line) meanwhile: count afresh
+                self._recount()
+            assert self._counts is not None
+            return copy.deepcopy(self._counts)
+
+    def counts(self) -> LogStats:
+        """The log's counts (a copy), recounted only when the log changed since the last count."""
+        with self._counts_lock:
+            return copy.deepcopy(self._current_counts())
+
+    def _current_counts(self) -> LogStats:
+        if self._counts is None or self._size() != self._counted_size:
+            self._recount()
+        assert self._counts is not None
+        return self._counts
+
+    def _recount(self) -> None:
+        size = self._size()  # before reading: a line appended during the count makes the next call recount
+        self._counts, self._counted_size = self.stats(), size
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def repair(self) -> bool:
         """Repair a torn last line now (appends do this by themselves). Returns True when something was repaired."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
 
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
@@ -42,34 +41,24 @@ def main(argv: list[str] | None = None) -> None:
         _parser().error(f"--port must be from 1 to 65535, got {args.port}")
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="hegelion-server: %(message)s")
 
-    def build() -> Any:
-        from .app import build_server
-
-        server = build_server(data_dir=args.data_dir, model=args.model, program=args.program)
-        server.settings.log_level = args.log_level
-        return server
-
-    try:
-        if args.transport == "stdio":
-            from .faststart import data_dir_from_env, serve
-
-            serve(data_dir_from_env(args.data_dir), build)
-        else:
-            _serve_http(build, args.port)
-    except KeyboardInterrupt:
-        pass
-
-
-def _serve_http(build: Any, port: int) -> None:
     from hegelion_dspy.errors import HegelionError
 
+    from .app import build_server
+
     try:
-        server = build()
+        server = build_server(data_dir=args.data_dir, model=args.model, program=args.program)
     except HegelionError as exc:
         print(f"hegelion-server: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"hegelion-server: serving http://{HOST}:{port}/mcp", file=sys.stderr, flush=True)
-    server.run("streamable-http", host=HOST, port=port)
+    server.settings.log_level = args.log_level
+    try:
+        if args.transport == "stdio":
+            server.run("stdio")
+        else:
+            print(f"hegelion-server: serving http://{HOST}:{args.port}/mcp", file=sys.stderr, flush=True)
+            server.run("streamable-http", host=HOST, port=args.port)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hegelion_dspy.types import Step
+from hegelion_dspy.exporters import ExportOptions, ExportReport
+from hegelion_dspy.types import Mode, Step
 
 # Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this
 # large is almost certainly a mistake, and a smaller bound keeps one call from filling the log.
@@ -80,9 +81,60 @@ class PartialRound(_Input):
     synthesis: OptionalStepText = None
 
 
-class PromptMessage(BaseModel):
-    role: str
-    content: str
+class RunDialecticArguments(_Input):
+    task: Task
+    mode: Mode = Field(default="general", description="'coding' words the steps for software tasks.")
+    iterations: int | None = Field(
+        default=None, ge=1, le=10, description="Rounds; each synthesis is the next round's thesis."
+    )
+    thesis: OptionalStepText = Field(default=None, description="Prompt workflow: your thesis.")
+    antithesis: OptionalStepText = Field(default=None, description="Prompt workflow: your critique (round 1).")
+    contradictions: list[ContradictionIn] | None = Field(
+        default=None, max_length=MAX_CONTRADICTIONS, description="Prompt workflow: the flaws your critique found."
+    )
+    synthesis: OptionalStepText = Field(default=None, description="Prompt workflow: your improved answer.")
+    rounds: list[PartialRound] | None = Field(
+        default=None, max_length=MAX_LATER_ROUNDS, description="Prompt workflow: rounds 2, 3, ... when iterations > 1."
+    )
+    tags: Tags | None = None
+
+    def answers(self) -> dict[str, Any]:
+        """The prompt workflow's answers passed so far (none when the call starts a dialectic)."""
+        given = self.model_dump(include={"thesis", "antithesis", "contradictions", "synthesis", "rounds"})
+        return {k: v for k, v in given.items() if v}
+
+
+class LogTraceArguments(_Input):
+    task: Task
+    thesis: StepText = Field(description="Your first answer to the task.")
+    antithesis: StepText = Field(description="Your critique of the thesis.")
+    synthesis: StepText = Field(description="Your improved answer (of round 1 when `rounds` follow).")
+    contradictions: list[ContradictionIn] | None = Field(
+        default=None, max_length=MAX_CONTRADICTIONS, description="The flaws the critique found, with evidence."
+    )
+    rounds: list[LaterRound] | None = Field(
+        default=None,
+        max_length=MAX_LATER_ROUNDS,
+        description="Rounds 2, 3, ... of an iterated dialectic; each thesis is the previous synthesis.",
+    )
+    mode: Mode = "general"
+    model: ModelName = None
+    tags: Tags | None = None
+
+
+class ExportDatasetArguments(ExportOptions):
+    """export_dataset's arguments: the library's export options (each declared once, in ``ExportOptions``) and the
+    file to write in the data folder."""
+
+    output_name: str | None = Field(
+        default=None,
+        max_length=MAX_NAME_CHARS,
+        description="A plain file name inside the server's data folder (default: '<format>.jsonl').",
+    )
+
+
+# Export options the tool does not offer: a dataset card writes a folder, and the server writes plain files only.
+EXPORT_OPTIONS_NOT_OFFERED = frozenset({"card"})
 
 
 class RoundOut(BaseModel):
@@ -112,8 +164,9 @@ class RunDialecticResult(BaseModel):
     error: str | None = None
     step: Step | None = Field(default=None, description="The step `prompt` asks for.")
     round: int | None = None
-    prompt: str | None = Field(default=None, description="The step's prompt, exactly as the program would send it.")
-    messages: list[PromptMessage] = Field(default_factory=list, description="The same prompt as chat messages.")
+    prompt: str | None = Field(
+        default=None, description="The step's prompt (the program's instructions and examples) and its answer format."
+    )
     program: str | None = Field(default=None, description="The compiled program whose prompts were used, if any.")
     log_trace_arguments: dict[str, Any] | None = Field(
         default=None, description="When status is 'complete': the arguments for log_trace (add model and tags)."
@@ -139,3 +192,14 @@ class ExportDatasetResult(BaseModel):
     rows: dict[str, int] = Field(description="Rows written to each file.")
     dropped: dict[str, int] = Field(description="Traces or rows left out, by reason.")
     report: dict[str, Any] = Field(description="The exporter's full report.")
+
+    @classmethod
+    def of(cls, report: ExportReport) -> ExportDatasetResult:
+        dropped = {k: v for k, v in report.dropped.items() if v}
+        return cls(
+            path=report.outputs["train"],
+            files=report.outputs,
+            rows=report.rows,
+            dropped=dropped,
+            report=report.as_dict(),
+        )

@@ -1,10 +1,13 @@
 """The MCP server through the SDK's in-memory client: every tool, the model routes, the resource, the prompts, and
-every refused input. Real files in a temp data folder; the scripted LM stands in for every model."""
+every refused input, in both protocol eras. Real files in a temp data folder; the scripted LM stands in for every
+model (the server's, or the client's behind sampling)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +15,18 @@ import dspy
 import pytest
 from hegelion_server.app import build_server
 from mcp import Client
-from mcp_types import CallToolResult, CreateMessageResult, ErrorData, TextContent
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import CallToolResult, CreateMessageResult, ErrorData, ImageContent, TextContent
 
 from hegelion_dspy.errors import UnsafePathError
+from hegelion_dspy.exporters import ExportOptions
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import Dialectic
 from hegelion_dspy.store import TraceStore, read_records
+from hegelion_dspy.types import STEPS
 
 TASK = "Is 1 a prime number?"
+ERAS = ["legacy", "auto"]  # the handshake era (2025-11-25) and 2026-07-28 (input_required rounds for sampling)
 
 
 @pytest.fixture
@@ -35,29 +42,46 @@ def log_lines(data_dir: Path) -> list[dict[str, Any]]:
 def error_text(result: CallToolResult) -> str:
     assert result.is_error, result
     text = result.content[0].text  # type: ignore[union-attr]
-    assert "Traceback" not in text and 'File "' not in text
+    assert "Traceback" not in text and 'File "' not in text and "\n" not in text
     return text
 
 
 class SamplingClient:
-    """A client's model behind MCP sampling: answers each request with the scripted LM, records what it was asked."""
+    """A client's model behind MCP sampling: answers each request with the scripted LM, records what it was asked.
 
-    def __init__(self, model: str = "client-model-1", decline: bool = False):
+    ``prose`` answers in plain text (no field markers); ``image_on`` answers that request number (1-based) with an
+    image; ``decline`` refuses every request, as a user who declines the approval prompt."""
+
+    def __init__(
+        self, model: str = "client-model-1", decline: bool = False, prose: bool = False, image_on: int | None = None
+    ):
         self.scripted = ScriptedLM()
+        self.prose = prose
         self.model = model
         self.decline = decline
+        self.image_on = image_on
         self.requests: list[Any] = []
 
     async def __call__(self, context: Any, params: Any) -> CreateMessageResult | ErrorData:
         self.requests.append(params)
         if self.decline:
             return ErrorData(code=-1, message="the user declined the sampling request")
+        if self.image_on == len(self.requests):
+            image = ImageContent(type="image", data="AAAA", mime_type="image/png")
+            return CreateMessageResult(role="assistant", content=image, model=self.model)
         messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
         messages += [{"role": m.role, "content": m.content.text} for m in params.messages]
-        completion = await self.scripted.acomplete(messages, None)
-        return CreateMessageResult(
-            role="assistant", content=TextContent(type="text", text=completion.text), model=self.model
-        )
+        text = (await self.scripted.acomplete(messages, None)).text
+        text = _prose(text) if self.prose else text
+        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=text), model=self.model)
+
+
+def _prose(marked: str) -> str:
+    """A marked-up reply as a model that ignores the format writes it: the text, then the flaws as bullets."""
+    fields = dict(re.findall(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", marked, re.S))
+    text = next(v for k, v in fields.items() if k in STEPS).strip()
+    flaws = json.loads(fields.get("contradictions") or "[]")
+    return "\n\n".join([text, *(f"- {flaw['description']}" for flaw in flaws)])
 
 
 # -- discovery ----------------------------------------------------------------------------------------------------
@@ -75,8 +99,10 @@ async def test_three_tools_with_input_and_output_schemas_and_annotations(data_di
     log = tools["log_trace"]
     assert set(log.input_schema["required"]) == {"task", "thesis", "antithesis", "synthesis"}
     assert log.input_schema["properties"]["task"]["maxLength"] == 20_000
+    assert log.input_schema["properties"]["thesis"]["description"] == "Your first answer to the task."
     assert {"id", "total", "ok", "failed"} <= set(log.output_schema["properties"])  # type: ignore[index]
     assert tools["export_dataset"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert '"exclusiveMaximum": 1' in json.dumps(tools["export_dataset"].input_schema["properties"]["split"])
     assert tools["log_trace"].annotations.destructive_hint is False  # type: ignore[union-attr]
     assert "lm_source" in tools["run_dialectic"].output_schema["properties"]  # type: ignore[index]
 
@@ -84,7 +110,24 @@ async def test_three_tools_with_input_and_output_schemas_and_annotations(data_di
 async def test_server_info_and_instructions(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir), mode="legacy") as client:
         assert client.server_info is not None and client.server_info.name == "hegelion"
-        assert "log_trace" in (client.session.instructions or "")  # type: ignore[attr-defined]
+        assert "log_trace" in (client.instructions or "") and "dialectic" in (client.instructions or "")
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_resource_updates_are_not_advertised_in_either_era(data_dir: Path, mode: str) -> None:
+    # Issue 11, failure 4: 2026-07-28 advertised resources.subscribe and acknowledged subscriptions/listen, then
+    # never delivered an update. Decision: not advertised (docs/mcp.md, Subscriptions).
+    async with Client(build_server(data_dir=data_dir), mode=mode) as client:
+        resources = client.server_capabilities.resources
+        assert resources is not None and not resources.subscribe and not resources.list_changed
+        assert not client.server_capabilities.tools.list_changed  # type: ignore[union-attr]
+        with pytest.raises(MCPError, match="not found"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            if mode == "legacy":
+                await client.subscribe_resource("hegelion://traces")
+            else:
+                async with client.listen(resource_subscriptions=["hegelion://traces"]):
+                    pass
 
 
 # -- run_dialectic: the server's own model ------------------------------------------------------------------------
@@ -143,7 +186,7 @@ async def test_coding_mode_is_passed_to_the_program(data_dir: Path) -> None:
 # -- run_dialectic: the client's model through sampling ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 (input_required rounds) and the handshake era
+@pytest.mark.parametrize("mode", ERAS)
 async def test_a_client_that_samples_answers_every_step_with_its_model(data_dir: Path, mode: str) -> None:
     sampler = SamplingClient()
     progress: list[float] = []
@@ -164,11 +207,63 @@ async def test_a_client_that_samples_answers_every_step_with_its_model(data_dir:
     assert [m.role for m in first.messages] == ["user"] and TASK in first.messages[0].content.text
     assert progress and progress[-1] == 5
     (line,) = log_lines(data_dir)
-    assert (line["model"], line["lm"], line["status"]) == (
+    assert (line["model"], line["status"], line["rounds"][1]["thesis"]) == (
         "mcp-sampling/client-model-1",
-        "hegelion_dspy.lms.sampling.SamplingLM",
         "ok",
+        out["rounds"][0]["synthesis"],
     )
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_plain_text_sampling_reply_is_read_whole_with_one_request_per_step(data_dir: Path, mode: str) -> None:
+    # Issue 11, failure 3: prose without DSPy's field markers failed every step and cost a second request per step.
+    sampler = SamplingClient(prose=True)
+    async with Client(build_server(data_dir=data_dir), mode=mode, sampling_callback=sampler) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK, "iterations": 2})).structured_content
+
+    assert out is not None and out["status"] == "ok", out
+    assert len(sampler.requests) == 5  # one per step: no retry that would cost the user another approval
+    (record,) = read_records(data_dir / "traces.jsonl")
+    assert record.rounds[0].antithesis.startswith("the answer")  # the echoed "Antithesis:" label is dropped
+    assert [c.description for c in record.rounds[0].contradictions] == ["It ignores edge cases."]  # from the bullet
+    assert record.synthesis.startswith("Synthesis v2") and "[[ ##" not in record.synthesis
+
+
+async def test_modern_sampling_refuses_up_front_what_the_clients_round_budget_cannot_finish(data_dir: Path) -> None:
+    # Issue 11, failure 2: on 2026-07-28 iterations >= 5 ran until the client gave up after 10 rounds; nothing logged.
+    sampler = SamplingClient()
+    async with Client(build_server(data_dir=data_dir), sampling_callback=sampler) as client:
+        refused = await client.call_tool("run_dialectic", {"task": TASK, "iterations": 5})
+        fits = await client.call_tool("run_dialectic", {"task": TASK, "iterations": 4})
+
+    message = error_text(refused)
+    assert "iterations=5 needs 11 sampling round trips" in message
+    for alternative in ("iterations <= 4", "`dialectic` prompt", "HEGELION_MODEL", "2025-11-25"):
+        assert alternative in message
+    assert fits.structured_content is not None and fits.structured_content["status"] == "ok"
+    assert len(sampler.requests) == 9  # the refused call asked nothing; four rounds are nine steps
+    assert [line["status"] for line in log_lines(data_dir)] == ["ok"]
+
+
+async def test_handshake_era_sampling_runs_every_iteration(data_dir: Path) -> None:
+    sampler = SamplingClient()
+    async with Client(build_server(data_dir=data_dir), mode="legacy", sampling_callback=sampler) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK, "iterations": 6})).structured_content
+    assert out is not None and out["status"] == "ok" and len(sampler.requests) == 13
+
+
+async def test_a_failed_sampling_round_logs_the_rounds_already_finished(data_dir: Path) -> None:
+    # the 4th request (round 2's antithesis) gets an image: round 1 is kept in a failed trace, never dropped
+    sampler = SamplingClient(image_on=4)
+    async with Client(build_server(data_dir=data_dir), sampling_callback=sampler) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK, "iterations": 2})).structured_content
+
+    assert out is not None and out["status"] == "failed"
+    assert out["error"].startswith("the antithesis step of round 2 failed: the client's model answered with 'image'")
+    assert "with its 1 finished round(s)" in out["next"]
+    (record,) = read_records(data_dir / "traces.jsonl")
+    assert (record.status, len(record.rounds), record.error.step) == ("failed", 1, "antithesis")  # type: ignore[union-attr]
+    assert record.rounds[0].synthesis.startswith("Synthesis v1")
 
 
 async def test_a_declined_sampling_request_is_a_failed_run(data_dir: Path) -> None:
@@ -254,39 +349,42 @@ async def test_the_prompt_workflow_runs_every_iteration(data_dir: Path) -> None:
     assert record.synthesis == "synthesis 2"
 
 
-async def test_the_prompts_are_the_programs_prompts(data_dir: Path) -> None:
+async def test_each_prompt_comes_once_with_one_answer_format_and_no_schema(data_dir: Path) -> None:
+    # Issue 11, failure 5: the prompt came twice (`prompt` and `messages`), asked for [[ ## ]] markers while `next`
+    # said plain text, and showed a contradiction schema allowing 20,000 characters where the tool takes 10,000.
     async with Client(build_server(data_dir=data_dir)) as client:
-        out = (await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes."})).structured_content
+        result = await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes."})
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+
+    out = result.structured_content
     assert out is not None and out["step"] == "antithesis"
-    assert [m["role"] for m in out["messages"]] == ["system", "user"]
-    assert "rigorous opponent" in out["messages"][0]["content"] and "Yes." in out["messages"][1]["content"]
-    assert out["prompt"].startswith("## Instructions")
+    instructions = "Critique the thesis as a rigorous opponent."
+    assert json.dumps(out).count(instructions) == 1  # once in the structured result (and once in its text copy)
+    assert result.content[0].text.count(instructions) == 1  # type: ignore[union-attr]
+    assert "messages" not in out
+    said = out["prompt"] + out["next"]
+    assert said.count("plain text") == 1 and "[[ ##" not in said and "JSON schema" not in said
+    assert "Yes." in out["prompt"] and out["prompt"].index("## Your input") < out["prompt"].index("## Your answer")
+    limits = {int(n.replace(",", "")) for n in __import__("re").findall(r"\b\d[\d,]{3,}\b", said)}
+    contradiction = tools["log_trace"].input_schema["$defs"]["ContradictionIn"]["properties"]["description"]
+    assert all(limit <= contradiction["maxLength"] for limit in limits)
 
 
 async def test_a_marked_up_answer_is_read_field_by_field(data_dir: Path) -> None:
-    raw_reply = (  # an agent answering in the prompt's own format
-        "[[ ## antithesis ## ]]\nAntithesis: the thesis ignores the definition.\n\n"
+    raw_reply = (  # an agent answering in DSPy's own format
+        "[[ ## antithesis ## ]]\nThe thesis ignores the definition.\n\n"
         '[[ ## contradictions ## ]]\n[{"description": "It ignores edge cases.", "evidence": "1 has one divisor"}]'
         "\n\n[[ ## completed ## ]]"
     )
     async with Client(build_server(data_dir=data_dir)) as client:
-        out = (
-            await client.call_tool("run_dialectic", {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply})
-        ).structured_content
+        args = {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply}
+        out = (await client.call_tool("run_dialectic", args)).structured_content
+        done = (await client.call_tool("run_dialectic", {**args, "synthesis": "No."})).structured_content
     assert out is not None and out["step"] == "synthesis"
-    synthesis_input = out["messages"][-1]["content"]
-    assert "It ignores edge cases." in synthesis_input  # the contradictions came out of the marked-up reply
-    assert "[[ ## antithesis ## ]]\nAntithesis:" in synthesis_input
-
-    async with Client(build_server(data_dir=data_dir)) as client:
-        done = (
-            await client.call_tool(
-                "run_dialectic", {"task": TASK, "thesis": "Yes.", "antithesis": raw_reply, "synthesis": "No."}
-            )
-        ).structured_content
+    assert "It ignores edge cases." in out["prompt"] and "[[ ##" not in out["prompt"]
     assert done is not None and done["status"] == "complete"
     arguments = done["log_trace_arguments"]
-    assert arguments["antithesis"].startswith("Antithesis:") and "[[ ##" not in arguments["antithesis"]
+    assert arguments["antithesis"] == "The thesis ignores the definition."
     assert arguments["contradictions"][0]["description"] == "It ignores edge cases."
 
 
@@ -316,6 +414,26 @@ async def test_a_compiled_program_serves_its_instructions_and_demos(data_dir: Pa
 def test_a_program_name_outside_the_data_folder_is_refused(data_dir: Path) -> None:
     with pytest.raises(UnsafePathError):
         build_server(data_dir=data_dir, program="../tuned.json")
+
+
+# -- unknown arguments --------------------------------------------------------------------------------------------
+
+
+async def test_an_unknown_argument_is_refused_naming_the_allowed_ones(data_dir: Path) -> None:
+    # Issue 11, failure 5: `model` passed to run_dialectic was ignored without a word.
+    async with Client(build_server(data_dir=data_dir)) as client:
+        result = await client.call_tool("run_dialectic", {"task": TASK, "model": "gpt-x"})
+        logged = await client.call_tool("log_trace", {**GOOD, "score": 1, "notes": "x"})
+        with pytest.raises(MCPError) as info:
+            await client.get_prompt("thesis", {"task": TASK, "iterations": "2"})
+
+    assert error_text(result) == (
+        "unknown argument 'model' for the tool 'run_dialectic'; it takes: task, mode, iterations, thesis, antithesis, "
+        "contradictions, synthesis, rounds, tags"
+    )
+    assert error_text(logged).startswith("unknown arguments 'notes', 'score' for the tool 'log_trace'; it takes: task,")
+    assert str(info.value) == "unknown argument 'iterations' for the prompt 'thesis'; it takes: task, mode"
+    assert log_lines(data_dir) == []
 
 
 # -- log_trace ----------------------------------------------------------------------------------------------------
@@ -362,8 +480,7 @@ async def test_invalid_input_names_the_field_and_writes_nothing(
 ) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         result = await client.call_tool("log_trace", arguments)
-    text = error_text(result)
-    assert field in text
+    assert result.is_error and field in result.content[0].text  # type: ignore[union-attr]
     assert not (data_dir / "traces.jsonl").exists()
 
 
@@ -424,6 +541,23 @@ async def test_export_writes_the_dataset_into_the_data_folder(data_dir: Path) ->
     assert rows[-1] == {"prompt": "question 0", "chosen": "1 is not prime.", "rejected": "Yes."}
 
 
+async def test_export_dataset_takes_its_options_from_the_one_export_options_model(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        tool = next(t for t in (await client.list_tools()).tools if t.name == "export_dataset")
+        await client.call_tool("log_trace", {**GOOD, "tags": ["keep"]})
+        await client.call_tool("log_trace", {**GOOD, "task": "other", "tags": ["leave"]})
+        filtered = (await client.call_tool("export_dataset", {"format": "sft", "tags": ["keep"]})).structured_content
+        card = await client.call_tool("export_dataset", {"card": True})
+
+    properties = tool.input_schema["properties"]
+    assert set(properties) == (set(ExportOptions.model_fields) - {"card"}) | {"output_name"}
+    for name, info in ExportOptions.model_fields.items():
+        if name != "card":
+            assert properties[name].get("description") == info.description, name
+    assert filtered is not None and filtered["rows"] == {"train": 1}
+    assert error_text(card).startswith("unknown argument 'card' for the tool 'export_dataset'; it takes: include_demo,")
+
+
 async def test_export_with_a_split_writes_two_files(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 20)
@@ -442,7 +576,7 @@ REFUSED_NAMES = ["../escape.jsonl", "/tmp/escape.jsonl", "sub/x.jsonl", ".hidden
 async def test_export_refuses_names_that_leave_the_data_folder(data_dir: Path, name: str) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 1)
-        result = await client.call_tool("export_dataset", {"output_name": name, "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": name, "force": True})
     assert repr(name) in error_text(result) or name in error_text(result)
     assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
 
@@ -453,7 +587,7 @@ async def test_export_refuses_a_symlink_that_leads_outside(data_dir: Path, tmp_p
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 1)
         (data_dir / "link.jsonl").symlink_to(outside)
-        result = await client.call_tool("export_dataset", {"output_name": "link.jsonl", "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": "link.jsonl", "force": True})
     assert "symlink" in error_text(result)
     assert outside.read_text() == "keep me\n"
 
@@ -465,7 +599,7 @@ async def test_export_keeps_an_existing_file_unless_asked(data_dir: Path) -> Non
         refused = await client.call_tool("export_dataset", {"format": "dpo"})
         assert "already exists" in error_text(refused)
         assert (data_dir / "dpo.jsonl").read_text() == "precious\n"
-        replaced = await client.call_tool("export_dataset", {"format": "dpo", "overwrite": True})
+        replaced = await client.call_tool("export_dataset", {"format": "dpo", "force": True})
     assert not replaced.is_error
     assert len((data_dir / "dpo.jsonl").read_text().splitlines()) == 2
 
@@ -473,7 +607,7 @@ async def test_export_keeps_an_existing_file_unless_asked(data_dir: Path) -> Non
 async def test_export_never_writes_over_the_trace_log(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         await _logged(client, 2)
-        result = await client.call_tool("export_dataset", {"output_name": "traces.jsonl", "overwrite": True})
+        result = await client.call_tool("export_dataset", {"output_name": "traces.jsonl", "force": True})
     assert "trace log" in error_text(result)
     assert len(log_lines(data_dir)) == 2
 
@@ -490,7 +624,7 @@ async def test_export_option_errors_come_from_the_exporter(data_dir: Path) -> No
         result = await client.call_tool("export_dataset", {"format": "dpo", "system": "Be brief."})
         too_big = await client.call_tool("export_dataset", {"format": "dpo", "split": 1.5})
     assert "option 'system' applies to the formats dpo-chat and sft-chat only" in error_text(result)
-    assert "split" in error_text(too_big)
+    assert too_big.is_error and "split" in too_big.content[0].text  # type: ignore[union-attr]
     assert sorted(p.name for p in data_dir.iterdir()) == ["traces.jsonl"]
 
 
@@ -508,10 +642,11 @@ async def test_the_resource_has_counts_and_recent_traces_newest_first(data_dir: 
     summary = json.loads(contents[0].text)  # type: ignore[union-attr]
     assert summary["stats"]["total"] == 3 and summary["stats"]["failed"] == 1
     assert [r["task"] for r in summary["recent"]] == ["fails", "question 1", "question 0"]
+    assert summary["recent"][1]["rounds"] == 1 and summary["recent"][1]["status"] == "ok"
     assert summary["log"] == str(data_dir / "traces.jsonl")
 
 
-async def test_three_prompts_render_the_program_steps(data_dir: Path) -> None:
+async def test_the_step_prompts_render_the_program_steps_in_the_answer_format(data_dir: Path) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
         names = [p.name for p in (await client.list_prompts()).prompts]
         thesis = await client.get_prompt("thesis", {"task": TASK})
@@ -527,25 +662,57 @@ async def test_three_prompts_render_the_program_steps(data_dir: Path) -> None:
             },
         )
 
-    assert names == ["thesis", "antithesis", "synthesis"]
+    assert names == ["thesis", "antithesis", "synthesis", "dialectic"]
     assert [m.role for m in thesis.messages] == ["user"]
-    assert "Answer the task directly" in thesis.messages[0].content.text  # type: ignore[union-attr]
+    text = thesis.messages[0].content.text  # type: ignore[union-attr]
+    assert "Answer the task directly" in text and text.count("plain text") == 1
     assert "Yes, it is." in antithesis.messages[0].content.text  # type: ignore[union-attr]
     text = synthesis.messages[0].content.text  # type: ignore[union-attr]
     assert "ONE DIVISOR" in text and "Write the corrected solution" in text
 
 
-async def test_a_prompt_with_bad_contradictions_is_refused(data_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("contradictions", "message"),
+    [
+        ("not json", "Invalid JSON"),
+        ('[{"description": "' + "x" * 10_001 + '"}]', "at most 10000 characters"),  # log_trace's limit
+        ("[" + ",".join(['{"description": "d"}'] * 51) + "]", "at most 50 items"),
+    ],
+)
+async def test_a_prompt_with_bad_contradictions_is_refused(data_dir: Path, contradictions: str, message: str) -> None:
     async with Client(build_server(data_dir=data_dir)) as client:
-        with pytest.raises(Exception, match="contradictions must be a JSON list"):
+        with pytest.raises(MCPError, match=message):
             await client.get_prompt(
-                "synthesis", {"task": TASK, "thesis": "a", "antithesis": "b", "contradictions": "not json"}
+                "synthesis", {"task": TASK, "thesis": "a", "antithesis": "b", "contradictions": contradictions}
             )
 
 
-async def test_logging_is_declared_and_set_level_filters_messages(data_dir: Path) -> None:
-    from mcp.shared.exceptions import MCPDeprecationWarning
+async def test_the_dialectic_prompt_tells_an_agent_the_whole_workflow_in_one_message(data_dir: Path) -> None:
+    async with Client(build_server(data_dir=data_dir)) as client:
+        prompt = await client.get_prompt("dialectic", {"task": TASK, "iterations": "2", "mode": "coding"})
+        (message,) = prompt.messages
+        text = message.content.text  # type: ignore[union-attr]
+        # an agent following it: three steps, a second round, then the one log_trace call it describes
+        later = {"antithesis": "Round 2 critique.", "contradictions": [], "synthesis": "Round 2 answer."}
+        logged = await client.call_tool(
+            "log_trace", {**GOOD, "contradictions": [], "rounds": [later], "mode": "coding", "model": "agent"}
+        )
 
+    assert message.role == "user" and TASK in text
+    assert text.index("## Step 1: thesis") < text.index("## Step 2: antithesis") < text.index("## Step 3: synthesis")
+    assert "senior software engineer" in text  # the program's own (coding) instructions
+    assert "1 more round" in text and "rounds:" in text and 'mode: "coding"' in text
+    for argument in ("task", "thesis", "antithesis", "contradictions", "synthesis", "model"):
+        assert f"- {argument}" in text or f", {argument}" in text
+    assert "`log_trace`" in text and text.count("plain text") == 1
+    assert not logged.is_error
+    assert [r.synthesis for r in next(read_records(data_dir / "traces.jsonl")).rounds] == [
+        GOOD["synthesis"],
+        "Round 2 answer.",
+    ]
+
+
+async def test_logging_is_declared_and_set_level_filters_messages(data_dir: Path) -> None:
     messages: list[str] = []
 
     async def on_log(params: Any) -> None:

@@ -1,70 +1,25 @@
-"""hegelion-server over streamable HTTP on 127.0.0.1: concurrent clients lose no trace."""
+"""hegelion-server over streamable HTTP on 127.0.0.1: concurrent clients lose no trace, it listens on loopback only,
+and a request naming another host is refused."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import socket
-import subprocess
+import ipaddress
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import need
+from interop.serving import http_server
 from mcp import Client
 
 from hegelion_dspy.store import read_records
 
-SERVER = Path(sys.executable).with_name("hegelion-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], stderr: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited early:\n{stderr.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
-
-
-@contextlib.contextmanager
-def http_server(data_dir: Path) -> Iterator[str]:
-    port = _free_port()
-    stderr = data_dir / "server-stderr.txt"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [str(SERVER), "--transport", "streamable-http", "--port", str(port), "--data-dir", str(data_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        _wait_for_port(port, proc, stderr)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
-    with http_server(tmp_path / "data") as address:
+    with http_server(tmp_path / "data") as (address, _):
         yield address
 
 
@@ -99,14 +54,32 @@ async def test_http_serves_the_prompt_workflow_and_the_resource(url: str) -> Non
     assert '"total": 0' in resource.contents[0].text  # type: ignore[union-attr]
 
 
+def listening_addresses(port: int) -> list[str]:
+    """The local addresses of the sockets listening on ``port``, from the kernel's socket tables (Linux)."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not sys.platform.startswith("linux") or not tables[0].exists():
+        need("the kernel's socket table (/proc/net/tcp)", "run this test on Linux")
+    found = []
+    for table in tables:
+        if not table.exists():
+            continue
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            raw = bytes.fromhex(address)
+            # the kernel writes each 32-bit word of the address in host (little-endian) order
+            ordered = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            found.append(f"{ipaddress.ip_address(ordered)}:{port}")
+    return found
+
+
 def test_http_binds_to_loopback_only(tmp_path: Path) -> None:
-    with http_server(tmp_path / "data") as address:
+    with http_server(tmp_path / "data") as (address, _):
         port = int(address.rsplit(":", 1)[1].split("/")[0])
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False)
-    if listening.returncode != 0:
-        pytest.skip("`ss` is not available to list listening sockets")
-    local_addresses = [line.split()[3] for line in listening.stdout.splitlines()]
-    assert local_addresses == [f"127.0.0.1:{port}"]
+        addresses = listening_addresses(port)
+    assert addresses == [f"127.0.0.1:{port}"]
 
 
 def test_a_request_for_another_host_is_refused(url: str) -> None:

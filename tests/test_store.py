@@ -153,3 +153,33 @@ def test_a_json_array_file_is_named_as_such_not_as_a_torn_line(log_path: Path, t
     with pytest.raises(InvalidTraceError, match=r"holds a JSON array, not JSON lines.*jq -c") as info:
         list(read_records(log_path))
     assert "torn" not in str(info.value) and info.value.lineno == 1
+
+
+def test_running_counts_follow_every_append_without_rereading_the_log(store: TraceStore, monkeypatch) -> None:
+    assert store.append_counted(ok_trace("a")).total == 1
+    reads = []
+    original = TraceStore.stats
+    monkeypatch.setattr(TraceStore, "stats", lambda self: reads.append(1) or original(self))
+
+    counts = [store.append_counted(t) for t in (ok_trace("b", mode="coding"), failed_trace("c"))]
+
+    assert [(c.total, c.ok, c.failed) for c in counts] == [(2, 2, 0), (3, 2, 1)]
+    assert counts[-1].by_mode == {"general": 2, "coding": 1}
+    assert store.counts().as_dict() == original(store).as_dict() and reads == []  # counted, never reread
+
+
+def test_running_counts_recount_after_another_writer(store: TraceStore) -> None:
+    store.append_counted(ok_trace("a"))
+    other = TraceStore(store.path)  # another process's writer
+    other.append(failed_trace("b"))
+    with open(store.path, "ab") as fh:
+        fh.write(b"garbage\n")
+
+    after = store.append_counted(ok_trace("c"))
+
+    assert (after.total, after.ok, after.failed, after.invalid) == (3, 2, 1, 1)
+    other.append(ok_trace("d"))
+    assert store.counts().total == 4
+    counted = store.counts()
+    counted.total = 99  # a copy: the caller cannot change the store's counts
+    assert store.counts().total == 4
