@@ -741,6 +741,9 @@ def build_server(
         seed: int = 7,
         overwrite: Annotated[bool, Field(description="Replace an existing file of that name.")] = False,
         skip_invalid: Annotated[bool, Field(description="Skip (and count) invalid log lines.")] = False,
+        reviewed_only: Annotated[
+            bool, Field(description="Keep only pairs a reviewer accepted, swapped or edited (labels are always used).")
+        ] = False,
     ) -> ExportDatasetResult:
         """Write the server's trace log as a JSONL training set (TRL/axolotl/unsloth row shapes) into the server's
         data folder. Only successful traces are used; returns the file path(s), row counts and why traces or rows
@@ -759,6 +762,7 @@ def build_server(
                 split=split,
                 seed=seed,
                 skip_invalid=skip_invalid,
+                reviewed_only=reviewed_only,
             )
 
     @server.resource(
