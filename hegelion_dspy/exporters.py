@@ -798,7 +798,7 @@ def _stream(
         if opts.labels and fixed_book is None and labels_path(path).exists():
             book = _load_labels(labels_path(path), opts.skip_invalid, on_invalid)
             report.label_files.append(str(labels_path(path)))
-        label_of = book.get if book or reviewed_only else None
+        label_of = (book.get if book else _no_label) if book or reviewed_only else None
         for record in read_records(path, skip_invalid=opts.skip_invalid, on_invalid=on_invalid):
             report.traces_read += 1
             if not record.ok:
@@ -884,6 +884,10 @@ def _stream(
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
     return kept
+
+
+def _no_label(trace_id: str, pair: str) -> Label | None:
+    return None
 
 
 def _load_labels(path: str | Path, skip_invalid: bool, on_invalid: Callable[[Any], None]) -> LabelBook:
