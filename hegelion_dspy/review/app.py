@@ -422,6 +422,7 @@ def _extra_fields(record: TraceRecord) -> dict[str, Any]:
 
 
 def _save_label(state: ReviewState, trace_id: str, fields: dict[str, str]) -> Label:
+    state.refresh()
     location = state.index.locate(trace_id)
     if location is None:
         raise BadRequest(f"there is no trace {trace_id[:80]!r} in the log")
