@@ -28,6 +28,7 @@ def make_trace(i: int, **fields: Any) -> TraceRecord:
         antithesis=fields.pop("antithesis", f"Critique {i}."),
         synthesis=fields.pop("synthesis", f"Better answer {i}."),
         rounds=fields.pop("rounds", None),
+        contradictions=fields.pop("contradictions", None),
         model=fields.pop("model", "openai/gpt-4o-mini" if i % 2 else "anthropic/claude"),
         mode=fields.pop("mode", "coding" if i % 3 == 0 else "general"),
         tags=fields.pop("tags", ["even"] if i % 2 == 0 else []),

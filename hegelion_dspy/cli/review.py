@@ -94,6 +94,7 @@ def review(
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
+    sock.listen(1024)  # connections made from now on wait for the server: the URL printed below already works
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
     click.echo(f"{PROG}: serving {log} at {url} (Ctrl-C stops)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
