@@ -55,12 +55,14 @@ def main(argv: list[str] | None = None) -> None:
 
             serve(data_dir_from_env(args.data_dir), build)
         else:
-            _serve_http(build, args.port)
+            _serve_http(build, args.port, args.data_dir)
     except KeyboardInterrupt:
         pass
 
 
-def _serve_http(build: Any, port: int) -> None:
+def _serve_http(build: Any, port: int, data_dir: str | None = None) -> None:
+    import uvicorn
+
     from hegelion_dspy.errors import HegelionError
 
     try:
@@ -68,8 +70,22 @@ def _serve_http(build: Any, port: int) -> None:
     except HegelionError as exc:
         print(f"hegelion-server: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"hegelion-server: serving http://{HOST}:{port}/mcp", file=sys.stderr, flush=True)
-    server.run("streamable-http", host=HOST, port=port)
+    # What server.run("streamable-http") does, plus the review app beside /mcp.
+    app = server.streamable_http_app(host=HOST)
+    review = _mount_review(app, data_dir)
+    url = f"http://{HOST}:{port}"
+    print(f"hegelion-server: serving {url}/mcp (review: {url}{review})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=HOST, port=port, log_level=server.settings.log_level.lower())
+
+
+def _mount_review(app: Any, data_dir: str | None) -> str:
+    """The review app (hegelion_dspy.review) over the data folder's trace log, at /review of the HTTP app."""
+    from hegelion_dspy.review import mount_review
+    from hegelion_dspy.store import LOG_NAME
+
+    from .faststart import data_dir_from_env
+
+    return mount_review(app, data_dir_from_env(data_dir) / LOG_NAME, path="/review")
 
 
 if __name__ == "__main__":
