@@ -31,7 +31,7 @@ from .labels import Label, labels_path, parse_pair
 from .store import normalize_task, parse_line
 from .types import TraceRecord
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _HEAD_BYTES = 4096
 _BATCH_LINES = 2000
 _PREVIEW_CHARS = 240
@@ -166,6 +166,10 @@ CREATE TABLE IF NOT EXISTS traces(
 );
 CREATE INDEX IF NOT EXISTS traces_order ON traces(created, seq);
 CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
+CREATE INDEX IF NOT EXISTS traces_task ON traces(task_key, seq);
+CREATE INDEX IF NOT EXISTS traces_status ON traces(status, created, seq);
+CREATE TABLE IF NOT EXISTS facets(name TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL,
+                                  PRIMARY KEY(name, value));
 CREATE TABLE IF NOT EXISTS tags(seq INTEGER NOT NULL, tag TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag, seq);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(body, content='', detail=none);
@@ -417,6 +421,7 @@ class TraceIndex:
         if name == "log":
             conn.execute("DELETE FROM traces")
             conn.execute("DELETE FROM tags")
+            conn.execute("DELETE FROM facets")
             conn.execute("INSERT INTO texts(texts) VALUES ('delete-all')")
         else:
             conn.execute("DELETE FROM labels")
@@ -453,6 +458,18 @@ class TraceIndex:
             bodies.append((seq, _record_body(record)))
         conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * 20)})", rows)
         conn.executemany("INSERT INTO tags(seq, tag) VALUES (?, ?)", tags)
+        counts: dict[tuple[str, str], int] = {}
+        for row in rows:
+            for name, value in (("status", row[6]), ("model", row[7]), ("mode", row[8]), ("source", row[9])):
+                if value is not None:
+                    counts[(name, value)] = counts.get((name, value), 0) + 1
+        for _, tag in tags:
+            counts[("tag", tag)] = counts.get(("tag", tag), 0) + 1
+        conn.executemany(
+            "INSERT INTO facets(name, value, n) VALUES (?, ?, ?) "
+            "ON CONFLICT(name, value) DO UPDATE SET n = n + excluded.n",
+            [(name, value, n) for (name, value), n in counts.items()],
+        )
         conn.executemany("INSERT INTO texts(rowid, body) VALUES (?, ?)", bodies)
         return pos, counted
 
@@ -586,16 +603,12 @@ class TraceIndex:
 
     def facets(self) -> dict[str, list[tuple[str, int]]]:
         """The values each filter can take, with counts (models, modes, sources, statuses, tags)."""
-        out: dict[str, list[tuple[str, int]]] = {}
+        # Counted while indexing (the facets table), so this costs nothing however long the log is.
+        out: dict[str, list[tuple[str, int]]] = {name: [] for name in ("status", "model", "mode", "source", "tag")}
         with self._reader() as conn:
-            for name in ("status", "model", "mode", "source"):
-                out[name] = conn.execute(
-                    f"SELECT {name}, count(*) FROM traces WHERE {name} IS NOT NULL GROUP BY {name} "
-                    "ORDER BY count(*) DESC LIMIT 200"
-                ).fetchall()
-            out["tag"] = conn.execute(
-                "SELECT tag, count(*) FROM tags GROUP BY tag ORDER BY count(*) DESC LIMIT 200"
-            ).fetchall()
+            for name, value, n in conn.execute("SELECT name, value, n FROM facets ORDER BY name, n DESC, value"):
+                if len(out[name]) < 200:
+                    out[name].append((value, n))
         return out
 
     def stats(self, query: TraceQuery = TraceQuery(), *, view: PairView = PairView(), min_chars: int = 0,
