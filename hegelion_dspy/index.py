@@ -729,7 +729,7 @@ def _ratio_bin(synthesis: int, thesis: int) -> int:
 
 def _bucket_width(span: float) -> int:
     for width in (3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 365 * 86400):
-        if span / width <= 60:
+        if span / width <= 36:
             return width
     return 365 * 86400
 

@@ -181,6 +181,7 @@ def test_labelling_by_keyboard_survives_a_reload_and_reaches_the_export(
     page.wait_for_selector("#pair-1.current")
     page.keyboard.press("s")  # swap
     page.wait_for_selector("#pair-1.decision-swap")
+    page.wait_for_selector("#rows h3:has-text('swapped')")  # the export preview follows the label
     page.keyboard.press("k")  # back to the first pair
     page.wait_for_selector("#pair-1.current")
     page.keyboard.press("e")  # edit the chosen text (after the swap: the thesis), save with Ctrl+Enter

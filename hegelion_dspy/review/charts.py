@@ -93,22 +93,28 @@ def horizontal_bars(label: str, bars: Sequence[tuple[str, float]], *, color: str
 
 
 def stacked_bars(
-    label: str, columns: Sequence[str], series: dict[str, list[float]], *, height: int = 240, every: int = 1
+    label: str,
+    columns: Sequence[str],
+    series: dict[str, list[float]],
+    *,
+    height: int = 240,
+    every: int = 1,
+    colors: dict[str, str] | None = None,
 ) -> str:
     """Columns of stacked series (e.g. traces per time bucket, one colour per model), with a legend."""
     if not columns or not series:
         return empty(label)
-    left, bottom, top = 40, 34, 16 + 16 * math.ceil(len(series) / 4)
+    left, bottom, top = 40, 34, 16 + 16 * math.ceil(len(series) / 3)
     plot_w, plot_h = WIDTH - left - 10, height - bottom - top
     totals = [sum(values[i] for values in series.values()) for i in range(len(columns))]
     peak = _nice_max(max(totals))
     step = plot_w / len(columns)
     body = _axis(left, top, plot_w, plot_h, peak)
-    colors = dict(zip(series, PALETTE, strict=False))
+    colors = colors or dict(zip(series, PALETTE, strict=False))
     for i, name in enumerate(series):
-        lx, ly = left + (i % 4) * 150, 12 + 16 * (i // 4)
+        lx, ly = left + (i % 3) * 195, 12 + 16 * (i // 3)
         body.append(f'<rect x="{lx}" y="{ly - 9}" width="10" height="10" fill="{colors[name]}"/>')
-        body.append(f'<text x="{lx + 14}" y="{ly}">{escape(name[:22])}</text>')
+        body.append(f'<text x="{lx + 14}" y="{ly}">{escape(name if len(name) <= 28 else name[:27] + "…")}</text>')
     for c, column in enumerate(columns):
         base = float(top + plot_h)
         x = left + c * step + step * 0.1
@@ -243,6 +249,7 @@ def contradictions(shape: DatasetShape) -> str:
 
 def review_progress(shape: DatasetShape) -> str:
     parts = [(name, shape.decisions.get(name, 0)) for name in ("accepted", "swapped", "edited", "rejected")]
+    # colours by position: accepted blue, swapped orange, edited green, rejected red (as in labels_per_day)
     return progress("Review progress", shape.pairs_decided, shape.pairs_total, parts)
 
 
@@ -252,11 +259,11 @@ def labels_per_day(shape: DatasetShape) -> str:
         return empty(label)
     days = sorted(shape.labels_per_day)
     columns = list(range(days[0], days[-1] + 86400, 86400))[-60:]
-    names = ("accept", "swap", "reject", "note")
-    series = {n: [float(shape.labels_per_day.get(d, {}).get(n, 0)) for d in columns] for n in names}
+    colors = {"accept": PALETTE[0], "swap": PALETTE[1], "reject": PALETTE[3], "note": PALETTE[7]}
+    series = {n: [float(shape.labels_per_day.get(d, {}).get(n, 0)) for d in columns] for n in colors}
     series = {n: v for n, v in series.items() if any(v)}
     every = max(1, math.ceil(len(columns) / 8))
-    return stacked_bars(label, [_when(d, 86400) for d in columns], series, height=200, every=every)
+    return stacked_bars(label, [_when(d, 86400) for d in columns], series, height=200, every=every, colors=colors)
 
 
 def grouped_bars(label: str, columns: Sequence[str], series: dict[str, list[float]], *, height: int = 220) -> str:

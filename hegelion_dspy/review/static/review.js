@@ -119,8 +119,23 @@
     }
     const data = await response.json();
     render(card, data.label);
+    refreshRows();
     toast("Saved: " + (data.label.decision || "no decision"));
     return true;
+  }
+
+  // The "what an export writes" section follows the labels: fetch this page again and take that section from it.
+  async function refreshRows() {
+    const rows = $("#rows");
+    if (!rows) return;
+    try {
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("#rows");
+      if (fresh) rows.replaceChildren(...fresh.childNodes);
+    } catch (err) {
+      // the section keeps its old content; a reload shows the new one
+    }
   }
 
   async function decide(decision) {
