@@ -28,10 +28,11 @@ from typing import Any, Literal
 
 from .errors import InvalidTraceError
 from .labels import Label, labels_path, parse_pair
+from .selection import TraceFilter
 from .store import normalize_task, parse_line
 from .types import TraceRecord
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 _HEAD_BYTES = 4096
 _BATCH_LINES = 2000
 _PREVIEW_CHARS = 240
@@ -65,17 +66,17 @@ class PairView:
 
 @dataclass(frozen=True)
 class TraceQuery:
-    """A list filter. Empty fields filter nothing; ``text`` is a full-text search over the task and every text.
+    """A list filter: the library's ``TraceFilter`` (models and exclusions as globs, sources, tags, dates, demo
+    traces; the same one exports use) and what only a reviewer asks (status, mode, score range, reviewed, text).
 
-    ``models`` are globs (``openai/*``); ``reviewed`` keeps ``ok`` traces whose every pair (under the PairView)
-    has a decision ("yes") or not ("no").
+    Empty fields filter nothing. ``text`` is a full-text search over the task and every text; ``reviewed`` keeps
+    ``ok`` traces whose every pair (under the PairView) has a decision ("yes") or not ("no"). As in exports, traces
+    of demo models are left out unless ``traces.include_demo``.
     """
 
+    traces: TraceFilter = field(default_factory=TraceFilter)
     status: str | None = None  # ok | failed | invalid
-    models: tuple[str, ...] = ()
     mode: str | None = None
-    source: str | None = None
-    tag: str | None = None
     min_score: float | None = None
     max_score: float | None = None
     reviewed: Reviewed | None = None
@@ -162,7 +163,8 @@ CREATE TABLE IF NOT EXISTS traces(
     same_antithesis INTEGER NOT NULL,
     task_key INTEGER,
     task TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    demo INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_order ON traces(created, seq);
 CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
@@ -243,6 +245,7 @@ def _record_row(record: TraceRecord) -> tuple[Any, ...]:
         _task_key(record.task),
         record.task[:_PREVIEW_CHARS],
         error,
+        int(record.demo),
     )
 
 
@@ -451,18 +454,20 @@ class TraceIndex:
             except InvalidTraceError as exc:
                 created = rows[-1][5] if rows else _last_created(conn)
                 rows.append((seq, line_offset, length, lineno, None, created, "invalid", None, None, None, None,
-                             0, 0, 0, 0, 0, 0, None, "", exc.reason[:_ERROR_CHARS]))  # fmt: skip
+                             0, 0, 0, 0, 0, 0, None, "", exc.reason[:_ERROR_CHARS], 0))  # fmt: skip
                 continue
             rows.append((seq, line_offset, length, lineno, *_record_row(record)))
             tags += [(seq, tag) for tag in record.tags]
             bodies.append((seq, _record_body(record)))
-        conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * 20)})", rows)
+        conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * 21)})", rows)
         conn.executemany("INSERT INTO tags(seq, tag) VALUES (?, ?)", tags)
         counts: dict[tuple[str, str], int] = {}
         for row in rows:
             for name, value in (("status", row[6]), ("model", row[7]), ("mode", row[8]), ("source", row[9])):
                 if value is not None:
                     counts[(name, value)] = counts.get((name, value), 0) + 1
+            if row[20]:
+                counts[("demo", "demo")] = counts.get(("demo", "demo"), 0) + 1
         for _, tag in tags:
             counts[("tag", tag)] = counts.get(("tag", tag), 0) + 1
         conn.executemany(
@@ -604,7 +609,8 @@ class TraceIndex:
     def facets(self) -> dict[str, list[tuple[str, int]]]:
         """The values each filter can take, with counts (models, modes, sources, statuses, tags)."""
         # Counted while indexing (the facets table), so this costs nothing however long the log is.
-        out: dict[str, list[tuple[str, int]]] = {name: [] for name in ("status", "model", "mode", "source", "tag")}
+        names = ("status", "model", "mode", "source", "tag", "demo")
+        out: dict[str, list[tuple[str, int]]] = {name: [] for name in names}
         with self._reader() as conn:
             for name, value, n in conn.execute("SELECT name, value, n FROM facets ORDER BY name, n DESC, value"):
                 if len(out[name]) < 200:
@@ -756,23 +762,52 @@ def _review_counts(view: PairView) -> tuple[str, str]:
     return decided, needed
 
 
-def _where(query: TraceQuery, view: PairView) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["1"]
+def _glob(pattern: str) -> str:
+    # fnmatch's negated class [!x] is [^x] in SQLite's GLOB; the rest (* ? [x]) is the same, case-sensitive in both.
+    return pattern.replace("[!", "[^")
+
+
+def _filter_where(traces: TraceFilter) -> tuple[list[str], list[Any]]:
+    """SQL for a TraceFilter over ``t``: the same traces ``TraceFilter.reason`` keeps (and invalid lines only when no
+    condition would need their fields)."""
+    clauses: list[str] = []
     params: list[Any] = []
+    if not traces.include_demo:
+        clauses.append("t.demo = 0")
+    if traces.models:
+        clauses.append("(" + " OR ".join("coalesce(t.model, '') GLOB ?" for _ in traces.models) + ")")
+        params += [_glob(g) for g in traces.models]
+    if traces.exclude_models:
+        clauses.append("NOT (" + " OR ".join("coalesce(t.model, '') GLOB ?" for _ in traces.exclude_models) + ")")
+        params += [_glob(g) for g in traces.exclude_models]
+    if traces.sources:
+        clauses.append(f"t.source IN ({', '.join('?' * len(traces.sources))})")
+        params += list(traces.sources)
+    if traces.tags:
+        clauses.append(f"t.seq IN (SELECT seq FROM tags WHERE tag IN ({', '.join('?' * len(traces.tags))}))")
+        params += list(traces.tags)
+    if traces.exclude_tags:
+        marks = ", ".join("?" * len(traces.exclude_tags))
+        clauses.append(f"t.seq NOT IN (SELECT seq FROM tags WHERE tag IN ({marks}))")
+        params += list(traces.exclude_tags)
+    if traces.since is not None:
+        clauses.append("t.created >= ?")
+        params.append(traces.since.timestamp())
+    if traces.until is not None:
+        clauses.append("t.created < ?")
+        params.append(traces.until.timestamp())
+    return clauses, params
+
+
+def _where(query: TraceQuery, view: PairView) -> tuple[str, list[Any]]:
+    clauses, params = _filter_where(query.traces)
+    clauses.insert(0, "1")
     if query.status:
         clauses.append("t.status = ?")
         params.append(query.status)
-    if query.models:
-        clauses.append("(" + " OR ".join("t.model GLOB ?" for _ in query.models) + ")")
-        params += list(query.models)
-    for name in ("mode", "source"):
-        value = getattr(query, name)
-        if value:
-            clauses.append(f"t.{name} = ?")
-            params.append(value)
-    if query.tag:
-        clauses.append("t.seq IN (SELECT seq FROM tags WHERE tag = ?)")
-        params.append(query.tag)
+    if query.mode:
+        clauses.append("t.mode = ?")
+        params.append(query.mode)
     if query.min_score is not None:
         clauses.append("t.score >= ?")
         params.append(query.min_score)

@@ -262,3 +262,17 @@ def test_hegelion_review_without_a_log_says_so_in_one_line(tmp_path: Path) -> No
         f"hegelion-review: error: there is no trace log at {str(tmp_path / 'missing.jsonl')!r}; run a dialectic "
         "first or give the log's path"
     ]
+
+
+def test_demo_traces_are_hidden_as_in_exports_with_a_way_to_show_them(client: TestClient, log: Path) -> None:
+    TraceStore(log).append(make_trace(20, demo=True, model="embedded"))
+    page = client.get("/")
+    assert 'data-id="t0020"' not in page.text
+    assert "1 trace of demo models (the embedded model, the scripted fake) is hidden" in page.text
+    shown = client.get("/", params={"include_demo": "1"})
+    assert re.findall(r'data-id="(t\d+)"', shown.text)[0] == "t0020" and 'id="demo-notice"' not in shown.text
+    window = client.get("/", params={"since": "2026-11-01T12:03:00", "until": "2026-11-01T12:05:00Z"})
+    assert re.findall(r'data-id="(t\d+)"', window.text) == ["t0004", "t0003"]
+    backwards = client.get("/", params={"since": "2026-12-01", "until": "2026-11-01"})
+    assert backwards.status_code == 400 and "must be before until" in backwards.text
+    assert client.get("/", params={"since": "yesterday"}).status_code == 400

@@ -14,6 +14,7 @@ import pytest
 from hegelion_dspy.collect import build_trace
 from hegelion_dspy.index import PairView, TraceIndex, TraceQuery, index_path, search_expression
 from hegelion_dspy.labels import Label, LabelStore
+from hegelion_dspy.selection import TraceFilter
 from hegelion_dspy.store import TraceStore
 from hegelion_dspy.types import TraceFailure, TraceRecord
 
@@ -70,11 +71,16 @@ def test_each_filter_narrows_the_list(log: Path) -> None:
     index = TraceIndex(log)
     index.sync()
     assert ids(index, TraceQuery(status="failed")) == ["t0021"]
-    assert len(ids(index, TraceQuery(models=("openai/*",)))) == 11  # odd ids, the failed one included
-    assert len(ids(index, TraceQuery(models=("anthropic/claude", "openai/gpt-4o-mini")))) == 21
+    assert len(ids(index, TraceQuery(TraceFilter(models=["openai/*"])))) == 11  # odd ids, the failed one included
+    assert len(ids(index, TraceQuery(TraceFilter(models=["anthropic/claude", "openai/gpt-4o-mini"])))) == 21
+    assert len(ids(index, TraceQuery(TraceFilter(exclude_models=["openai/*"])))) == 10
+    assert len(ids(index, TraceQuery(TraceFilter(models=["*"], exclude_models=["[!o]*"])))) == 11
     assert ids(index, TraceQuery(mode="coding", status="ok"))[:2] == ["t0018", "t0015"]
-    assert len(ids(index, TraceQuery(tag="even"))) == 10
-    assert ids(index, TraceQuery(source="mcp")) == []
+    assert len(ids(index, TraceQuery(TraceFilter(tags=["even"])))) == 10
+    assert len(ids(index, TraceQuery(TraceFilter(exclude_tags=["even"])))) == 11
+    assert ids(index, TraceQuery(TraceFilter(sources=["mcp"]))) == []
+    window = TraceFilter(since=T0 + timedelta(minutes=3), until=T0 + timedelta(minutes=5))
+    assert ids(index, TraceQuery(window)) == ["t0004", "t0003"]
     scored = ids(index, TraceQuery(min_score=0.85, max_score=0.95))
     assert scored == ["t0019", "t0009"]
 
@@ -148,8 +154,9 @@ def test_a_trace_is_read_back_from_its_line(log: Path) -> None:
     assert index.read("t0007") == make_trace(7)
     assert index.read("nope") is None
     assert index.neighbours("t0007") == ("t0008", "t0006")
-    assert index.neighbours("t0007", TraceQuery(tag="even")) == ("t0008", "t0006")
-    assert index.neighbours("t0008", TraceQuery(tag="even")) == ("t0010", "t0006")
+    even = TraceQuery(TraceFilter(tags=["even"]))
+    assert index.neighbours("t0007", even) == ("t0008", "t0006")
+    assert index.neighbours("t0008", even) == ("t0010", "t0006")
     assert index.neighbours("t0021") == (None, "t0020")
 
 
@@ -226,3 +233,26 @@ def test_indexing_streams_the_log_instead_of_loading_it(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < size / 4, f"indexing a {size / 1e6:.0f} MB log peaked at {peak / 1e6:.0f} MB"
+
+
+def test_the_filter_is_the_exports_filter_demo_traces_included(log: Path) -> None:
+    """Every TraceFilter keeps in the index exactly the traces TraceFilter.reason keeps (and exports keep)."""
+    TraceStore(log).append_many([make_trace(30, demo=True, model="embedded"), make_trace(31, tags=["x", "even"])])
+    index = TraceIndex(log)
+    index.sync()
+    records = [make_trace(i) for i in range(1, 21)] + [make_trace(30, demo=True, model="embedded")]
+    records += [make_trace(31, tags=["x", "even"])]
+    filters = [
+        TraceFilter(),
+        TraceFilter(include_demo=True),
+        TraceFilter(models=["openai/*", "embed*"], include_demo=True),
+        TraceFilter(exclude_models=["anthropic/*"]),
+        TraceFilter(tags=["x"], exclude_tags=["nope"]),
+        TraceFilter(exclude_tags=["even"], include_demo=True),
+        TraceFilter(since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=31)),
+    ]
+    for traces in filters:
+        expected = sorted(r.id for r in records if traces.reason(r) is None)
+        assert sorted(i for i in ids(index, TraceQuery(traces, status="ok")) if i) == expected, traces
+    assert "t0030" not in ids(index) and ids(index, TraceQuery(TraceFilter(include_demo=True)))[0] == "t0031"
+    assert index.facets()["demo"] == [("demo", 1)]

@@ -30,6 +30,7 @@ from ..errors import InvalidTraceError
 from ..exporters import example_pair, judged_examples, preference_examples, shape_row, supervised_examples
 from ..index import PairView, TraceIndex, TraceQuery
 from ..labels import DECISIONS, Label, LabelStore, parse_pair
+from ..selection import TraceFilter
 from ..types import TraceRecord
 from . import charts
 from .diff import diff_ratio, word_diff
@@ -41,7 +42,21 @@ INLINE_SYNC_BYTES = 16 << 20  # a log that grew by less is indexed during the re
 PER_PAGE = 50
 STATUSES = ("ok", "failed", "invalid")
 REVIEWED = ("yes", "no")
-LIST_PARAMS = ("status", "model", "mode", "source", "tag", "min_score", "max_score", "reviewed", "q")
+LIST_PARAMS = (
+    "status", "model", "exclude_model", "mode", "source", "tag", "exclude_tag", "since", "until", "include_demo",
+    "min_score", "max_score", "reviewed", "q",
+)  # fmt: skip
+# URL parameters that are TraceFilter fields (the library's filter, shared with exports), by their field name.
+FILTER_PARAMS = {
+    "model": "models",
+    "exclude_model": "exclude_models",
+    "source": "sources",
+    "tag": "tags",
+    "exclude_tag": "exclude_tags",
+    "since": "since",
+    "until": "until",
+    "include_demo": "include_demo",
+}
 
 
 @dataclass(frozen=True)
@@ -97,16 +112,24 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
         page = int(raw.pop("page", "1"))
     except ValueError:
         raise BadRequest("page must be a whole number") from None
-    for name in ("model", "mode", "source", "tag", "q"):
+    for name in LIST_PARAMS:
         if len(raw.get(name, "")) > 500:
             raise BadRequest(f"{name} is longer than 500 characters")
-    model = raw.get("model")
+    chosen: dict[str, Any] = {field: raw[name] for name, field in FILTER_PARAMS.items() if name in raw}
+    if "include_demo" in chosen:
+        chosen["include_demo"] = chosen["include_demo"] not in ("0", "false", "no", "off")
+    try:
+        traces = TraceFilter.model_validate(chosen)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        loc = first.get("loc") or ("",)
+        where = next((n for n, f in FILTER_PARAMS.items() if loc[0] == f), "filter")
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise BadRequest(f"{where}: {message}") from None
     query = TraceQuery(
+        traces=traces,
         status=status,
-        models=(model,) if model else (),
         mode=raw.get("mode"),
-        source=raw.get("source"),
-        tag=raw.get("tag"),
         min_score=scores.get("min_score"),
         max_score=scores.get("max_score"),
         reviewed=reviewed,  # type: ignore[arg-type]
@@ -406,18 +429,21 @@ def _diff(record: TraceRecord) -> dict[str, Any] | None:
 def _totals(record: TraceRecord) -> dict[str, Any]:
     seconds = sum(sum(r.seconds.values()) for r in record.rounds)
     tokens: dict[str, int] = {}
+    cost = 0.0
     for r in record.rounds:
         for usage in r.usage.values():
             for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
                 value = getattr(usage, name)
                 if value is not None:
                     tokens[name] = tokens.get(name, 0) + value
-    return {"seconds": seconds, "tokens": tokens}
+            cost += getattr(usage, "cost_usd", None) or 0.0
+    total_cost = getattr(record, "cost_usd", None)
+    return {"seconds": seconds, "tokens": tokens, "cost": total_cost if total_cost is not None else (cost or None)}
 
 
 def _extra_fields(record: TraceRecord) -> dict[str, Any]:
     """Fields of newer trace schemas (demo flag, cost, program digest) when the record has them."""
-    names = ("demo", "cost_usd", "program_digest")
+    names = ("demo", "program_digest")
     return {n: getattr(record, n) for n in names if getattr(record, n, None) not in (None, False)}
 
 
