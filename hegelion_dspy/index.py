@@ -32,7 +32,7 @@ from .selection import TraceFilter
 from .store import normalize_task, parse_line
 from .types import TraceRecord
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 _HEAD_BYTES = 4096
 _BATCH_LINES = 2000
 _PREVIEW_CHARS = 240
@@ -170,6 +170,7 @@ CREATE INDEX IF NOT EXISTS traces_order ON traces(created, seq);
 CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
 CREATE INDEX IF NOT EXISTS traces_task ON traces(task_key, seq);
 CREATE INDEX IF NOT EXISTS traces_status ON traces(status, created, seq);
+CREATE INDEX IF NOT EXISTS traces_demo ON traces(demo, created, seq);
 CREATE TABLE IF NOT EXISTS facets(name TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL,
                                   PRIMARY KEY(name, value));
 CREATE TABLE IF NOT EXISTS tags(seq INTEGER NOT NULL, tag TEXT NOT NULL);
