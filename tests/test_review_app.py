@@ -276,3 +276,14 @@ def test_demo_traces_are_hidden_as_in_exports_with_a_way_to_show_them(client: Te
     backwards = client.get("/", params={"since": "2026-12-01", "until": "2026-11-01"})
     assert backwards.status_code == 400 and "must be before until" in backwards.text
     assert client.get("/", params={"since": "yesterday"}).status_code == 400
+
+
+def test_hegelion_review_is_a_subcommand_of_hegelion(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hegelion_dspy.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["review", "--help"])
+    assert done.value.code == 0 and "Serve the review app for LOG" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["review", str(tmp_path / "missing.jsonl")])
+    assert done.value.code == 2 and "there is no trace log at" in capsys.readouterr().err
