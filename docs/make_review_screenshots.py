@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--hide-scrollbars",
 ]
-MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "hosted_vllm/Qwen2.5-7B", "embedded")
+MODELS = ("openai/gpt-4o-mini", "anthropic/claude-sonnet-4", "hosted_vllm/Qwen2.5-7B", "ollama_chat/llama3.2")
 
 DIALECTICS = [
     (
