@@ -37,6 +37,10 @@ class InvalidTraceError(HegelionError):
         return f"{where}{field}{self.reason}"
 
 
+class InvalidLabelError(InvalidTraceError):
+    """A line of a labels sidecar (``<log>.labels``) is not a valid label; ``path``/``lineno`` locate it."""
+
+
 class ExportError(HegelionError):
     """An export cannot run as asked (output exists, output equals an input, unknown format...)."""
 

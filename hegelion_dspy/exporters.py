@@ -25,7 +25,7 @@ import secrets
 import shutil
 import time
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from .card import card_text, write_card
 from .errors import ExportError, InvalidTraceError
+from .labels import OUTCOMES, Label, LabelBook, LabelStore, labelled_texts, labels_path, pair_key
 from .selection import FILTER_REASONS, TraceFilter
 from .store import normalize_task, read_records
 from .types import ChatTurn, DPOChatRow, DPORow, InstructionRow, SFTChatRow, SFTRow, TraceRecord
@@ -62,6 +63,8 @@ DROP_REASONS: tuple[str, ...] = (
     "empty",  # row: chosen / rejected / output is empty or only whitespace
     "chosen_equals_rejected",  # row: nothing to prefer
     "too_short",  # row: chosen / output shorter than min_chars (after stripping)
+    "rejected_by_reviewer",  # row: its pair's latest label is "reject" (the labels sidecar, see labels.py)
+    "not_reviewed",  # row: reviewed_only was asked for and no one decided on its pair
 )
 TRACE_REASONS = frozenset({"failed", *FILTER_REASONS, "no_score", "below_min_score", "duplicate_prompt"})
 
@@ -211,6 +214,21 @@ def row_metadata(record: TraceRecord, example: RowSource) -> dict[str, Any]:
     }
 
 
+def example_pair(example: RowSource) -> str:
+    """The pair a reviewer's label of this example names (``labels.pair_key``); a supervised example (the final
+    synthesis alone) follows the trace's main pair, first thesis > final synthesis."""
+    if example.rejected_step is None or example.rejected_round is None:
+        return pair_key("thesis", 1, example.round)
+    return pair_key(example.rejected_step, example.rejected_round, example.round)
+
+
+def shape_row(format: Format, example: RowSource, system: str | None = None) -> dict[str, Any]:
+    """One example as a row of ``format`` (the shape the export writes)."""
+    if format not in _SHAPERS:
+        raise ExportError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+    return dict(_SHAPERS[format](example, system))
+
+
 def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
     """Why an example is not worth training on (a key of DROP_REASONS), or None to keep it."""
     chosen = example.chosen.strip()
@@ -222,6 +240,37 @@ def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
     if len(chosen) < min_chars:
         return "too_short"
     return None
+
+
+LabelOf = Callable[[str, str], "Label | None"]
+
+
+def judged_examples(
+    record: TraceRecord,
+    examples: Iterable[RowSource],
+    label_of: LabelOf,
+    *,
+    min_chars: int = 0,
+    reviewed_only: bool = False,
+) -> Iterator[tuple[RowSource, str, str | None]]:
+    """Each example with its pair's label applied: ``(example, outcome, drop reason or None)``.
+
+    ``label_of(trace_id, pair)`` gives the latest label (``LabelBook.get``). A rejected pair drops as
+    ``rejected_by_reviewer``; with ``reviewed_only`` an undecided pair drops as ``not_reviewed``; a swap or an edit
+    changes the texts before the usual row checks (``drop_reason``). The export driver and the review app use this.
+    """
+    for ex in examples:
+        label = label_of(record.id, example_pair(ex))
+        chosen, rejected, outcome = labelled_texts(ex.chosen, ex.rejected, label, other=record.first_thesis)
+        if outcome == "rejected":
+            yield ex, outcome, "rejected_by_reviewer"
+            continue
+        if outcome != "unreviewed":
+            ex = ex._replace(chosen=chosen, rejected=rejected)
+        elif reviewed_only:
+            yield ex, outcome, "not_reviewed"
+            continue
+        yield ex, outcome, drop_reason(ex, min_chars=min_chars)
 
 
 # -- the options ---------------------------------------------------------------------------------------------------
@@ -281,6 +330,19 @@ class ExportOptions(TraceFilter):
         description="Write a dataset folder instead of a file: data/train.jsonl (+ test) and a README.md dataset card "
         "that datasets.load_dataset(FOLDER) and the Hub read.",
     )
+    labels: bool = Field(
+        default=True,
+        description="Honour reviewers' labels (hegelion-review writes them to INPUT.labels beside each log): rejected "
+        "pairs are dropped, swapped pairs swapped, edited chosen texts used.",
+    )
+    labels_file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Read the labels of every input from this file instead of each input's INPUT.labels.",
+    )
+    reviewed_only: bool = Field(
+        default=False, description="Keep only pairs a reviewer accepted, swapped or edited (see labels)."
+    )
     skip_invalid: bool = Field(default=False, description="Skip (and count) invalid log lines instead of stopping.")
     force: bool = Field(default=False, description="Replace an existing output.")
 
@@ -296,6 +358,11 @@ class ExportOptions(TraceFilter):
         if self.system is not None and self.format not in CHAT_FORMATS:
             raise ValueError(
                 f"option 'system' applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it"
+            )
+        if not self.labels and (self.reviewed_only or self.labels_file is not None):
+            raise ValueError(
+                "option 'reviewed_only' and option 'labels_file' work on labels, and option 'labels' leaves them out; "
+                "drop one of them"
             )
         return self
 
@@ -337,6 +404,8 @@ class ExportReport:
     traces_read: int = 0
     traces_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)  # examples by label outcome (accepted, swapped, ...)
+    label_files: list[str] = field(default_factory=list)
     invalid: int = 0
     invalid_locations: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -363,6 +432,8 @@ class ExportReport:
             "traces_read": self.traces_read,
             "traces_kept": self.traces_kept,
             "dropped": dict(self.dropped),
+            "labels": dict(self.labels),
+            "label_files": list(self.label_files),
             "invalid": self.invalid,
             "invalid_locations": list(self.invalid_locations),
             "warnings": list(self.warnings),
@@ -426,9 +497,12 @@ CARD_MARK = "<!-- written by hegelion-dspy -->"
 
 def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool) -> None:
     input_keys = {p.resolve() for p in inputs}
+    sidecars = {labels_path(p).resolve() for p in inputs}
     for path in outputs.values():
         if path.resolve() in input_keys:
             raise ExportError(f"the output {str(path)!r} is also an input; write the dataset to another file")
+        if path.resolve() in sidecars:
+            raise ExportError(f"the output {str(path)!r} is an input's labels file; write the dataset to another file")
         if path.is_dir():
             raise ExportError(f"the output {str(path)!r} is a folder; give a file name such as '{path}/train.jsonl'")
         if path.exists() and not force:
@@ -663,6 +737,7 @@ def export_dataset(
         rows=dict.fromkeys(targets, 0),
         options=opts.model_dump(mode="json"),
         dropped=dict.fromkeys(DROP_REASONS, 0),
+        labels=dict.fromkeys(OUTCOMES, 0),
         folder=str(output) if opts.card else None,
     )
     files: dict[str, _AtomicFile] = {}
@@ -724,6 +799,11 @@ def _stream(
         if len(report.invalid_locations) < KEEP_INVALID_LOCATIONS:
             report.invalid_locations.append(str(exc))
 
+    fixed_book: LabelBook | None = None
+    if opts.labels_file is not None:
+        fixed_book = _load_labels(opts.labels_file, opts.skip_invalid, on_invalid)
+        report.label_files.append(opts.labels_file)
+    reviewed_only, outcomes = opts.reviewed_only, report.labels
     preference = opts.format in PREFERENCE_FORMATS
     steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
     shape, system, min_chars, min_score = _SHAPERS[opts.format], opts.system, opts.min_chars, opts.min_score
@@ -745,6 +825,11 @@ def _stream(
     first_created = last_created = None  # without dedupe, tracked as traces are written
     for path in inputs:
         read_before, invalid_before = report.traces_read, report.invalid
+        book = fixed_book
+        if opts.labels and fixed_book is None and labels_path(path).exists():
+            book = _load_labels(labels_path(path), opts.skip_invalid, on_invalid)
+            report.label_files.append(str(labels_path(path)))
+        label_of = (book.get if book else _no_label) if book or reviewed_only else None
         for record in read_records(path, skip_invalid=opts.skip_invalid, on_invalid=on_invalid):
             report.traces_read += 1
             if not record.ok:
@@ -778,8 +863,16 @@ def _stream(
                 continue
             examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
             lines: list[bytes] = []
-            for ex in examples:
-                reason = drop_reason(ex, min_chars=min_chars)
+            if label_of is None:  # no labels for this input: every example is unreviewed, skip the lookups
+                outcomes["unreviewed"] += len(examples)
+                judged: Iterable[tuple[RowSource, str, str | None]] = (
+                    (ex, "unreviewed", drop_reason(ex, min_chars=min_chars)) for ex in examples
+                )
+            else:
+                judged = judged_examples(record, examples, label_of, min_chars=min_chars, reviewed_only=reviewed_only)
+            for ex, outcome, reason in judged:
+                if label_of is not None:
+                    outcomes[outcome] += 1
                 if reason is None:
                     row = shape(ex, system)
                     if with_metadata:
@@ -826,6 +919,17 @@ def _stream(
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
     return ranked
+
+
+def _no_label(trace_id: str, pair: str) -> Label | None:
+    return None
+
+
+def _load_labels(path: str | Path, skip_invalid: bool, on_invalid: Callable[[Any], None]) -> LabelBook:
+    sidecar = Path(path).expanduser()
+    if not sidecar.is_file():
+        raise ExportError(f"labels file {str(path)!r} does not exist; check the path (it is 'LOG.labels')")
+    return LabelStore(sidecar).latest(skip_invalid=skip_invalid, on_invalid=on_invalid)
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -210,6 +210,80 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _is_whole_trace(fragment: bytes) -> bool:
+    try:
+        TraceRecord.model_validate_json(fragment)
+    except ValidationError:
+        return False
+    return True
+
+
+IsWholeLine = Callable[[bytes], bool]
+
+
+def append_lines(path: Path, lines: list[bytes], is_whole_line: IsWholeLine) -> tuple[int, int]:
+    """Append whole lines (each ending in a newline) to an append-only JSONL log, under one exclusive lock and with
+    one write, repairing a torn last line first. ``is_whole_line`` tells a complete record whose newline is missing
+    from a fragment of an interrupted write. Every append-only log here (traces, labels) goes through this. Returns
+    the log's size just before and just after the lines (what a running count needs to know nobody else wrote)."""
+    if not lines:
+        size = path.stat().st_size if path.exists() else 0
+        return size, size
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            _repair_torn_tail(fd, path, is_whole_line)
+            before = os.fstat(fd).st_size
+            _write_all(fd, b"".join(lines))
+            return before, os.fstat(fd).st_size
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def repair_torn_tail(path: Path, is_whole_line: IsWholeLine) -> bool:
+    """Repair a torn last line of the log at ``path`` now, under the lock. True when something was repaired."""
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            return _repair_torn_tail(fd, path, is_whole_line)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _repair_torn_tail(fd: int, path: Path, is_whole_line: IsWholeLine) -> bool:
+    # Called with the lock held. A last line without "\n" is either a complete record whose newline is missing
+    # (hand edits) -> finish it, or a fragment of an interrupted write -> move it to <log>.torn and cut it off.
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return False
+    start = size
+    while start > 0:
+        chunk_start = max(0, start - _TAIL_CHUNK)
+        chunk = os.pread(fd, start - chunk_start, chunk_start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            start = chunk_start + newline + 1
+            break
+        start = chunk_start
+    fragment = os.pread(fd, size - start, start)
+    if is_whole_line(fragment):
+        _write_all(fd, b"\n")
+    else:
+        with open(str(path) + TORN_SUFFIX, "ab") as torn:
+            torn.write(fragment + b"\n")
+        os.ftruncate(fd, start)
+    return True
+
+
 class TraceStore:
     """An append-only JSONL trace log at ``path``.
 
@@ -236,32 +310,15 @@ class TraceStore:
     def append_many(self, records: Iterable[TraceRecord]) -> int:
         """Append records under one lock with one write. Returns how many were written."""
         lines = [r.to_json_line() for r in records]
-        if lines:
-            self._append_lines(lines)
+        append_lines(self.path, lines, _is_whole_trace)
         return len(lines)
-
-    def _append_lines(self, lines: list[bytes]) -> tuple[int, int]:
-        """Write whole lines under the lock; the log's size just before and just after them."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                self._repair_torn_tail(fd)
-                before = os.fstat(fd).st_size
-                _write_all(fd, b"".join(lines))
-                return before, os.fstat(fd).st_size
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
 
     def append_counted(self, record: TraceRecord) -> LogStats:
         """Append one record and return the log's counts after it (a copy), counted without rereading the log
         unless another writer appended since the last count."""
         with self._counts_lock:
             counts = self._current_counts()
-            before, after = self._append_lines([record.to_json_line()])
+            before, after = append_lines(self.path, [record.to_json_line()], _is_whole_trace)
             if before == self._counted_size:
                 counts.add(record)
                 self._counted_size = after
@@ -293,43 +350,7 @@ class TraceStore:
 
     def repair(self) -> bool:
         """Repair a torn last line now (appends do this by themselves). Returns True when something was repaired."""
-        if not self.path.exists():
-            return False
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                return self._repair_torn_tail(fd)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-    def _repair_torn_tail(self, fd: int) -> bool:
-        # Called with the lock held. A last line without "\n" is either a complete record whose newline is missing
-        # (hand edits) -> finish it, or a fragment of an interrupted write -> move it to <log>.torn and cut it off.
-        size = os.fstat(fd).st_size
-        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-            return False
-        start = size
-        while start > 0:
-            chunk_start = max(0, start - _TAIL_CHUNK)
-            chunk = os.pread(fd, start - chunk_start, chunk_start)
-            newline = chunk.rfind(b"\n")
-            if newline >= 0:
-                start = chunk_start + newline + 1
-                break
-            start = chunk_start
-        fragment = os.pread(fd, size - start, start)
-        try:
-            TraceRecord.model_validate_json(fragment)
-        except ValidationError:
-            with open(str(self.path) + TORN_SUFFIX, "ab") as torn:
-                torn.write(fragment + b"\n")
-            os.ftruncate(fd, start)
-        else:
-            _write_all(fd, b"\n")
-        return True
+        return repair_torn_tail(self.path, _is_whole_trace)
 
     # -- reading -------------------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
@@ -55,10 +56,31 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport == "stdio":
             server.run("stdio")
         else:
-            print(f"hegelion-server: serving http://{HOST}:{args.port}/mcp", file=sys.stderr, flush=True)
-            server.run("streamable-http", host=HOST, port=args.port)
+            _serve_http(server, args.port, args.data_dir)
     except KeyboardInterrupt:
         pass
+
+
+def _serve_http(server: Any, port: int, data_dir: str | None) -> None:
+    """What ``server.run("streamable-http")`` does, plus the review app beside ``/mcp``."""
+    import uvicorn
+
+    app = server.streamable_http_app(host=HOST)
+    review = _mount_review(app, data_dir)
+    url = f"http://{HOST}:{port}"
+    print(f"hegelion-server: serving {url}/mcp (review: {url}{review})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=HOST, port=port, log_level=server.settings.log_level.lower())
+
+
+def _mount_review(app: Any, data_dir: str | None) -> str:
+    """The review app (hegelion_dspy.review) over the data folder's trace log, at /review of the HTTP app."""
+    from pathlib import Path
+
+    from hegelion_dspy.review import mount_review
+    from hegelion_dspy.store import LOG_NAME, default_data_dir
+
+    folder = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    return mount_review(app, folder / LOG_NAME, path="/review")
 
 
 if __name__ == "__main__":

@@ -133,8 +133,9 @@ class ExportDatasetArguments(ExportOptions):
     )
 
 
-# Export options the tool does not offer: a dataset card writes a folder, and the server writes plain files only.
-EXPORT_OPTIONS_NOT_OFFERED = frozenset({"card"})
+# Export options the tool does not offer: a dataset card writes a folder, and the server writes plain files only;
+# labels are always applied (the review app writes them beside the log) and no file path is taken from a client.
+EXPORT_OPTIONS_NOT_OFFERED = frozenset({"card", "labels", "labels_file"})
 
 
 class RoundOut(BaseModel):

@@ -14,6 +14,7 @@ from typing import Any
 import dspy
 import pytest
 from hegelion_server.app import build_server
+from hegelion_server.schemas import EXPORT_OPTIONS_NOT_OFFERED
 from mcp import Client
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import CallToolResult, CreateMessageResult, ErrorData, ImageContent, TextContent
@@ -550,9 +551,10 @@ async def test_export_dataset_takes_its_options_from_the_one_export_options_mode
         card = await client.call_tool("export_dataset", {"card": True})
 
     properties = tool.input_schema["properties"]
-    assert set(properties) == (set(ExportOptions.model_fields) - {"card"}) | {"output_name"}
+    assert set(properties) == (set(ExportOptions.model_fields) - EXPORT_OPTIONS_NOT_OFFERED) | {"output_name"}
+    assert {"card", "labels", "labels_file"} == EXPORT_OPTIONS_NOT_OFFERED  # a folder, always-on labels, a file path
     for name, info in ExportOptions.model_fields.items():
-        if name != "card":
+        if name not in EXPORT_OPTIONS_NOT_OFFERED:
             assert properties[name].get("description") == info.description, name
     assert filtered is not None and filtered["rows"] == {"train": 1}
     assert error_text(card).startswith("unknown argument 'card' for the tool 'export_dataset'; it takes: include_demo,")

@@ -76,6 +76,9 @@ def stats_text(report: ExportReport) -> str:
     for reason in DROP_REASONS:
         unit = "traces" if reason in TRACE_REASONS else "rows"
         lines.append(f"  {reason:<24} {report.dropped.get(reason, 0):>9,} {unit}")
+    lines.append(f"labels        {', '.join(report.label_files) or 'none'}")
+    for outcome, n in report.labels.items():
+        lines.append(f"  {outcome:<24} {n:>9,} examples")
     if report.kept_by_model:
         lines.append("kept by model")
         for model, n in sorted(report.kept_by_model.items(), key=lambda kv: -kv[1]):

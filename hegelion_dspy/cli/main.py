@@ -4,6 +4,7 @@ hegelion "Why is the sky blue?"            # run a dialectic (the default subcom
 hegelion dataset traces.jsonl dpo.jsonl     # curation (= hegelion-dataset)
 hegelion logs / hegelion logs show ID       # read the trace log back
 hegelion optimize ... / hegelion serve ...  # = hegelion-optimize / hegelion-server
+hegelion review [LOG]                       # review and label the log in the browser (= hegelion-review)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .agent import agent
 from .dataset import dataset
 from .logs import logs
 from .optimize import optimize
+from .review import review
 from .serve import serve
 
 
@@ -44,6 +46,7 @@ hegelion.add_command(dataset, "dataset")
 hegelion.add_command(logs, "logs")
 hegelion.add_command(optimize, "optimize")
 hegelion.add_command(serve, "serve")
+hegelion.add_command(review, "review")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,8 +26,9 @@ FLAG_NAMES: dict[str, tuple[str, ...]] = {
     "sources": ("--source",),
     "tags": ("--tag",),
     "exclude_tags": ("--exclude-tag",),
+    "labels_file": ("--labels",),
 }
-INVERTED = {"dedupe": "--keep-duplicates"}  # fields that default to True, switched off by a flag
+INVERTED = {"dedupe": "--keep-duplicates", "labels": "--no-labels"}  # fields that default to True, off by a flag
 _OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")
 
 
