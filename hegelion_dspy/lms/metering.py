@@ -9,30 +9,52 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 # Our own offline models: nothing to pay, and no reason to import LiteLLM's price map for them.
 _OFFLINE_PROVIDERS = frozenset({"scripted", "embedded"})
 
 
+@functools.lru_cache(maxsize=1)
+def price_map() -> dict[str, Any]:
+    """LiteLLM's price map: ``litellm.model_cost`` when LiteLLM is loaded, else the copy bundled with it, read
+    without importing LiteLLM (seconds per process, which every Ray worker would pay)."""
+    loaded = sys.modules.get("litellm")
+    if loaded is not None and isinstance(getattr(loaded, "model_cost", None), dict):
+        return dict(loaded.model_cost)
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return {}
+    bundled = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
+    try:
+        table = orjson.loads(bundled.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
 @functools.lru_cache(maxsize=512)
 def token_prices(model: str) -> tuple[float, float] | None:
-    """(USD per prompt token, USD per completion token) of ``model`` in LiteLLM's price map (the copy bundled with
-    LiteLLM: ``hegelion_dspy`` sets ``LITELLM_LOCAL_MODEL_COST_MAP``), or None when the map does not price it
-    (our offline models; self-hosted providers such as ``hosted_vllm/`` or ``ollama_chat/``, whatever the name after
-    the prefix)."""
+    """(USD per prompt token, USD per completion token) of ``model`` in LiteLLM's price map (``price_map``), or None
+    when the map does not price it (our offline models; self-hosted providers such as ``hosted_vllm/`` or
+    ``ollama_chat/``, whatever the name after the prefix)."""
     from .chooser import LOCAL_PROVIDERS
 
     provider, _, bare = model.partition("/")
     if provider in _OFFLINE_PROVIDERS or provider in LOCAL_PROVIDERS:
         return None
-    import litellm
-
+    table = price_map()
     for key in (model, bare):
-        entry = litellm.model_cost.get(key) if key else None
+        entry = table.get(key) if key else None
         if isinstance(entry, dict):
             prompt, completion = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
             if isinstance(prompt, (int, float)) and isinstance(completion, (int, float)):
