@@ -4,8 +4,8 @@ The driver (this process) plans the batch exactly as a local one (``collect.plan
 starts ``workers`` actors, and hands each one prompts as it asks for them (at most twice its ``concurrency`` waiting or
 running). An actor builds its own ``RunContext`` from a ``RunRecipe`` (its share of the rate limits) and runs
 ``collect.run_queue`` on its event loop: the same loop as a local batch. Each finished trace streams back at once
-(a Ray streaming generator) with the actor's running cost, and the driver, the only writer, appends it to the one log
-under the store's lock. So:
+(a Ray streaming generator; traces that finish together travel together) with the actor's running cost, and the
+driver, the only writer, appends them to the one log under the store's lock. So:
 
 - an interrupt (Ctrl-C) or an error in the driver kills the actors; every trace already received is in the log;
 - an actor that dies has its unfinished prompts handed to the others (and a replacement actor is started); a trace
@@ -112,9 +112,6 @@ def _default_manners() -> Any:
     return Manners()
 
 
-_END = object()
-
-
 class DialecticWorker:
     """A Ray actor running ``plan.concurrency`` dialectics at once on its event loop (``collect.run_queue``)."""
 
@@ -140,13 +137,16 @@ class DialecticWorker:
             self.queue.put_nowait(None)
 
     async def results(self) -> Any:
-        """Stream (key, trace, the worker's call counts so far) as each dialectic finishes, until closed."""
+        """Stream ([(key, trace), ...], the worker's call counts so far) as dialectics finish, until closed: every
+        trace finished since the last item, so a busy worker sends fewer, larger items."""
         assert self.ctx is not None, self.error
-        out: asyncio.Queue[Any] = asyncio.Queue()
+        finished: list[tuple[Any, TraceRecord]] = []
+        wake = asyncio.Event()
         meter = CallMeter()
 
         def on_record(key: Any, record: TraceRecord) -> None:
-            out.put_nowait((key, record, meter.snapshot()))
+            finished.append((key, record))
+            wake.set()
 
         async def work() -> None:
             try:
@@ -161,11 +161,15 @@ class DialecticWorker:
                         tags=self.plan.tags,
                     )
             finally:
-                out.put_nowait(_END)
+                wake.set()
 
         running = asyncio.ensure_future(work())
-        while (item := await out.get()) is not _END:
-            yield item
+        while not running.done() or finished:
+            await wake.wait()
+            wake.clear()
+            if finished:
+                batch, finished = finished, []
+                yield batch, meter.snapshot()
         await running  # its error, if any, reaches the driver
 
 
@@ -233,25 +237,26 @@ class _Driver:
     def spent(self) -> float:
         return self.finished.cost_usd + sum(w.counts.get("cost_usd", 0.0) for w in self.live.values())
 
-    def receive(self) -> list[tuple[int, TraceRecord]]:
-        """Wait for the next traces; returns (prompt index, trace) of those not logged before."""
+    def receive(self) -> list[TraceRecord]:
+        """Wait for the next traces; returns those of prompts not logged before."""
         ready, _ = self.ray.wait(list(self.live), num_returns=1)
-        fresh: list[tuple[int, TraceRecord]] = []
+        fresh: list[TraceRecord] = []
         for stream in ready:
             worker = self.live[stream]
             try:
-                key, record, counts = self.ray.get(next(stream))
+                batch, counts = self.ray.get(next(stream))
             except StopIteration:
                 self._retire(worker)
                 continue
             except self.ray.exceptions.RayActorError as exc:
                 self._lost(worker, exc)
                 continue
-            worker.outstanding.discard(key)
             worker.counts = counts
-            if key not in self.done:
-                self.done.add(key)
-                fresh.append((key, record))
+            for key, record in batch:
+                worker.outstanding.discard(key)
+                if key not in self.done:
+                    self.done.add(key)
+                    fresh.append(record)
             self._feed(worker)
         if len(self.done) == len(self.todo):
             self.close()
@@ -337,9 +342,10 @@ def run_ray_batch(
         plan = WorkerPlan(recipe, program_bytes, count, concurrency, iterations, source, tuple(tags))
         driver = _Driver(ray, plan, todo, count, count if restarts is None else restarts, cpus)
         while driver.live:
-            for _key, record in driver.receive():
-                if store is not None:
-                    store.append(record)
+            fresh = driver.receive()
+            if store is not None:
+                store.append_many(fresh)  # one locked write for what arrived together
+            for record in fresh:
                 result.add(record, keep_failures)
                 if on_result is not None:
                     on_result(record)
