@@ -349,17 +349,64 @@ def plan_batch(
     return todo, skipped
 
 
-def check_batch_options(concurrency: int, max_cost: float | None) -> None:
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise ConfigError(f"concurrency must be at least 1, got {concurrency!r}")
-    if max_cost is not None and not (isinstance(max_cost, (int, float)) and max_cost > 0):
-        raise ConfigError(f"max_cost must be a positive amount of US dollars, got {max_cost!r}")
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of every batch (``run_batch``, ``distributed.run_ray_batch``), declared once."""
+
+    concurrency: int  # dialectics in flight (per worker on Ray) [default: 4]
+    iterations: int | None  # rounds [default: the program's]
+    source: Source  # [default: cli]
+    tags: Sequence[str]
+    resume: bool  # skip prompts the log holds an ok trace of from the same provenance [default: True]
+    on_result: Callable[[TraceRecord], None] | None  # hears each trace once it is logged
+    keep_failures: int  # (task, reason) of the first few failures kept in the result [default: 5]
+    max_cost: float | None  # USD: stop once the batch's LM calls have cost this much
 
 
-def check_priced(ctx: RunContext, max_cost: float | None) -> None:
+@dataclass(frozen=True)
+class BatchSettings:
+    """A batch's settings (from BatchOptions) and the steps every batch driver shares: planning and logging."""
+
+    concurrency: int = 4
+    iterations: int | None = None
+    source: Source = "cli"
+    tags: tuple[str, ...] = ()
+    resume: bool = True
+    on_result: Callable[[TraceRecord], None] | None = None
+    keep_failures: int = 5
+    max_cost: float | None = None
+
+    @classmethod
+    def of(cls, options: BatchOptions) -> BatchSettings:
+        unknown = sorted(set(options) - set(BatchOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; the options are {sorted(BatchOptions.__annotations__)}")
+        batch = cls(**{**options, "tags": tuple(options.get("tags", ()))})  # type: ignore[arg-type]
+        if not isinstance(batch.concurrency, int) or batch.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {batch.concurrency!r}")
+        cost = batch.max_cost
+        if cost is not None and not (isinstance(cost, (int, float)) and cost > 0):
+            raise ConfigError(f"max_cost must be a positive amount of US dollars, got {cost!r}")
+        return batch
+
+    def plan(self, tasks: Iterable[str], store: TraceStore | None, ctx: RunContext) -> tuple[list[str], BatchResult]:
+        """The prompts to run (``plan_batch``) and the result to count them in; refuses a budget without prices."""
+        if self.max_cost is not None:
+            _check_priced(ctx)
+        todo, skipped = plan_batch(tasks, store, ctx, resume=self.resume)
+        return todo, BatchResult(skipped=skipped, planned=len(todo))
+
+    def log(self, records: list[TraceRecord], store: TraceStore | None, result: BatchResult) -> None:
+        """Append finished traces (one locked write), count them, then tell ``on_result``."""
+        if store is not None:
+            store.append_many(records)
+        for record in records:
+            result.add(record, self.keep_failures)
+            if self.on_result is not None:
+                self.on_result(record)
+
+
+def _check_priced(ctx: RunContext) -> None:
     """A budget needs prices: refuse ``max_cost`` for a model LiteLLM's price map does not price."""
-    if max_cost is None:
-        return
     from .lms.metering import token_prices
 
     model = _model_of(ctx.lm)
@@ -411,56 +458,36 @@ async def run_queue(
 
 
 async def run_batch(
-    tasks: Sequence[str],
-    *,
-    ctx: RunContext,
-    store: TraceStore | None,
-    concurrency: int = 4,
-    iterations: int | None = None,
-    source: Source = "cli",
-    tags: Sequence[str] = (),
-    resume: bool = True,
-    on_result: Callable[[TraceRecord], None] | None = None,
-    keep_failures: int = 5,
-    max_cost: float | None = None,
+    tasks: Sequence[str], *, ctx: RunContext, store: TraceStore | None, **options: Unpack[BatchOptions]
 ) -> BatchResult:
     """Run many tasks concurrently; each trace is appended as soon as it finishes, so an interrupt loses none.
 
-    With ``resume`` tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are
-    skipped (``plan_batch``). ``max_cost`` (USD) stops the batch once its LM calls have cost that much: every finished
-    trace is kept, the dialectics in flight are dropped, ``result.stopped`` says so and ``result.not_run`` how many
-    prompts a rerun would resume. ``distributed.run_ray_batch`` is the same on a Ray cluster.
+    Options (``BatchOptions``): ``concurrency``, ``iterations``, ``source``, ``tags``, ``on_result``. With ``resume``
+    tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are skipped
+    (``plan_batch``). ``max_cost`` (USD) stops the batch once its LM calls have cost that much: every finished trace
+    is kept, the dialectics in flight are dropped, ``result.stopped`` says so and ``result.not_run`` how many prompts
+    a rerun would resume. ``distributed.run_ray_batch`` is the same on a Ray cluster.
     """
-    check_batch_options(concurrency, max_cost)
-    check_priced(ctx, max_cost)
-    todo, skipped = plan_batch(tasks, store, ctx, resume=resume)
-    result = BatchResult(skipped=skipped, planned=len(todo))
+    batch = BatchSettings.of(options)
+    todo, result = batch.plan(tasks, store, ctx)
     queue: asyncio.Queue[Queued | None] = asyncio.Queue()
     for item in enumerate(todo):
         queue.put_nowait(item)
-    for _ in range(concurrency):
+    for _ in range(batch.concurrency):
         queue.put_nowait(None)
-
-    def on_record(_key: Any, record: TraceRecord) -> None:
-        if store is not None:
-            store.append(record)
-        result.add(record, keep_failures)
-        if on_result is not None:
-            on_result(record)
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    result.meter.limit = max_cost
+    result.meter.limit = batch.max_cost
     result.meter.on_limit = lambda: loop.call_soon_threadsafe(stop.set)
     with metering(result.meter):
         await run_queue(
             queue,
             ctx=ctx,
-            concurrency=min(concurrency, max(1, len(todo))),
-            on_record=on_record,
-            iterations=iterations,
-            source=source,
-            tags=tags,
+            concurrency=min(batch.concurrency, max(1, len(todo))),
+            on_record=lambda _key, record: batch.log([record], store, result),
+            iterations=batch.iterations,
+            source=batch.source,
+            tags=batch.tags,
             stop=stop,
         )
     if result.meter.reached:

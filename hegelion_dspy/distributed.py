@@ -22,21 +22,12 @@ import collections
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
-from .collect import (
-    BatchResult,
-    Queued,
-    RunContext,
-    RunRecipe,
-    check_batch_options,
-    check_priced,
-    plan_batch,
-    run_queue,
-)
+from .collect import BatchOptions, BatchResult, BatchSettings, Queued, RunContext, RunRecipe, run_queue
 from .errors import ClusterError, ConfigError
 from .lms.metering import CallMeter, metering
 from .store import TraceStore
@@ -304,18 +295,12 @@ def run_ray_batch(
     store: TraceStore | None,
     address: str | None = None,
     workers: int | None = None,
-    concurrency: int = 4,
-    iterations: int | None = None,
-    source: Source = "cli",
-    tags: Sequence[str] = (),
-    resume: bool = True,
-    on_result: Callable[[TraceRecord], None] | None = None,
-    keep_failures: int = 5,
-    max_cost: float | None = None,
     restarts: int | None = None,
+    **options: Unpack[BatchOptions],
 ) -> BatchResult:
     """``collect.run_batch`` on a Ray cluster: ``workers`` actors (default: one per CPU of the cluster), each running
-    ``concurrency`` dialectics at once, with its share of ``recipe.manners``' rate limits.
+    ``concurrency`` dialectics at once, with its share of ``recipe.manners``' rate limits. The options
+    (``BatchOptions``) are run_batch's.
 
     ``address``: a running cluster (``auto``, ``host:6379``, ``ray://host:10001``); None starts a local one for the
     batch (and stops it after). Ray already initialised in this process (``ray.init(...)``) is used as it is.
@@ -324,13 +309,10 @@ def run_ray_batch(
     replaced. Raises ConfigError without Ray, ClusterError when the cluster cannot be reached or every worker died.
     """
     ray = import_ray()
-    check_batch_options(concurrency, max_cost)
+    batch = BatchSettings.of(options)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be at least 1, got {workers!r}")
-    ctx = recipe.build()
-    check_priced(ctx, max_cost)
-    todo, skipped = plan_batch(tasks, store, ctx, resume=resume)
-    result = BatchResult(skipped=skipped, planned=len(todo))
+    todo, result = batch.plan(tasks, store, recipe.build())
     if not todo:
         return result
     program_bytes = Path(recipe.program).read_bytes() if recipe.program is not None else None
@@ -339,17 +321,11 @@ def run_ray_batch(
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         count = min(workers or max(1, int(cpus)), len(todo))
-        plan = WorkerPlan(recipe, program_bytes, count, concurrency, iterations, source, tuple(tags))
+        plan = WorkerPlan(recipe, program_bytes, count, batch.concurrency, batch.iterations, batch.source, batch.tags)
         driver = _Driver(ray, plan, todo, count, count if restarts is None else restarts, cpus)
         while driver.live:
-            fresh = driver.receive()
-            if store is not None:
-                store.append_many(fresh)  # one locked write for what arrived together
-            for record in fresh:
-                result.add(record, keep_failures)
-                if on_result is not None:
-                    on_result(record)
-            if max_cost is not None and driver.spent() >= max_cost:
+            batch.log(driver.receive(), store, result)
+            if batch.max_cost is not None and driver.spent() >= batch.max_cost:
                 result.stopped = "max_cost"
                 break
     finally:

@@ -135,11 +135,11 @@ def test_an_interrupted_ray_batch_resumes(ray_cluster: object, store: TraceStore
     recipe = RunRecipe(model="scripted/latency=0.002")
     with pytest.raises(KeyboardInterrupt):
         run_ray_batch(PROMPTS, recipe=recipe, store=store, workers=2, concurrency=8, on_result=ctrl_c_after_150)
-    finished = list(store)
-    assert len(finished) == 150 and all(r.ok for r in finished)
+    finished = list(store)  # the 150 heard, and any that arrived with them (logged before they are reported)
+    assert 150 <= len(finished) < 500 and all(r.ok for r in finished)
 
     result = run_ray_batch(PROMPTS, recipe=recipe, store=store, workers=2, concurrency=8)
-    assert (result.ok, result.skipped) == (350, 150)
+    assert (result.ok, result.skipped) == (500 - len(finished), len(finished))
     assert_each_prompt_once(store, PROMPTS)
 
 
@@ -154,7 +154,7 @@ def test_max_cost_stops_a_ray_batch_keeping_finished_traces(ray_cluster: object,
     assert len(logged) == result.ok and 10 <= result.ok < 200 and result.not_run == 200 - result.ok
     assert result.meter.cost_usd >= one * 20
     assert len({r.task for r in logged}) == len(logged)
-    assert sum(r.cost_usd or 0 for r in logged) <= result.meter.cost_usd
+    assert sum(r.cost_usd or 0 for r in logged) <= result.meter.cost_usd + 1e-9  # traces round to 1e-8
 
 
 def test_a_program_file_travels_to_the_workers(ray_cluster: object, store: TraceStore, tmp_path: Path) -> None:

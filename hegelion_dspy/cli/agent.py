@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..collect import BatchResult, RunRecipe, read_prompts, run_batch, run_dialectic
+from ..collect import BatchOptions, BatchResult, RunRecipe, read_prompts, run_batch, run_dialectic
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
 from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
@@ -172,9 +170,16 @@ def agent(
         judge=judge_model or judge,
         manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries),
     )
-    batch = _Batch(iterations, concurrency, not no_resume, tags, max_cost, ray_address, workers)
     if task is None:
-        return _run_prompts(prompts, recipe, store, fmt, batch)
+        options: BatchOptions = {
+            "concurrency": concurrency,
+            "iterations": iterations,
+            "source": "cli",
+            "tags": tags,
+            "resume": not no_resume,
+            "max_cost": max_cost,
+        }
+        return _run_prompts(prompts, recipe, store, fmt, options, ray_address, workers)
     ctx = recipe.build()
     watch = None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
     try:
@@ -201,18 +206,15 @@ def _print_record(record: TraceRecord, fmt: str) -> None:
         click.echo(record.synthesis)
 
 
-@dataclass(frozen=True)
-class _Batch:
-    iterations: int | None
-    concurrency: int
-    resume: bool
-    tags: tuple[str, ...]
-    max_cost: float | None
-    ray_address: str | None
-    workers: int | None
-
-
-def _run_prompts(prompts: list[str], recipe: RunRecipe, store: TraceStore | None, fmt: str, batch: _Batch) -> int:
+def _run_prompts(
+    prompts: list[str],
+    recipe: RunRecipe,
+    store: TraceStore | None,
+    fmt: str,
+    options: BatchOptions,
+    ray_address: str | None,
+    workers: int | None,
+) -> int:
     """One batch, local or on Ray: the same progress bar, Ctrl-C handling, summary and exit codes."""
     show_bar = sys.stderr.isatty()
     bar = click.progressbar(length=len(prompts), label="dialectics", file=sys.stderr) if show_bar else None
@@ -223,27 +225,18 @@ def _run_prompts(prompts: list[str], recipe: RunRecipe, store: TraceStore | None
         if bar is not None:
             bar.update(1)
 
-    common: dict[str, Any] = {
-        "store": store,
-        "concurrency": batch.concurrency,
-        "iterations": batch.iterations,
-        "source": "cli",
-        "tags": batch.tags,
-        "resume": batch.resume,
-        "on_result": on_result,
-        "max_cost": batch.max_cost,
-    }
-    ctx = recipe.build() if batch.ray_address is None else None  # a mistake is reported before the bar shows
+    options = {**options, "on_result": on_result}
+    ctx = recipe.build() if ray_address is None else None  # a mistake is reported before the bar shows
     try:
         if bar is not None:
             bar.__enter__()
         if ctx is not None:
-            result = asyncio.run(run_batch(prompts, ctx=ctx, **common))
+            result = asyncio.run(run_batch(prompts, ctx=ctx, store=store, **options))
         else:
             from ..distributed import LOCAL, run_ray_batch
 
-            address = None if batch.ray_address == LOCAL else batch.ray_address
-            result = run_ray_batch(prompts, recipe=recipe, address=address, workers=batch.workers, **common)
+            address = None if ray_address == LOCAL else ray_address
+            result = run_ray_batch(prompts, recipe=recipe, store=store, address=address, workers=workers, **options)
     except KeyboardInterrupt:
         where = f" in {store.path}" if store is not None else ""
         click.echo(f"\n{prog()}: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
@@ -263,9 +256,10 @@ def _run_prompts(prompts: list[str], recipe: RunRecipe, store: TraceStore | None
     for task, reason in result.failures if result.failed else ():
         click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
     if result.stopped == "max_cost":
+        budget = options.get("max_cost") or 0.0
         click.echo(
-            f"{prog()}: stopped at --max-cost ${batch.max_cost:g} after spending ${result.meter.cost_usd:.4f}: "
-            f"{result.ok + result.failed} of {result.planned} prompts done, {result.not_run} not run (the "
+            f"{prog()}: stopped at --max-cost ${budget:g} after spending ${result.meter.cost_usd:.4f}: "
+            f"{result.ok + result.failed:,} of {result.planned:,} prompts done, {result.not_run:,} not run (the "
             "dialectics in flight were dropped); rerun with a higher --max-cost to resume",
             err=True,
         )
