@@ -295,7 +295,8 @@ class PoliteLM(dspy.BaseLM):
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         call = _Call(self, prompt, messages, kwargs)
         while True:
-            self.clock.sleep(call.before())
+            if wait := call.before():  # no sleep(0): it costs a thread switch per call
+                self.clock.sleep(wait)
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return lm(prompt, messages=messages, **kwargs)
@@ -305,7 +306,8 @@ class PoliteLM(dspy.BaseLM):
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         call = _Call(self, prompt, messages, kwargs)
         while True:
-            await self.clock.asleep(call.before())
+            if wait := call.before():
+                await self.clock.asleep(wait)
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return await lm.acall(prompt, messages=messages, **kwargs)
