@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .checks import dedupe_contradictions
 from .errors import ConfigError, InvalidTraceError, LMError, StepFailedError
+from .lms.metering import CallMeter, metering
 from .store import Provenance, TraceStore, normalize_task
 from .types import MAX_TEXT_CHARS, Contradiction, Mode, Round, Source, TraceFailure, TraceRecord
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import dspy
 
     from .judge import DialecticJudge, Judgement
+    from .lms.manners import Manners
     from .program import Dialectic, OnStep
 
 log = logging.getLogger("hegelion_dspy.collect")
@@ -44,7 +46,7 @@ class RunContext:
 
     def provenance(self) -> Provenance:
         """What makes a trace of this context count as done for resume: mode, model and program."""
-        return Provenance(mode=self.program.mode, model=str(self.lm.model), program=self.program_digest)
+        return Provenance(mode=self.program.mode, model=_model_of(self.lm), program=self.program_digest)
 
     @classmethod
     def build(
@@ -52,14 +54,22 @@ class RunContext:
         *,
         lm: dspy.BaseLM | None = None,
         model: str | None = None,
+        api_base: str | Sequence[str] | None = None,
         mode: Mode = "general",
         iterations: int = 1,
         program: Dialectic | str | Path | None = None,
         adapter: dspy.Adapter | None = None,
         judge: bool | dspy.BaseLM | TraceJudge = False,
+        manners: Manners | None = None,
     ) -> RunContext:
-        """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is."""
+        """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is.
+
+        The LM (``lm``, else ``make_lm(model, api_base=...)``; several base URLs give one LM each, called in turn) is
+        wrapped in ``manners`` (``lms.manners.PoliteLM``: rate limits, retries on 429/5xx, cost per call), the
+        defaults when none are given; so is a judge's own LM.
+        """
         from .lms.chooser import adapter_for, make_lm
+        from .lms.manners import polite
         from .program import Dialectic, load_program, program_digest
 
         program_path = digest = None
@@ -69,8 +79,14 @@ class RunContext:
             digest = program_digest(program_path)
         if program is None:
             program = Dialectic(mode=mode, iterations=iterations)
-        lm = lm if lm is not None else make_lm(model)
+        if lm is None:
+            bases = [api_base] if isinstance(api_base, str) or api_base is None else list(api_base)
+            lm = polite([make_lm(model, api_base=base) for base in bases or [None]], manners)
+        else:
+            lm = polite(lm, manners)
         adapter = adapter or adapter_for(lm)
+        if judge is not True and judge is not False and not isinstance(judge, TraceJudge):
+            judge = polite(judge, manners)
         return cls(
             lm=lm,
             program=program,
@@ -79,6 +95,44 @@ class RunContext:
             judge=_trace_judge(judge, lm),
             program_digest=digest,
         )
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    """How to build a RunContext, as plain values that pickle: a Ray worker builds its own from it
+    (``RunContext.build`` with these arguments). ``judge`` is True, False or the judge's model string; ``lm``, a
+    picklable function returning the LM, replaces ``model``/``api_base`` (tests, custom LMs)."""
+
+    model: str | None = None
+    api_base: str | tuple[str, ...] | None = None
+    mode: Mode = "general"
+    iterations: int = 1
+    program: str | None = None
+    judge: bool | str = False
+    manners: Manners | None = None
+    lm: Callable[[], dspy.BaseLM] | None = None
+
+    def build(self, *, manners: Manners | None = None) -> RunContext:
+        """The context; ``manners`` replaces the recipe's (a Ray worker's share of the rate limits)."""
+        from .lms.chooser import make_lm
+
+        judge: bool | dspy.BaseLM = make_lm(self.judge) if isinstance(self.judge, str) else self.judge
+        return RunContext.build(
+            lm=self.lm() if self.lm is not None else None,
+            model=self.model,
+            api_base=self.api_base,
+            mode=self.mode,
+            iterations=self.iterations,
+            program=self.program,
+            judge=judge,
+            manners=manners or self.manners,
+        )
+
+
+def _model_of(lm: dspy.BaseLM) -> str:
+    from .lms.manners import unwrapped
+
+    return str(unwrapped(lm).model)
 
 
 def _trace_judge(judge: bool | dspy.BaseLM | TraceJudge, lm: dspy.BaseLM) -> TraceJudge | None:
@@ -112,13 +166,15 @@ class RunOptions(TypedDict, total=False):
     # without ``ctx`` (see RunContext.build):
     lm: dspy.BaseLM
     model: str | None
+    api_base: str | Sequence[str] | None
     mode: Mode
     program: Dialectic | str | Path | None
     adapter: dspy.Adapter | None
     judge: bool | dspy.BaseLM | TraceJudge
+    manners: Manners | None  # rate limits and retries of the LM calls (lms.manners) [default: Manners()]
 
 
-_BUILD_OPTIONS = ("lm", "model", "mode", "program", "adapter", "judge")
+_BUILD_OPTIONS = ("lm", "model", "api_base", "mode", "program", "adapter", "judge", "manners")
 
 
 @dataclass
@@ -161,14 +217,15 @@ class _Run:
     def record(self) -> TraceRecord:
         """The trace of the outcome (before any judging)."""
         from .lms.base import describe_lm
+        from .lms.manners import unwrapped
 
         ctx, outcome = self.ctx, self.outcome
         common: dict[str, Any] = {
             "source": self.source,
             "task": self.task,
             "mode": ctx.program.mode,
-            "model": str(ctx.lm.model),
-            "lm": describe_lm(ctx.lm),
+            "model": _model_of(ctx.lm),
+            "lm": describe_lm(unwrapped(ctx.lm)),
             "adapter": type(ctx.adapter).__name__,
             "program": ctx.program_path,
             "program_digest": ctx.program_digest,
@@ -191,7 +248,11 @@ class _Run:
             )
         return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
 
-    def logged(self, record: TraceRecord) -> TraceRecord:
+    def logged(self, record: TraceRecord, spent: CallMeter) -> TraceRecord:
+        """The trace with what its LM calls cost (every call: failed ones and the judge's too), appended to the
+        store when there is one."""
+        if spent.priced:
+            record = record.model_copy(update={"cost_usd": round(spent.cost_usd, 8)})
         if self.store is not None:
             self.store.append(record)
         return record
@@ -203,35 +264,68 @@ def run_dialectic(task: str, **options: Unpack[RunOptions]) -> TraceRecord:
     Options (``RunOptions``): ``ctx`` carries a prepared LM and program, otherwise ``lm=``/``model=``, ``mode=``,
     ``program=``, ``judge=`` make one; ``store`` gets the trace appended; ``iterations``, ``source``, ``tags``;
     ``on_step`` hears each step start, finish or fail. A failed LM call is returned as a failed trace, never raised.
-    ``arun_dialectic`` is the same for an event loop (the steps awaited, so many tasks run concurrently).
+    ``record.cost_usd`` is what the run's LM calls cost, when their prices are known. ``arun_dialectic`` is the same
+    for an event loop (the steps awaited, so many tasks run concurrently).
     """
     run = _Run.of(task, options)
-    with run.attempt():
-        run.outcome = run.ctx.program(**run.program_inputs())
-    record = run.record()
-    return run.logged(record if run.ctx.judge is None else run.ctx.judge.score(record))
+    with metering() as spent:
+        with run.attempt():
+            run.outcome = run.ctx.program(**run.program_inputs())
+        record = run.record()
+        if run.ctx.judge is not None:
+            record = run.ctx.judge.score(record)
+    return run.logged(record, spent)
 
 
 async def arun_dialectic(task: str, **options: Unpack[RunOptions]) -> TraceRecord:
     run = _Run.of(task, options)
-    with run.attempt():
-        run.outcome = await run.ctx.program.acall(**run.program_inputs())
-    record = run.record()
-    return run.logged(record if run.ctx.judge is None else await run.ctx.judge.ascore(record))
+    with metering() as spent:
+        with run.attempt():
+            run.outcome = await run.ctx.program.acall(**run.program_inputs())
+        record = run.record()
+        if run.ctx.judge is not None:
+            record = await run.ctx.judge.ascore(record)
+    return run.logged(record, spent)
+
+
+# -- batches ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class BatchResult:
-    """What a batch run did. ``failures`` keeps (task, reason) of the first few failed prompts."""
+    """What a batch run did. ``failures`` keeps (task, reason) of the first few failed prompts; ``meter`` counts the
+    LM calls (cost, retries, waits); ``stopped`` is ``"max_cost"`` when the budget ended the batch early."""
 
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    planned: int = 0  # prompts this run set out to do (the rest were skipped)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+    meter: CallMeter = field(default_factory=CallMeter)
 
     @property
     def total(self) -> int:
         return self.ok + self.failed + self.skipped
+
+    @property
+    def not_run(self) -> int:
+        """Prompts planned but without a trace (the batch stopped early); a rerun resumes them."""
+        return self.planned - self.ok - self.failed
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the batch's LM calls cost (those in unfinished runs too), when their prices are known."""
+        return self.meter.cost_usd if self.meter.priced else None
+
+    def add(self, record: TraceRecord, keep_failures: int = 5) -> None:
+        """Count one finished trace."""
+        if record.ok:
+            self.ok += 1
+            return
+        self.failed += 1
+        if len(self.failures) < keep_failures and record.error is not None:
+            self.failures.append((record.task, f"{record.error.step}: {record.error.message.splitlines()[0][:300]}"))
 
 
 def plan_batch(
@@ -255,43 +349,149 @@ def plan_batch(
     return todo, skipped
 
 
-async def run_batch(
-    tasks: Sequence[str],
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of every batch (``run_batch``, ``distributed.run_ray_batch``), declared once."""
+
+    concurrency: int  # dialectics in flight (per worker on Ray) [default: 4]
+    iterations: int | None  # rounds [default: the program's]
+    source: Source  # [default: cli]
+    tags: Sequence[str]
+    resume: bool  # skip prompts the log holds an ok trace of from the same provenance [default: True]
+    on_result: Callable[[TraceRecord], None] | None  # hears each trace once it is logged
+    keep_failures: int  # (task, reason) of the first few failures kept in the result [default: 5]
+    max_cost: float | None  # USD: stop once the batch's LM calls have cost this much
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """A batch's settings (from BatchOptions) and the steps every batch driver shares: planning and logging."""
+
+    concurrency: int = 4
+    iterations: int | None = None
+    source: Source = "cli"
+    tags: tuple[str, ...] = ()
+    resume: bool = True
+    on_result: Callable[[TraceRecord], None] | None = None
+    keep_failures: int = 5
+    max_cost: float | None = None
+
+    @classmethod
+    def of(cls, options: BatchOptions) -> BatchSettings:
+        unknown = sorted(set(options) - set(BatchOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; the options are {sorted(BatchOptions.__annotations__)}")
+        batch = cls(**{**options, "tags": tuple(options.get("tags", ()))})  # type: ignore[arg-type]
+        if not isinstance(batch.concurrency, int) or batch.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {batch.concurrency!r}")
+        cost = batch.max_cost
+        if cost is not None and not (isinstance(cost, (int, float)) and cost > 0):
+            raise ConfigError(f"max_cost must be a positive amount of US dollars, got {cost!r}")
+        return batch
+
+    def plan(self, tasks: Iterable[str], store: TraceStore | None, ctx: RunContext) -> tuple[list[str], BatchResult]:
+        """The prompts to run (``plan_batch``) and the result to count them in; refuses a budget without prices."""
+        if self.max_cost is not None:
+            _check_priced(ctx)
+        todo, skipped = plan_batch(tasks, store, ctx, resume=self.resume)
+        return todo, BatchResult(skipped=skipped, planned=len(todo))
+
+    def log(self, records: list[TraceRecord], store: TraceStore | None, result: BatchResult) -> None:
+        """Append finished traces (one locked write), count them, then tell ``on_result``."""
+        if store is not None:
+            store.append_many(records)
+        for record in records:
+            result.add(record, self.keep_failures)
+            if self.on_result is not None:
+                self.on_result(record)
+
+
+def _check_priced(ctx: RunContext) -> None:
+    """A budget needs prices: refuse ``max_cost`` for a model LiteLLM's price map does not price."""
+    from .lms.metering import token_prices
+
+    model = _model_of(ctx.lm)
+    if token_prices(model) is None:
+        raise ConfigError(
+            f"max_cost needs the model's prices, and LiteLLM's price map has none for {model!r} (self-hosted and "
+            "offline models cost nothing per token); drop the budget, or use a model the map prices"
+        )
+
+
+Queued = tuple[Any, str]  # (key, task): the key comes back with the task's trace
+
+
+async def run_queue(
+    queue: asyncio.Queue[Queued | None],
     *,
     ctx: RunContext,
-    store: TraceStore | None,
-    concurrency: int = 4,
+    concurrency: int,
+    on_record: Callable[[Any, TraceRecord], None],
     iterations: int | None = None,
     source: Source = "cli",
     tags: Sequence[str] = (),
-    resume: bool = True,
-    on_result: Callable[[TraceRecord], None] | None = None,
-    keep_failures: int = 5,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the tasks taken from ``queue``, ``concurrency`` at a time, until each of ``concurrency`` runners has taken
+    a None; ``on_record(key, record)`` hears each trace as it finishes (nothing is logged here).
+
+    The one loop of every batch: ``run_batch`` fills the queue with its prompts, a Ray worker with what its driver
+    sends. When ``stop`` is set the dialectics in flight are cancelled: they leave no trace, and resume reruns them.
+    """
+
+    async def runner() -> None:
+        while (item := await queue.get()) is not None:
+            key, task = item
+            on_record(key, await arun_dialectic(task, ctx=ctx, iterations=iterations, source=source, tags=tags))
+
+    runners = [asyncio.ensure_future(runner()) for _ in range(concurrency)]
+    everything: asyncio.Future[Any] = asyncio.gather(*runners)
+    stopper: asyncio.Future[Any] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        await asyncio.wait([everything] if stopper is None else [everything, stopper], return_when="FIRST_COMPLETED")
+        if everything.done():
+            everything.result()  # a runner's error (a full disk, a failing callback) ends the batch
+    finally:
+        for waiting in (*runners, stopper):
+            if waiting is not None:
+                waiting.cancel()
+        await asyncio.gather(everything, *([stopper] if stopper else []), return_exceptions=True)
+
+
+async def run_batch(
+    tasks: Sequence[str], *, ctx: RunContext, store: TraceStore | None, **options: Unpack[BatchOptions]
 ) -> BatchResult:
     """Run many tasks concurrently; each trace is appended as soon as it finishes, so an interrupt loses none.
 
-    With ``resume`` tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are
-    skipped (``plan_batch``).
+    Options (``BatchOptions``): ``concurrency``, ``iterations``, ``source``, ``tags``, ``on_result``. With ``resume``
+    tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are skipped
+    (``plan_batch``). ``max_cost`` (USD) stops the batch once its LM calls have cost that much: every finished trace
+    is kept, the dialectics in flight are dropped, ``result.stopped`` says so and ``result.not_run`` how many prompts
+    a rerun would resume. ``distributed.run_ray_batch`` is the same on a Ray cluster.
     """
-    if concurrency < 1:
-        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-    todo, skipped = plan_batch(tasks, store, ctx, resume=resume)
-    result = BatchResult(skipped=skipped)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(task: str) -> None:
-        async with gate:
-            record = await arun_dialectic(task, ctx=ctx, store=store, iterations=iterations, source=source, tags=tags)
-        if record.ok:
-            result.ok += 1
-        else:
-            result.failed += 1
-            if len(result.failures) < keep_failures and record.error is not None:
-                result.failures.append((task, f"{record.error.step}: {record.error.message.splitlines()[0][:300]}"))
-        if on_result is not None:
-            on_result(record)
-
-    await asyncio.gather(*(one(t) for t in todo))
+    batch = BatchSettings.of(options)
+    todo, result = batch.plan(tasks, store, ctx)
+    queue: asyncio.Queue[Queued | None] = asyncio.Queue()
+    for item in enumerate(todo):
+        queue.put_nowait(item)
+    for _ in range(batch.concurrency):
+        queue.put_nowait(None)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    result.meter.limit = batch.max_cost
+    result.meter.on_limit = lambda: loop.call_soon_threadsafe(stop.set)
+    with metering(result.meter):
+        await run_queue(
+            queue,
+            ctx=ctx,
+            concurrency=min(batch.concurrency, max(1, len(todo))),
+            on_record=lambda _key, record: batch.log([record], store, result),
+            iterations=batch.iterations,
+            source=batch.source,
+            tags=batch.tags,
+            stop=stop,
+        )
+    if result.meter.reached:
+        result.stopped = "max_cost"
     return result
 
 

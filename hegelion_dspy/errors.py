@@ -73,3 +73,7 @@ class StepFailedError(LMError):
 
 class UnsafePathError(ConfigError):
     """A file name handed to the server would leave its data folder or overwrite a file."""
+
+
+class ClusterError(HegelionError):
+    """A batch on a cluster cannot go on (every worker died, the cluster cannot be reached)."""

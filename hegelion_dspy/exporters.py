@@ -393,7 +393,8 @@ class ExportReport:
     """What an export did. ``dropped`` counts traces for trace-level reasons and rows for row-level ones.
 
     ``kept_by_model`` / ``kept_by_mode`` / ``kept_by_program`` count the kept traces; ``first_created`` and
-    ``last_created`` bound their creation times (ISO, UTC).
+    ``last_created`` bound their creation times (ISO, UTC). ``cost_usd`` is what the LM calls of every trace read cost
+    (failed and dropped ones too: what collecting the logs cost), over the ``priced_traces`` that carry a cost.
     """
 
     format: str
@@ -415,6 +416,8 @@ class ExportReport:
     first_created: str | None = None
     last_created: str | None = None
     folder: str | None = None  # with card: the dataset folder
+    cost_usd: float = 0.0
+    priced_traces: int = 0
     seconds: float = 0.0
 
     @property
@@ -442,6 +445,8 @@ class ExportReport:
             "kept_by_program": dict(self.kept_by_program),
             "first_created": self.first_created,
             "last_created": self.last_created,
+            "cost_usd": round(self.cost_usd, 6),
+            "priced_traces": self.priced_traces,
             "options": dict(self.options),
             "seconds": round(self.seconds, 3),
         }
@@ -832,6 +837,9 @@ def _stream(
         label_of = (book.get if book else _no_label) if book or reviewed_only else None
         for record in read_records(path, skip_invalid=opts.skip_invalid, on_invalid=on_invalid):
             report.traces_read += 1
+            if record.cost_usd is not None:
+                report.cost_usd += record.cost_usd
+                report.priced_traces += 1
             if not record.ok:
                 dropped["failed"] += 1
                 continue

@@ -13,6 +13,7 @@ from ..errors import HegelionError
 
 EXIT_FAILED = 1  # the command ran but some work failed (e.g. a prompt's LM call)
 EXIT_USAGE = 2  # the user's mistake: bad flag, unreadable file, unknown model
+EXIT_BUDGET = 3  # a batch stopped at its --max-cost; a rerun with a higher budget resumes
 EXIT_INTERRUPTED = 130
 
 

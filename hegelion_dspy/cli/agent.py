@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from ..collect import RunContext, read_prompts, run_batch, run_dialectic
+from ..collect import BatchOptions, BatchResult, RunRecipe, read_prompts, run_batch, run_dialectic
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
-from ._common import EXIT_FAILED, EXIT_INTERRUPTED, prog, run
+from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
 from .options import api_base_option, format_option, model_option, program_option, prompts_option
 from .watch import StepDisplay
 
@@ -55,6 +55,49 @@ from .watch import StepDisplay
     is_flag=True,
     help="With --prompts, rerun prompts that already have an ok trace from the same model, mode and program.",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run the --prompts batch on a Ray cluster: a local one, or the running cluster at ADDRESS (auto, "
+    "host:6379, ray://host:10001). Needs the [ray] extra.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="With --ray: worker processes, each running --concurrency dialectics [default: one per CPU of the cluster].",
+)
+@click.option(
+    "--rpm",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="At most this many LM requests per minute, shared by all concurrent calls (and split across Ray workers).",
+)
+@click.option(
+    "--tpm",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="At most this many LM tokens (prompt + completion) per minute, shared like --rpm.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(0, 100),
+    default=5,
+    show_default=True,
+    help="Retries of a call answered 429 or 5xx (exponential backoff with jitter, or the server's Retry-After).",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="USD",
+    help="Stop the batch once its LM calls have cost this much (LiteLLM's prices); finished traces are kept and a "
+    "rerun with a higher budget resumes.",
+)
 @click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
 @click.option(
     "--judge",
@@ -83,6 +126,12 @@ def agent(
     fmt: str,
     concurrency: int,
     no_resume: bool,
+    ray_address: str | None,
+    workers: int | None,
+    rpm: float | None,
+    tpm: float | None,
+    max_retries: int,
+    max_cost: float | None,
     tags: tuple[str, ...],
     judge: bool,
     judge_model: str | None,
@@ -92,39 +141,62 @@ def agent(
 
     \b
     hegelion "Fix the memory leak" --coding --iterations 2 --log-file data/traces.jsonl
-    hegelion --prompts prompts.txt --concurrency 8 -m openai/gpt-4o-mini --log-file data/traces.jsonl
+    hegelion --prompts prompts.txt -j 8 -m openai/gpt-4o-mini --rpm 500 --max-cost 5 --log-file data/traces.jsonl
+    hegelion --prompts prompts.txt --ray -j 32 -m hosted_vllm/NAME --api-base http://gpu1:8000/v1,http://gpu2:8000/v1
     """
     if (task is None) == (prompts_file is None):
         raise click.UsageError("give either a TASK or --prompts FILE")
+    if task is not None:
+        for given, flag in ((ray_address, "--ray"), (workers, "--workers"), (max_cost, "--max-cost")):
+            if given is not None:
+                raise click.UsageError(f"{flag} is for a --prompts batch, not a single TASK")
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers is for a --ray batch")
     prompts = read_prompts(prompts_file) if prompts_file is not None else []
     store = None if no_log else TraceStore(log_file or default_log_path())
-    from ..lms.chooser import make_lm
+    if ray_address is not None:
+        from ..distributed import import_ray
 
-    lm = make_lm(model, api_base=api_base)
-    judge_with = make_lm(judge_model) if judge_model else judge
-    ctx = RunContext.build(
-        lm=lm, mode="coding" if coding else "general", iterations=iterations or 1, program=program, judge=judge_with
+        import_ray()  # without Ray, say what to install before anything else is done
+    from ..lms.manners import Manners
+
+    bases = [b.strip() for b in (api_base or "").split(",") if b.strip()]
+    recipe = RunRecipe(
+        model=model,
+        api_base=tuple(bases) if len(bases) > 1 else (bases[0] if bases else None),
+        mode="coding" if coding else "general",
+        iterations=iterations or 1,
+        program=str(program) if program is not None else None,
+        judge=judge_model or judge,
+        manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries),
     )
-    if task is not None:
-        watch = (
-            None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
+    if task is None:
+        options: BatchOptions = {
+            "concurrency": concurrency,
+            "iterations": iterations,
+            "source": "cli",
+            "tags": tags,
+            "resume": not no_resume,
+            "max_cost": max_cost,
+        }
+        return _run_prompts(prompts, recipe, store, fmt, options, ray_address, workers)
+    ctx = recipe.build()
+    watch = None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
+    try:
+        record = run_dialectic(
+            task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags, on_step=watch
         )
-        try:
-            record = run_dialectic(
-                task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags, on_step=watch
-            )
-        finally:
-            if watch is not None:
-                watch.close()
-        _print_record(record, fmt)
-        if record.score is not None and fmt == "text":
-            click.echo(f"{prog()}: judge score {record.score:.2f}", err=True)
-        if not record.ok:
-            assert record.error is not None
-            click.echo(f"{prog()}: failed in the {record.error.step} step: {record.error.message}", err=True)
-            return EXIT_FAILED
-        return 0
-    return _run_prompts(prompts, ctx, store, iterations, fmt, concurrency, not no_resume, tags)
+    finally:
+        if watch is not None:
+            watch.close()
+    _print_record(record, fmt)
+    if record.score is not None and fmt == "text":
+        click.echo(f"{prog()}: judge score {record.score:.2f}", err=True)
+    if not record.ok:
+        assert record.error is not None
+        click.echo(f"{prog()}: failed in the {record.error.step} step: {record.error.message}", err=True)
+        return EXIT_FAILED
+    return 0
 
 
 def _print_record(record: TraceRecord, fmt: str) -> None:
@@ -136,14 +208,14 @@ def _print_record(record: TraceRecord, fmt: str) -> None:
 
 def _run_prompts(
     prompts: list[str],
-    ctx: RunContext,
+    recipe: RunRecipe,
     store: TraceStore | None,
-    iterations: int | None,
     fmt: str,
-    concurrency: int,
-    resume: bool,
-    tags: tuple[str, ...],
+    options: BatchOptions,
+    ray_address: str | None,
+    workers: int | None,
 ) -> int:
+    """One batch, local or on Ray: the same progress bar, Ctrl-C handling, summary and exit codes."""
     show_bar = sys.stderr.isatty()
     bar = click.progressbar(length=len(prompts), label="dialectics", file=sys.stderr) if show_bar else None
 
@@ -153,22 +225,18 @@ def _run_prompts(
         if bar is not None:
             bar.update(1)
 
+    options = {**options, "on_result": on_result}
+    ctx = recipe.build() if ray_address is None else None  # a mistake is reported before the bar shows
     try:
         if bar is not None:
             bar.__enter__()
-        result = asyncio.run(
-            run_batch(
-                prompts,
-                ctx=ctx,
-                store=store,
-                concurrency=concurrency,
-                iterations=iterations,
-                source="cli",
-                tags=tags,
-                resume=resume,
-                on_result=on_result,
-            )
-        )
+        if ctx is not None:
+            result = asyncio.run(run_batch(prompts, ctx=ctx, store=store, **options))
+        else:
+            from ..distributed import LOCAL, run_ray_batch
+
+            address = None if ray_address == LOCAL else ray_address
+            result = run_ray_batch(prompts, recipe=recipe, store=store, address=address, workers=workers, **options)
     except KeyboardInterrupt:
         where = f" in {store.path}" if store is not None else ""
         click.echo(f"\n{prog()}: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
@@ -182,12 +250,39 @@ def _run_prompts(
         f"(already logged by the same model, or repeated){where}",
         err=True,
     )
+    calls = _calls_line(result)
+    if calls:
+        click.echo(f"{prog()}: {calls}", err=True)
+    for task, reason in result.failures if result.failed else ():
+        click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
+    if result.stopped == "max_cost":
+        budget = options.get("max_cost") or 0.0
+        click.echo(
+            f"{prog()}: stopped at --max-cost ${budget:g} after spending ${result.meter.cost_usd:.4f}: "
+            f"{result.ok + result.failed:,} of {result.planned:,} prompts done, {result.not_run:,} not run (the "
+            "dialectics in flight were dropped); rerun with a higher --max-cost to resume",
+            err=True,
+        )
+        return EXIT_BUDGET
     if result.failed:
-        for task, reason in result.failures:
-            click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
         click.echo(f"{prog()}: {result.failed} of {result.ok + result.failed} prompts failed", err=True)
         return EXIT_FAILED
     return 0
+
+
+def _calls_line(result: BatchResult) -> str:
+    """Cost, retries and waits of a batch's LM calls, when there is something to say."""
+    meter = result.meter
+    parts = []
+    if result.cost_usd is not None:
+        parts.append(f"cost ${result.cost_usd:.4f} ({meter.priced_calls:,} priced calls)")
+    if meter.retries:
+        parts.append(
+            f"{meter.retries:,} retries ({meter.rate_limited:,} after a 429), {meter.backoff_seconds:.0f} s of backoff"
+        )
+    if meter.throttled_seconds >= 1:
+        parts.append(f"{meter.throttled_seconds:.0f} s waited for --rpm/--tpm or a server's pause")
+    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,6 +83,11 @@ def stats_text(report: ExportReport) -> str:
         lines.append("kept by model")
         for model, n in sorted(report.kept_by_model.items(), key=lambda kv: -kv[1]):
             lines.append(f"  {model:<40} {n:>9,}")
+    if report.priced_traces:
+        lines.append(
+            f"cost          ${report.cost_usd:,.4f} of LM calls ({report.priced_traces:,} of "
+            f"{report.traces_read:,} traces read carry a cost)"
+        )
     if report.dropped.get("demo"):
         lines.append(f"note: {as_flags(demo_hint(report.dropped['demo']))}")
     lines.append(f"seconds       {report.seconds:.2f}")

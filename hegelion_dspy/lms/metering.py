@@ -1,0 +1,158 @@
+"""What LM calls cost and how they went, counted without importing DSPy (the batch drivers read these counts).
+
+``token_prices`` reads LiteLLM's price map; ``CallMeter`` counts calls, cost, retries and waits; ``metering`` makes a
+meter active for every call made inside it (context-local, so concurrent runs count their own). ``PoliteLM``
+(``lms.manners``) reports each call to the active meters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# Our own offline models: nothing to pay, and no reason to import LiteLLM's price map for them.
+_OFFLINE_PROVIDERS = frozenset({"scripted", "embedded"})
+
+
+@functools.lru_cache(maxsize=1)
+def price_map() -> dict[str, Any]:
+    """LiteLLM's price map: ``litellm.model_cost`` when LiteLLM is loaded, else the copy bundled with it, read
+    without importing LiteLLM (seconds per process, which every Ray worker would pay)."""
+    loaded = sys.modules.get("litellm")
+    if loaded is not None and isinstance(getattr(loaded, "model_cost", None), dict):
+        return dict(loaded.model_cost)
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or spec.origin is None:
+        return {}
+    bundled = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
+    try:
+        table = orjson.loads(bundled.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return table if isinstance(table, dict) else {}
+
+
+@functools.lru_cache(maxsize=512)
+def token_prices(model: str) -> tuple[float, float] | None:
+    """(USD per prompt token, USD per completion token) of ``model`` in LiteLLM's price map (``price_map``), or None
+    when the map does not price it (our offline models; self-hosted providers such as ``hosted_vllm/`` or
+    ``ollama_chat/``, whatever the name after the prefix)."""
+    from .chooser import LOCAL_PROVIDERS
+
+    provider, _, bare = model.partition("/")
+    if provider in _OFFLINE_PROVIDERS or provider in LOCAL_PROVIDERS:
+        return None
+    table = price_map()
+    for key in (model, bare):
+        entry = table.get(key) if key else None
+        if isinstance(entry, dict):
+            prompt, completion = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+            if isinstance(prompt, (int, float)) and isinstance(completion, (int, float)):
+                return float(prompt), float(completion)
+    return None
+
+
+def call_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """What one call of ``model`` cost at list prices, or None when its prices are unknown."""
+    prices = token_prices(model)
+    if prices is None:
+        return None
+    return prompt_tokens * prices[0] + completion_tokens * prices[1]
+
+
+@dataclass
+class CallMeter:
+    """Counts the LM calls made while it is active (see ``metering``): cost, retries, waits. Thread-safe.
+
+    ``limit`` (USD) calls ``on_limit`` once, from the call that reaches it.
+    """
+
+    limit: float | None = None
+    on_limit: Callable[[], object] | None = None
+    calls: int = 0
+    priced_calls: int = 0
+    cost_usd: float = 0.0
+    retries: int = 0
+    rate_limited: int = 0  # 429 answers
+    throttled_seconds: float = 0.0  # waited for rpm/tpm or a provider's pause
+    backoff_seconds: float = 0.0  # waited before retries
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _reached: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def reached(self) -> bool:
+        return self._reached
+
+    @property
+    def priced(self) -> bool:
+        return self.priced_calls > 0
+
+    def add_call(self, usd: float | None) -> None:
+        with self._lock:
+            self.calls += 1
+            if usd is not None:
+                self.priced_calls += 1
+                self.cost_usd += usd
+            crossed = self.limit is not None and not self._reached and self.cost_usd >= self.limit
+            if crossed:
+                self._reached = True
+        if crossed and self.on_limit is not None:
+            self.on_limit()
+
+    def add_wait(self, seconds: float, *, retry: str | None = None) -> None:
+        with self._lock:
+            if retry is None:
+                self.throttled_seconds += seconds
+            else:
+                self.retries += 1
+                self.rate_limited += retry == "rate limit"
+                self.backoff_seconds += seconds
+
+    def snapshot(self) -> dict[str, float]:
+        """The counts as plain numbers (what a Ray worker sends its driver)."""
+        with self._lock:
+            return {
+                "calls": self.calls,
+                "priced_calls": self.priced_calls,
+                "cost_usd": self.cost_usd,
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+                "throttled_seconds": self.throttled_seconds,
+                "backoff_seconds": self.backoff_seconds,
+            }
+
+    def absorb(self, counts: dict[str, float]) -> None:
+        """Add another meter's ``snapshot`` (a finished Ray worker's) to this one."""
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+_meters: ContextVar[tuple[CallMeter, ...]] = ContextVar("hegelion_call_meters", default=())
+
+
+@contextlib.contextmanager
+def metering(meter: CallMeter | None = None) -> Iterator[CallMeter]:
+    """Count every LM call made inside (context-local: concurrent runs each count their own) into ``meter``, and
+    into the meters already active outside (a run inside a batch counts for both)."""
+    meter = meter if meter is not None else CallMeter()
+    token = _meters.set((*_meters.get(), meter))
+    try:
+        yield meter
+    finally:
+        _meters.reset(token)
+
+
+def active_meters() -> tuple[CallMeter, ...]:
+    """The meters every call made here reports to, innermost last."""
+    return _meters.get()
