@@ -99,12 +99,15 @@ class ServerState:
         return LoadedProgram(Dialectic(mode=mode))
 
     async def server_lm(self) -> Any:
-        """The server's own model (a dspy.BaseLM), built once."""
+        """The server's own model (a dspy.BaseLM), built once, with the library's manners toward hosted APIs
+        (retries with backoff on 429/5xx, cost per step), as every batch has them. Client sampling never gets them: a
+        retried sampling request would ask the user for another approval."""
         async with self._load_lock:
             if self._lm is None:
                 from hegelion_dspy.lms.chooser import make_lm
+                from hegelion_dspy.lms.manners import polite
 
-                self._lm = await anyio.to_thread.run_sync(make_lm, self.model)
+                self._lm = polite(await anyio.to_thread.run_sync(make_lm, self.model))
             return self._lm
 
     async def append(self, record: TraceRecord) -> LogStats:
