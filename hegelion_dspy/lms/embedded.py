@@ -29,6 +29,12 @@ INSTALL_HINT = (
 )
 # New tokens per step: a 135M model says what it can say in 256 tokens, and loops after that.
 EMBEDDED_MAX_TOKENS = 256
+# One thread: a 135M model's matrices are too small to split well. Measured in one run on 2 shared cores (load average
+# 5-6): 35 tokens/s with one thread, 1.4 with two (each op waits for the slower thread); on idle cores they are close.
+EMBEDDED_THREADS = 1
+# KV cache shared by the slots: a step's prompt plus its 256 new tokens stays under ~1,100 tokens, so four concurrent
+# steps fit with room to spare (the full 8,192-token context would cost ~90 MB more resident memory).
+EMBEDDED_CONTEXT = 6144
 
 
 def locate_gguf(package: str = GGUF_PACKAGE, filename: str = GGUF_FILE) -> Path:
@@ -59,7 +65,7 @@ class EmbeddedLM(GGUFLM):
         max_tokens: new tokens per call unless a call asks for another number.
         temperature: 0 decodes greedily; above 0 samples (pass ``seed`` per call).
         repeat_penalty: >1 discourages the loops small models fall into.
-        slots / threads: for the runtime's first load in this process.
+        slots / threads: for the runtime's first load in this process [default: 4 slots, 1 thread].
     """
 
     demo = True
@@ -71,7 +77,7 @@ class EmbeddedLM(GGUFLM):
         temperature: float = 0.0,
         repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
         slots: int | None = None,
-        threads: int | None = None,
+        threads: int = EMBEDDED_THREADS,
     ):
         super().__init__(
             locate_gguf(),
@@ -80,6 +86,7 @@ class EmbeddedLM(GGUFLM):
             repeat_penalty=repeat_penalty,
             slots=slots,
             threads=threads,
+            context=EMBEDDED_CONTEXT,
             model=EMBEDDED_MODEL,
         )
 

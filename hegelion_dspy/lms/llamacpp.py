@@ -227,16 +227,20 @@ _runtimes: dict[Path, LlamaRuntime] = {}
 _runtimes_lock = threading.Lock()
 
 
-def runtime_for(path: str | Path, *, slots: int | None = None, threads: int | None = None) -> LlamaRuntime:
+def runtime_for(
+    path: str | Path, *, slots: int | None = None, threads: int | None = None, context: int | None = None
+) -> LlamaRuntime:
     """The process-wide runtime of the GGUF file at ``path``, loaded on first use (ConfigError when it cannot be).
 
-    ``slots`` / ``threads`` apply to the first load only; a later call gets the loaded runtime as it is.
+    ``slots`` (at least ``DEFAULT_SLOTS``), ``threads`` and ``context`` apply to the first load only; a later call gets
+    the loaded runtime as it is.
     """
     key = check_gguf(path)
     with _runtimes_lock:
         runtime = _runtimes.get(key)
         if runtime is None:
-            runtime = _runtimes[key] = LlamaRuntime(key, slots=max(slots or 0, DEFAULT_SLOTS), threads=threads)
+            slots = max(slots or 0, DEFAULT_SLOTS)
+            runtime = _runtimes[key] = LlamaRuntime(key, slots=slots, threads=threads, context=context)
         return runtime
 
 
@@ -267,7 +271,8 @@ class GGUFLM(MessagesLM):
         max_tokens: new tokens per call unless a call asks for another number.
         temperature: 0 decodes greedily; above 0 samples (``seed`` per call for repeatable samples).
         repeat_penalty: llama.cpp's repetition penalty (1.0 turns it off).
-        slots / threads: for the runtime's first load in this process (see ``runtime_for``).
+        slots / threads / context: for the runtime's first load in this process (see ``runtime_for``); threads
+            default to the cores this process may use.
         model: the model string recorded in traces [default: ``gguf:`` + the resolved path].
     """
 
@@ -280,9 +285,10 @@ class GGUFLM(MessagesLM):
         repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
         slots: int | None = None,
         threads: int | None = None,
+        context: int | None = None,
         model: str | None = None,
     ):
-        self.runtime = runtime_for(path, slots=slots, threads=threads)
+        self.runtime = runtime_for(path, slots=slots, threads=threads, context=context)
         super().__init__(model or f"{GGUF_PREFIX}{self.runtime.path}", temperature=temperature, max_tokens=max_tokens)
         self.repeat_penalty = repeat_penalty
 
