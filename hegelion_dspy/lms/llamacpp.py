@@ -162,7 +162,7 @@ class LlamaRuntime:
         self.load_seconds = time.perf_counter() - started
         self.base_url = f"{self.server.listening_address}/v1"
         log.info(
-            "loaded %s in %.1f s (%d slots, %d threads, %d context tokens)",
+            "loaded %s in %.1f s (slots: %d, threads: %d, context: %d tokens)",
             path.name,
             self.load_seconds,
             self.slots,
