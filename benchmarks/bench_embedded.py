@@ -30,7 +30,10 @@ TASK = "Why is the sky blue?"
 
 def _embedded(**options: Any) -> Any:
     from hegelion_dspy.lms.embedded import EmbeddedLM
+    from hegelion_dspy.lms.llamacpp import default_threads
 
+    if options.get("threads") == "cores":
+        options["threads"] = default_threads()
     return EmbeddedLM(**options)
 
 
@@ -38,7 +41,10 @@ def _embedded(**options: Any) -> Any:
 # the commit that introduced the llama.cpp runtime (see docs/embedded.md for that run's figures).
 BACKENDS = {
     "llamacpp": ("llama.cpp (xllamacpp), 1 thread (the embedded default)", _embedded),
-    "llamacpp-cores": ("llama.cpp (xllamacpp), threads = cores (gguf:PATH's default)", lambda: _embedded(threads=None)),
+    "llamacpp-cores": (
+        "llama.cpp (xllamacpp), threads = cores (gguf:PATH's default)",
+        lambda: _embedded(threads="cores"),
+    ),
 }
 
 

@@ -33,7 +33,14 @@ def store(log_path: Path) -> TraceStore:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Never pick up a developer's model, data folder or log: every test states what it uses.
-    for name in ("HEGELION_MODEL", "HEGELION_LOG_FILE", "HEGELION_PROGRAM", "HEGELION_API_BASE", "HEGELION_API_KEY"):
+    for name in (
+        "HEGELION_MODEL",
+        "HEGELION_LOG_FILE",
+        "HEGELION_PROGRAM",
+        "HEGELION_API_BASE",
+        "HEGELION_API_KEY",
+        "HEGELION_THREADS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEGELION_DATA_DIR", str(tmp_path / "data"))
 

@@ -23,7 +23,7 @@ from hegelion_dspy.lms.base import ChatMessages, Completion, MessagesEngine, Mes
 from hegelion_dspy.lms.chooser import make_lm
 from hegelion_dspy.lms.embedded import locate_gguf
 from hegelion_dspy.lms.hosted import HostedLM, finish_reasons
-from hegelion_dspy.lms.llamacpp import check_gguf, parse_gguf_model, runtime_for
+from hegelion_dspy.lms.llamacpp import check_gguf, default_threads, parse_gguf_model, runtime_for
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore, read_records
 
@@ -77,6 +77,15 @@ def test_the_cli_refuses_a_bad_gguf_path_with_one_line_and_exit_2(tmp_path: Path
     assert done.stderr.count("\n") == 1 and str(path) in done.stderr
     assert ("does not exist" if bad == "missing" else "is not a GGUF file") in done.stderr
     assert done.stdout == "" and not log.exists()
+
+
+def test_threads_come_from_hegelion_threads_else_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("HEGELION_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("HEGELION_THREADS", "two")
+    with pytest.raises(ConfigError, match="HEGELION_THREADS='two' is not a thread count"):
+        default_threads()
 
 
 def test_the_cli_refuses_a_max_tokens_below_one() -> None:

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from .llamacpp import DEFAULT_REPEAT_PENALTY, GGUFLM
+from .llamacpp import DEFAULT_REPEAT_PENALTY, GGUFLM, env_threads
 
 EMBEDDED_MODEL = "embedded/smollm2-135m-instruct"
 
@@ -65,7 +65,8 @@ class EmbeddedLM(GGUFLM):
         max_tokens: new tokens per call unless a call asks for another number.
         temperature: 0 decodes greedily; above 0 samples (pass ``seed`` per call).
         repeat_penalty: >1 discourages the loops small models fall into.
-        slots / threads: for the runtime's first load in this process [default: 4 slots, 1 thread].
+        slots / threads: for the runtime's first load in this process [default: 4 slots; ``$HEGELION_THREADS``, else
+            1 thread].
     """
 
     demo = True
@@ -77,8 +78,10 @@ class EmbeddedLM(GGUFLM):
         temperature: float = 0.0,
         repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
         slots: int | None = None,
-        threads: int = EMBEDDED_THREADS,
+        threads: int | None = None,
     ):
+        if threads is None:
+            threads = env_threads() or EMBEDDED_THREADS
         super().__init__(
             locate_gguf(),
             max_tokens=max_tokens,

@@ -49,8 +49,24 @@ MIN_CONTEXT = 8192
 DEFAULT_REPEAT_PENALTY = 1.15
 
 
+ENV_THREADS = "HEGELION_THREADS"
+
+
+def env_threads() -> int | None:
+    """``$HEGELION_THREADS`` as a thread count, or None when it is not set (ConfigError when it is not a count)."""
+    value = os.environ.get(ENV_THREADS, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{ENV_THREADS}={value!r} is not a thread count; set it to a whole number of at least 1")
+    return int(value)
+
+
 def default_threads() -> int:
-    """The CPU cores this process may use."""
+    """``$HEGELION_THREADS``, else the CPU cores this process may use."""
+    chosen = env_threads()
+    if chosen is not None:
+        return chosen
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
@@ -272,7 +288,7 @@ class GGUFLM(MessagesLM):
         temperature: 0 decodes greedily; above 0 samples (``seed`` per call for repeatable samples).
         repeat_penalty: llama.cpp's repetition penalty (1.0 turns it off).
         slots / threads / context: for the runtime's first load in this process (see ``runtime_for``); threads
-            default to the cores this process may use.
+            default to ``$HEGELION_THREADS``, else the cores this process may use.
         model: the model string recorded in traces [default: ``gguf:`` + the resolved path].
     """
 
