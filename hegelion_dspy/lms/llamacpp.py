@@ -161,6 +161,7 @@ class LlamaRuntime:
         params.cpuparams.poll = 0
         params.cpuparams_batch.poll = 0
         params.warmup = False  # an empty run at load; the first real call warms up as well
+        params.fit_params = False  # a trial load to fit layers into GPU memory: there is no GPU here (halves the load)
         params.cache_ram_mib = 0  # no host-memory prompt cache beside the KV cache (it would grow to GBs)
         params.endpoint_metrics = True  # the slot accounting read by stats()
         params.offline = True  # never fetch anything (a GGUF path needs nothing from a hub)
