@@ -30,6 +30,7 @@ _LAZY = {
     "ScriptedLM": "lms.scripted",
     "EmbeddedLM": "lms.embedded",
     "embedded_lm": "lms.embedded",
+    "GGUFLM": "lms.llamacpp",
     "FallbackAdapter": "lms.adapters",
     "WholeReplyAdapter": "lms.adapters",
     "run_dialectic": "collect",
@@ -51,6 +52,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "GGUFLM",
     "SCHEMA_VERSION",
     "Antithesis",
     "ConfigError",

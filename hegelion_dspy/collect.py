@@ -61,12 +61,15 @@ class RunContext:
         adapter: dspy.Adapter | None = None,
         judge: bool | dspy.BaseLM | TraceJudge = False,
         manners: Manners | None = None,
+        max_tokens: int | None = None,
+        parallel: int | None = None,
     ) -> RunContext:
         """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is.
 
-        The LM (``lm``, else ``make_lm(model, api_base=...)``; several base URLs give one LM each, called in turn) is
-        wrapped in ``manners`` (``lms.manners.PoliteLM``: rate limits, retries on 429/5xx, cost per call), the
-        defaults when none are given; so is a judge's own LM.
+        The LM (``lm``, else ``make_lm(model, api_base=..., max_tokens=..., parallel=...)``; several base URLs give one
+        LM each, called in turn) is wrapped in ``manners`` (``lms.manners.PoliteLM``: rate limits, retries on 429/5xx,
+        cost per call), the defaults when none are given; so is a judge's own LM. ``max_tokens``: new tokens per step;
+        ``parallel``: calls at once (a local model's slots); both only for an LM built here.
         """
         from .lms.chooser import adapter_for, make_lm
         from .lms.manners import polite
@@ -81,7 +84,8 @@ class RunContext:
             program = Dialectic(mode=mode, iterations=iterations)
         if lm is None:
             bases = [api_base] if isinstance(api_base, str) or api_base is None else list(api_base)
-            lm = polite([make_lm(model, api_base=base) for base in bases or [None]], manners)
+            lms = [make_lm(model, api_base=base, max_tokens=max_tokens, parallel=parallel) for base in bases or [None]]
+            lm = polite(lms, manners)
         else:
             lm = polite(lm, manners)
         adapter = adapter or adapter_for(lm)
@@ -111,6 +115,8 @@ class RunRecipe:
     judge: bool | str = False
     manners: Manners | None = None
     lm: Callable[[], dspy.BaseLM] | None = None
+    max_tokens: int | None = None  # new tokens per step (make_lm's default when None)
+    parallel: int | None = None  # calls at once: a local model loads with at least this many slots
 
     def build(self, *, manners: Manners | None = None) -> RunContext:
         """The context; ``manners`` replaces the recipe's (a Ray worker's share of the rate limits)."""
@@ -126,6 +132,8 @@ class RunRecipe:
             program=self.program,
             judge=judge,
             manners=manners or self.manners,
+            max_tokens=self.max_tokens,
+            parallel=self.parallel,
         )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 # DSPy reads its request-cache folder when it is imported (below): a fresh one per run, never a developer's cache.
@@ -31,19 +30,17 @@ def store(log_path: Path) -> TraceStore:
     return TraceStore(log_path)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    # The embedded model's converted-weights cache: fresh per run, so the slow tests convert the GGUF file once and
-    # then load the converted copy, and never read or fill a developer's ~/.cache.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HEGELION_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Never pick up a developer's model, data folder or log: every test states what it uses.
-    for name in ("HEGELION_MODEL", "HEGELION_LOG_FILE", "HEGELION_PROGRAM", "HEGELION_API_BASE", "HEGELION_API_KEY"):
+    for name in (
+        "HEGELION_MODEL",
+        "HEGELION_LOG_FILE",
+        "HEGELION_PROGRAM",
+        "HEGELION_API_BASE",
+        "HEGELION_API_KEY",
+        "HEGELION_THREADS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HEGELION_DATA_DIR", str(tmp_path / "data"))
 

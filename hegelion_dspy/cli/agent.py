@@ -17,7 +17,14 @@ from ..collect import BatchOptions, BatchResult, RunRecipe, read_prompts, run_ba
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
 from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
-from .options import api_base_option, format_option, model_option, program_option, prompts_option
+from .options import (
+    api_base_option,
+    format_option,
+    max_tokens_option,
+    model_option,
+    program_option,
+    prompts_option,
+)
 from .watch import StepDisplay
 
 
@@ -40,6 +47,7 @@ from .watch import StepDisplay
 @click.option("--no-log", is_flag=True, help="Do not append the trace to any log.")
 @model_option
 @api_base_option
+@max_tokens_option
 @program_option
 @format_option("Print the synthesis, or the whole trace as JSON (one line per trace).")
 @click.option(
@@ -122,6 +130,7 @@ def agent(
     no_log: bool,
     model: str | None,
     api_base: str | None,
+    max_tokens: int | None,
     program: Path | None,
     fmt: str,
     concurrency: int,
@@ -169,6 +178,8 @@ def agent(
         program=str(program) if program is not None else None,
         judge=judge_model or judge,
         manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries),
+        max_tokens=max_tokens,
+        parallel=concurrency if task is None else 1,
     )
     if task is None:
         options: BatchOptions = {

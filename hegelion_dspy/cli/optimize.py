@@ -12,7 +12,14 @@ import click
 from ..errors import InvalidTraceError
 from ..store import default_log_path
 from ._common import run
-from .options import api_base_option, format_option, model_option, program_option, prompts_option
+from .options import (
+    api_base_option,
+    format_option,
+    max_tokens_option,
+    model_option,
+    program_option,
+    prompts_option,
+)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +50,7 @@ from .options import api_base_option, format_option, model_option, program_optio
 @program_option
 @model_option
 @api_base_option
+@max_tokens_option
 @click.option("--judge-model", help="The LM that judges syntheses [default: the --model LM].")
 @click.option("--reflection-model", help="The LM that writes new instructions (mipro, gepa) [default: the --model LM].")
 @click.option("--no-judge", is_flag=True, help="Score with the cheap checks only (contradiction coverage, no copy).")
@@ -92,6 +100,7 @@ def optimize(
     program: Path | None,
     model: str | None,
     api_base: str | None,
+    max_tokens: int | None,
     judge_model: str | None,
     reflection_model: str | None,
     no_judge: bool,
@@ -136,7 +145,7 @@ def optimize(
         tasks = random.Random(seed).sample(tasks, max_tasks)
     train, dev = split_examples(tasks, dev_fraction, seed)
     # Optimizers evaluate the same prompts many times: DSPy's request cache saves those calls here.
-    lm = make_lm(model, api_base=api_base, cache=True)
+    lm = make_lm(model, api_base=api_base, max_tokens=max_tokens, cache=True)
     judge_lm = make_lm(judge_model, cache=True) if judge_model else None  # $HEGELION_API_BASE applies, --api-base not
     reflection_lm = make_lm(reflection_model, cache=True) if reflection_model else None
     # DSPy's optimizers print progress to stdout; keep stdout for our summary.

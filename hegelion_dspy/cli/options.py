@@ -47,7 +47,15 @@ model_option = click.option(
     "--model",
     "-m",
     help="Any model string DSPy/LiteLLM accepts (openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/NAME with "
-    "--api-base), 'scripted' (an offline fake) or 'embedded' [default: $HEGELION_MODEL, else the embedded model].",
+    "--api-base), gguf:PATH (a local GGUF file, run in-process by llama.cpp), 'scripted' (an offline fake) or "
+    "'embedded' [default: $HEGELION_MODEL, else the embedded model].",
+)
+max_tokens_option = click.option(
+    "--max-tokens",
+    type=click.IntRange(1, 1_000_000),
+    default=None,
+    help="New tokens per step; a step that stops there is marked truncated in the trace [default: 2048 for hosted "
+    "models, 1024 for gguf:PATH, 256 for the embedded model].",
 )
 api_base_option = click.option(
     "--api-base",

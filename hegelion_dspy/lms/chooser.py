@@ -1,7 +1,9 @@
-"""Choosing an LM from a model string: the embedded default, the scripted fake, or any DSPy/LiteLLM model.
+"""Choosing an LM from a model string: the embedded default, a local GGUF file (``gguf:PATH``), the scripted fake,
+or any DSPy/LiteLLM model.
 
 Selection order everywhere: an explicit ``model`` argument (``--model``) > ``HEGELION_MODEL`` > the embedded default.
-This module sits above the backends (``base``, ``scripted``, ``embedded``); nothing below imports it.
+Every LM it builds has a per-step ``max_tokens`` (``--max-tokens`` changes it). This module sits above the backends
+(``base``, ``scripted``, ``llamacpp``, ``embedded``, ``hosted``); nothing below imports it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import dspy
 
 from ..errors import ConfigError
 from .adapters import FallbackAdapter
+from .base import DEFAULT_MAX_TOKENS
 from .embedded import EMBEDDED_MODEL
+from .llamacpp import GGUF_PREFIX, parse_gguf_model
 
 ENV_MODEL = "HEGELION_MODEL"
 ENV_API_BASE = "HEGELION_API_BASE"
@@ -45,10 +49,16 @@ def check_model_string(model: str) -> None:
     try:
         litellm.get_llm_provider(model)
     except Exception as exc:  # litellm raises its own BadRequestError subclasses; any failure means "unknown"
+        if model.lower().endswith(".gguf"):
+            raise ConfigError(
+                f"unknown model {model!r}; to run a local GGUF file write {GGUF_PREFIX}PATH, e.g. --model "
+                f"{GGUF_PREFIX}{model}"
+            ) from None
         raise ConfigError(
             f"unknown model {model!r}: {str(exc).splitlines()[0][:200]}. Use a 'provider/model' string DSPy "
             "accepts, e.g. 'openai/gpt-4o-mini', 'anthropic/claude-sonnet-4-5', 'ollama_chat/llama3.2', "
-            "'hosted_vllm/NAME' with --api-base, or 'embedded' for the offline default"
+            f"'hosted_vllm/NAME' with --api-base, '{GGUF_PREFIX}PATH' for a local .gguf file, or 'embedded' for "
+            "the offline default"
         ) from None
 
 
@@ -95,21 +105,37 @@ def make_lm(
     api_key: str | None = None,
     temperature: float | None = None,
     max_tokens: int | None = None,
+    parallel: int | None = None,
     cache: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> dspy.BaseLM:
-    """Build the LM for ``model`` (see ``resolve_model``). The embedded model is loaded once and shared.
+    """Build the LM for ``model`` (see ``resolve_model``).
 
+    ``max_tokens``: new tokens per step [default: the backend's, ``DEFAULT_MAX_TOKENS`` for hosted models].
+    ``parallel``: how many calls will run at once (a batch's concurrency); a local model loads with at least that many
+    parallel slots. A local model (embedded, ``gguf:PATH``) is loaded once per process and shared.
     ``cache`` turns on DSPy's request cache for hosted models. It is off by default: collecting data again (another
     sample of a prompt, ``--no-resume``) must ask the model again, not replay a cached reply as a new trace. The
     optimizer turns it on, since it evaluates the same prompts many times.
     """
     env = os.environ if env is None else env
     name = resolve_model(model, env)
+    if max_tokens is not None and max_tokens < 1:
+        raise ConfigError(f"max_tokens must be at least 1, got {max_tokens}")
     if is_embedded(name):
         from .embedded import embedded_lm
 
-        return embedded_lm()
+        return embedded_lm(max_tokens=max_tokens, slots=parallel)
+    gguf = parse_gguf_model(name)
+    if gguf is not None:
+        from .llamacpp import GGUFLM
+
+        local: dict[str, Any] = {"slots": parallel}
+        if max_tokens is not None:
+            local["max_tokens"] = max_tokens
+        if temperature is not None:
+            local["temperature"] = temperature
+        return GGUFLM(gguf, **local)
     if name == "scripted" or name.startswith("scripted/"):
         from .scripted import ScriptedLM
 
@@ -127,9 +153,20 @@ def make_lm(
         kwargs["api_key"] = key
     if temperature is not None:
         kwargs["temperature"] = temperature
-    if max_tokens is not None:
-        kwargs["max_tokens"] = max_tokens
-    return dspy.LM(name, cache=cache, **kwargs)
+    return _hosted_lm(name, max_tokens, cache, kwargs)
+
+
+def _hosted_lm(name: str, max_tokens: int | None, cache: bool, kwargs: dict[str, Any]) -> dspy.BaseLM:
+    from dspy.utils.exceptions import LMConfigurationError
+
+    from .hosted import REASONING_MAX_TOKENS, HostedLM
+
+    try:
+        return HostedLM(name, max_tokens=max_tokens or DEFAULT_MAX_TOKENS, cache=cache, **kwargs)
+    except LMConfigurationError as exc:
+        if max_tokens is None and "max_tokens" in str(exc):  # a reasoning model: DSPy's own minimum is the default
+            return HostedLM(name, max_tokens=REASONING_MAX_TOKENS, cache=cache, **kwargs)
+        raise ConfigError(f"model {name!r}: {exc}") from None
 
 
 def adapter_for(lm: dspy.BaseLM) -> dspy.Adapter:

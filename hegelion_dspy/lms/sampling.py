@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import LMError
-from .base import ChatMessages, Completion, MessagesLM
+from .base import DEFAULT_MAX_TOKENS, ChatMessages, Completion, MessagesLM
 
 # The sampling bridge: (system prompt, user/assistant messages, max_tokens, temperature) -> the reply.
 SendFn = Callable[[str | None, ChatMessages, int, float | None], Awaitable["Completion | str"]]
@@ -17,12 +17,18 @@ class SamplingLM(MessagesLM):
 
     ``send(system, messages, max_tokens, temperature)`` is an async callable supplied by the caller (the MCP server
     wraps the client's ``sampling/createMessage`` in it). It receives the system prompt separately and the
-    user/assistant messages in order, and returns the reply as a Completion or plain text. There is no synchronous
-    path: run programs with ``acall`` / ``arun_dialectic``.
+    user/assistant messages in order, and returns the reply as a Completion or plain text (a Completion with
+    ``truncated=True`` when the client's model stopped at ``max_tokens``). There is no synchronous path: run programs
+    with ``acall`` / ``arun_dialectic``.
     """
 
     def __init__(
-        self, send: SendFn, *, model: str = "mcp-sampling", max_tokens: int = 2048, temperature: float | None = None
+        self,
+        send: SendFn,
+        *,
+        model: str = "mcp-sampling",
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float | None = None,
     ):
         super().__init__(model, temperature=temperature or 0.0, max_tokens=max_tokens)
         self.send = send
@@ -37,7 +43,7 @@ class SamplingLM(MessagesLM):
     async def acomplete(self, messages: ChatMessages, config: Any) -> Completion:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
         chat = [m for m in messages if m["role"] != "system"]
-        max_tokens = getattr(config, "max_tokens", None) or self.kwargs.get("max_tokens") or 2048
+        max_tokens = self.call_max_tokens(config)
         temperature = getattr(config, "temperature", None)
         if temperature is None:
             temperature = self.requested_temperature
