@@ -86,7 +86,8 @@ class LiveSampler:
         )
         if self.lm is not None:
             self.lm.model = model_name(result.model)
-        return Completion(reply_text(result))
+        # the client's model stopped at the step's max_tokens: the step is recorded as cut off, as with any backend
+        return Completion(reply_text(result), truncated=result.stop_reason == "maxTokens")
 
 
 @dataclass

@@ -54,9 +54,15 @@ class SamplingClient:
     image; ``decline`` refuses every request, as a user who declines the approval prompt."""
 
     def __init__(
-        self, model: str = "client-model-1", decline: bool = False, prose: bool = False, image_on: int | None = None
+        self,
+        model: str = "client-model-1",
+        decline: bool = False,
+        prose: bool = False,
+        image_on: int | None = None,
+        cut_on: int | None = None,
     ):
         self.scripted = ScriptedLM()
+        self.cut_on = cut_on  # that request (1-based) stops at max_tokens
         self.prose = prose
         self.model = model
         self.decline = decline
@@ -74,7 +80,9 @@ class SamplingClient:
         messages += [{"role": m.role, "content": m.content.text} for m in params.messages]
         text = (await self.scripted.acomplete(messages, None)).text
         text = _prose(text) if self.prose else text
-        return CreateMessageResult(role="assistant", content=TextContent(type="text", text=text), model=self.model)
+        stop = "maxTokens" if self.cut_on == len(self.requests) else "endTurn"
+        content = TextContent(type="text", text=text)
+        return CreateMessageResult(role="assistant", content=content, model=self.model, stop_reason=stop)
 
 
 def _prose(marked: str) -> str:
@@ -228,6 +236,17 @@ async def test_a_plain_text_sampling_reply_is_read_whole_with_one_request_per_st
     assert record.rounds[0].antithesis.startswith("the answer")  # the echoed "Antithesis:" label is dropped
     assert [c.description for c in record.rounds[0].contradictions] == ["It ignores edge cases."]  # from the bullet
     assert record.synthesis.startswith("Synthesis v2") and "[[ ##" not in record.synthesis
+
+
+async def test_a_sampling_reply_cut_at_max_tokens_is_recorded_in_its_step(data_dir: Path) -> None:
+    sampler = SamplingClient(cut_on=2)  # the antithesis stops at the step's max_tokens
+    async with Client(build_server(data_dir=data_dir), mode="legacy", sampling_callback=sampler) as client:
+        out = (await client.call_tool("run_dialectic", {"task": TASK})).structured_content
+
+    assert out is not None and out["status"] == "ok"
+    (record,) = read_records(data_dir / "traces.jsonl")
+    assert record.rounds[0].truncated == ["antithesis"]
+    assert sampler.requests[1].max_tokens > 0
 
 
 async def test_modern_sampling_refuses_up_front_what_the_clients_round_budget_cannot_finish(data_dir: Path) -> None:

@@ -29,6 +29,11 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _NotTruncationWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "response was truncated" not in record.getMessage()
+
+
 def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoReturn:
     """Run a click command; turn every expected error into one line on stderr and an exit code."""
     library_log = logging.getLogger("hegelion_dspy")
@@ -37,6 +42,8 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
         library_log.addHandler(handler)
         library_log.setLevel(logging.INFO)
+        # DSPy warns on stderr for every reply cut at max_tokens; the trace records it per step (Round.truncated)
+        logging.getLogger("dspy.clients.lm").addFilter(_NotTruncationWarnings())
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = command.main(
