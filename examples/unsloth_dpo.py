@@ -28,7 +28,9 @@ COLUMNS = ("prompt", "chosen", "rejected")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="DPO with unsloth on hegelion-dataset rows (a GPU, or slowly the CPU).")
+    parser = argparse.ArgumentParser(
+        description="DPO with unsloth on hegelion-dataset rows (a GPU, or slowly the CPU)."
+    )
     parser.add_argument("data", nargs="+", type=Path, help="JSONL written by hegelion-dataset --format dpo[-chat]")
     parser.add_argument("--model", default="unsloth/SmolLM2-135M-Instruct", help="any model unsloth supports")
     parser.add_argument("--output", type=Path, default=Path("out/unsloth-dpo"))

@@ -1,4 +1,4 @@
-"""Phase 3 end to end, offline: agent-written traces -> hegelion-dataset (the real CLI) -> examples/train_*.py -> a model.
+"""Phase 3 end to end, offline: agent-written traces -> hegelion-dataset (the CLI) -> examples/train_*.py -> a model.
 
 The model is a tiny randomly initialised Llama built from a config, with a BPE tokenizer trained on the traces
 (examples/tiny_model.py): nothing is downloaded. Each test runs the real training script for 2 optimizer steps on
@@ -168,7 +168,13 @@ def test_a_model_that_cannot_be_loaded_offline_is_one_line_and_exit_2(trace_log:
     export(trace_log, tmp_path / "dpo.jsonl", "dpo-chat")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "train_dpo.py"), str(tmp_path / "dpo.jsonl"), "--output", str(tmp_path / "out")],
+        [
+            sys.executable,
+            str(EXAMPLES / "train_dpo.py"),
+            str(tmp_path / "dpo.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
         capture_output=True,
         text=True,
         env=env,

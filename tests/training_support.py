@@ -47,7 +47,9 @@ def write_traces(log: Path) -> Path:
             task="A task whose synthesis failed",
             model="openai/gpt-4o-mini",
             source="mcp",
-            rounds=[Round(index=1, thesis="Thesis: a first answer.", antithesis="Antithesis: an objection.", synthesis="")],
+            rounds=[
+                Round(index=1, thesis="Thesis: a first answer.", antithesis="Antithesis: an objection.", synthesis="")
+            ],
             status="failed",
             error=TraceFailure(step="synthesis", round=1, type="LMError", message="the model timed out"),
         )
