@@ -28,7 +28,7 @@ class ModelLoadError(RuntimeError):
 
 def build_parser(description: str, *, default_output: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("data", nargs="+", type=Path, help="JSONL file(s) written by hegelion-dataset")
+    parser.add_argument("data", nargs="+", type=Path, help="JSONL file(s) written by hegelion dataset")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or local folder (default: {DEFAULT_MODEL})")
     parser.add_argument("--output", type=Path, default=Path(default_output), help="where the trained model goes")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
@@ -62,7 +62,7 @@ def build_parser(description: str, *, default_output: str) -> argparse.ArgumentP
         nargs="+",
         default=None,
         metavar="FILE",
-        help="held-out rows (e.g. hegelion-dataset --split's .test.jsonl) to evaluate after training",
+        help="held-out rows (e.g. hegelion dataset --split's .test.jsonl) to evaluate after training",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=None, help="datasets cache (default: ~/.cache/huggingface)")
@@ -76,10 +76,10 @@ def load_rows(paths: Sequence[Path], *, cache_dir: Path | None = None) -> Any:
 
     for path in paths:
         if not path.is_file():
-            raise TrainingDataError(f"cannot read {str(path)!r}: no such file; export one with hegelion-dataset")
+            raise TrainingDataError(f"cannot read {str(path)!r}: no such file; export one with hegelion dataset")
         with open(path, encoding="utf-8", errors="replace") as f:
             if not any(line.strip() for line in f):
-                raise TrainingDataError(f"{path}: no rows; export more traces with hegelion-dataset")
+                raise TrainingDataError(f"{path}: no rows; export more traces with hegelion dataset")
     try:
         return load_dataset(
             "json",
@@ -91,7 +91,7 @@ def load_rows(paths: Sequence[Path], *, cache_dir: Path | None = None) -> Any:
         reason = exc.__cause__ or exc
         raise TrainingDataError(
             f"{', '.join(map(str, paths))}: not rows of one JSONL format ({reason}); "
-            "give files written by one hegelion-dataset --format"
+            "give files written by one hegelion dataset --format"
         ) from None
 
 
@@ -109,7 +109,7 @@ def require_columns(
     wanted = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in formats.items())
     raise TrainingDataError(
         f"{', '.join(map(str, paths))}: columns {sorted(columns)} match none of the formats this trainer reads "
-        f"({wanted}); export with hegelion-dataset --format {export_as or ' or '.join(formats)}"
+        f"({wanted}); export with hegelion dataset --format {export_as or ' or '.join(formats)}"
     )
 
 

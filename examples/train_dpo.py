@@ -1,6 +1,6 @@
-"""Train a model on hegelion-dataset DPO rows with TRL's DPOTrainer (full fine-tune or LoRA), then save it.
+"""Train a model on hegelion dataset DPO rows with TRL's DPOTrainer (full fine-tune or LoRA), then save it.
 
-    hegelion-dataset data/traces.jsonl data/train_dpo.jsonl --format dpo-chat
+    hegelion dataset data/traces.jsonl data/train_dpo.jsonl --format dpo-chat
     python examples/train_dpo.py data/train_dpo.jsonl --model HuggingFaceTB/SmolLM2-135M-Instruct --lora
 
 Reads both DPO formats: ``dpo`` (prompt/chosen/rejected strings, trained as plain text: the prompt, a newline, the
@@ -67,7 +67,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = build_parser("Train on hegelion-dataset DPO rows with TRL's DPOTrainer.", default_output="out/dpo")
+    parser = build_parser("Train on hegelion dataset DPO rows with TRL's DPOTrainer.", default_output="out/dpo")
     parser.add_argument("--beta", type=float, default=0.1, help="DPO beta: how far from the reference (default: 0.1)")
     return parser
 

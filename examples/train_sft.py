@@ -1,6 +1,6 @@
-"""Train a model on hegelion-dataset SFT rows with TRL's SFTTrainer (full fine-tune or LoRA), then save it.
+"""Train a model on hegelion dataset SFT rows with TRL's SFTTrainer (full fine-tune or LoRA), then save it.
 
-    hegelion-dataset data/traces.jsonl data/train_sft.jsonl --format sft-chat
+    hegelion dataset data/traces.jsonl data/train_sft.jsonl --format sft-chat
     python examples/train_sft.py data/train_sft.jsonl --model HuggingFaceTB/SmolLM2-135M-Instruct --lora
 
 Reads the three SFT formats, each trained on one text whichever trainer reads the file (axolotl's
@@ -111,7 +111,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    return build_parser("Train on hegelion-dataset SFT rows with TRL's SFTTrainer.", default_output="out/sft")
+    return build_parser("Train on hegelion dataset SFT rows with TRL's SFTTrainer.", default_output="out/sft")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,7 @@
-"""DPO with unsloth (faster, less memory, 4-bit QLoRA) on rows from hegelion-dataset.
+"""DPO with unsloth (faster, less memory, 4-bit QLoRA) on rows from hegelion dataset.
 
     pip install unsloth                   # in a venv of its own: it caps trl and transformers (docs/training.md)
-    hegelion-dataset data/traces.jsonl data/dpo.jsonl --format dpo-chat
+    hegelion dataset data/traces.jsonl data/dpo.jsonl --format dpo-chat
     python examples/unsloth_dpo.py data/dpo.jsonl --output out/unsloth-dpo [--gguf q4_k_m]
 
 unsloth wraps the same TRL DPOTrainer as train_dpo.py: only the model loading (FastLanguageModel, 4-bit) and the
@@ -29,9 +29,9 @@ COLUMNS = ("prompt", "chosen", "rejected")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="DPO with unsloth on hegelion-dataset rows (a GPU, or slowly the CPU)."
+        description="DPO with unsloth on hegelion dataset rows (a GPU, or slowly the CPU)."
     )
-    parser.add_argument("data", nargs="+", type=Path, help="JSONL written by hegelion-dataset --format dpo[-chat]")
+    parser.add_argument("data", nargs="+", type=Path, help="JSONL written by hegelion dataset --format dpo[-chat]")
     parser.add_argument("--model", default="unsloth/SmolLM2-135M-Instruct", help="any model unsloth supports")
     parser.add_argument("--output", type=Path, default=Path("out/unsloth-dpo"))
     parser.add_argument("--max-length", type=int, default=1024)

@@ -1,4 +1,4 @@
-"""Phase 3 end to end, offline: agent-written traces -> hegelion-dataset (the CLI) -> examples/train_*.py -> a model.
+"""Phase 3 end to end, offline: agent-written traces -> hegelion dataset (the CLI) -> examples/train_*.py -> a model.
 
 The model is a tiny randomly initialised Llama built from a config, with a BPE tokenizer trained on the traces
 (examples/tiny_model.py): nothing is downloaded. Each test runs the real training script for 2 optimizer steps on

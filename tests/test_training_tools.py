@@ -1,7 +1,7 @@
 """axolotl and unsloth, run for real on our exports, each from a venv of its own (.ci/install-training.sh).
 
 Every runnable recipe in examples/axolotl_dpo.yml and examples/axolotl_sft.yml (the config itself and each commented
-alternative) is run as its comments say: the hegelion-dataset commands they give, then `axolotl preprocess` with
+alternative) is run as its comments say: the hegelion dataset commands they give, then `axolotl preprocess` with
 `base_model` pointed at the tiny offline model. The prepared rows must have the shapes axolotl trains on and hold,
 row for row, the same text and loss mask as examples/train_dpo.py / train_sft.py make TRL train on for the same file:
 one file, one training format, whichever trainer reads it. The two configs then train two steps on the CPU, and
@@ -51,7 +51,7 @@ IGNORED = -100  # the label of a token that carries no loss
 
 # -- the recipes the configs document ----------------------------------------------------------------------------------
 
-COMMAND = re.compile(r"^#\s+(hegelion-dataset .+)$")
+COMMAND = re.compile(r"^#\s+(hegelion dataset .+)$")
 ALTERNATIVE = re.compile(r"^# \(([a-z])\) ")
 YAML_START = re.compile(r"^# [a-z_]+:")
 
@@ -78,7 +78,7 @@ class Recipe:
 
 
 def recipes(config: str) -> list[Recipe]:
-    """The config as shipped, then each `# (x)` alternative: its `hegelion-dataset` lines, and its YAML (the commented
+    """The config as shipped, then each `# (x)` alternative: its `hegelion dataset` lines, and its YAML (the commented
     block from `# datasets:` to the next bare `#`) put in place of the config's own keys."""
     text = (EXAMPLES / config).read_text(encoding="utf-8")
     settings = yaml.safe_load(text)
@@ -109,7 +109,7 @@ RECIPES = recipes("axolotl_dpo.yml") + recipes("axolotl_sft.yml")
 def test_each_config_documents_its_alternatives() -> None:
     assert [r.id for r in RECIPES] == ["dpo-main", "dpo-a", "dpo-b", "sft-main", "sft-a", "sft-b", "sft-c"]
     for recipe in RECIPES:
-        assert recipe.commands, f"{recipe.id}: no hegelion-dataset command to make its file"
+        assert recipe.commands, f"{recipe.id}: no hegelion dataset command to make its file"
         assert all("--format" in c for c in recipe.commands)
 
 
@@ -199,7 +199,7 @@ def workdirs(tmp_path_factory: pytest.TempPathFactory, trace_log: Path, tiny_mod
         (folder / "data").mkdir()
         shutil.copy(trace_log, folder / "data" / "traces.jsonl")
         for command in recipe.commands:
-            run_hegelion_dataset(shlex.split(command, comments=True)[1:], cwd=folder)
+            run_hegelion_dataset(shlex.split(command, comments=True)[2:], cwd=folder)
         settings = {**recipe.settings, "base_model": str(tiny_model)}
         (folder / "config.yml").write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
         folders[recipe.id] = folder

@@ -1,4 +1,4 @@
-"""What the training tests share: an agent-written trace log, the real hegelion-dataset command, the example scripts
+"""What the training tests share: an agent-written trace log, the real hegelion dataset command, the example scripts
 and the tiny offline model (examples/tiny_model.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hegelion_dspy.types import Round, TraceFailure, TraceRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
+HEGELION = Path(sys.executable).with_name("hegelion")
 THINGS = ["caching", "code review", "backups", "typing", "logging", "tests", "indexes", "retries"]
 TASKS = [f"Explain topic {n}: why does {thing} matter?" for n, thing in enumerate(THINGS)]
 
@@ -67,10 +67,10 @@ def example(name: str) -> ModuleType:
 
 
 def run_hegelion_dataset(args: list[str], *, cwd: Path | None = None) -> str:
-    """Run hegelion-dataset as a user does; return its summary line (stderr)."""
-    assert HEGELION_DATASET.exists(), f"{HEGELION_DATASET} is missing: pip install -e ."
+    """Run `hegelion dataset ARGS` as a user does; return its summary line (stderr)."""
+    assert HEGELION.exists(), f"{HEGELION} is missing: pip install -e ."
     done = subprocess.run(
-        [str(HEGELION_DATASET), *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
+        [str(HEGELION), "dataset", *args], capture_output=True, text=True, timeout=120, cwd=cwd, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stderr
