@@ -11,12 +11,24 @@ import importlib.util
 import json
 import math
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from training_support import EXAMPLES, TASKS, example, export, read_rows, save_tiny_model, write_traces
+from training_support import (
+    EXAMPLES,
+    ROOT,
+    TASKS,
+    example,
+    export,
+    read_rows,
+    run_hegelion_dataset,
+    save_tiny_model,
+    write_traces,
+)
 
 if importlib.util.find_spec("trl") is None:  # found without importing it: `-m "not slow"` stays quick
     pytest.skip("needs the training stack: pip install -e '.[train]'", allow_module_level=True)
@@ -193,3 +205,28 @@ def test_a_model_that_cannot_be_loaded_offline_is_one_line_and_exit_2(trace_log:
 def test_a_missing_model_folder_is_named() -> None:
     message = example("train_common").model_load_message("./out/tiny", OSError("not found"))
     assert message.startswith("cannot load the model './out/tiny': no such model folder")
+
+
+@TRL_CHECKPOINTING
+def test_the_readme_phase_3_dry_run_trains_offline(
+    trace_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's phase-2 split export, then its phase-3 dry-run lines, run as written in a folder with the log.
+    block = (ROOT / "README.md").read_text(encoding="utf-8").split("# 3. Training")[1].split("```")[0]
+    dry_run = [shlex.split(line.split("#")[0]) for line in block.splitlines() if "out/tiny" in line]
+    assert [argv[:2] for argv in dry_run] == [
+        ["python", "examples/tiny_model.py"],
+        ["python", "examples/train_dpo.py"],
+    ]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copy(trace_log, tmp_path / "data" / "traces.jsonl")
+    run_hegelion_dataset(["data/traces.jsonl", "data/dpo.jsonl", "--format", "dpo-chat", "--split", "0.1"])
+
+    for _, script, *args in dry_run:
+        if script.endswith("train_dpo.py"):
+            args += ["--cache-dir", str(tmp_path / "datasets-cache")]  # not the developer's ~/.cache
+        assert example(Path(script).stem).main(args) == 0
+
+    state = json.loads((tmp_path / "out" / "dry-run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
