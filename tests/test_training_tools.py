@@ -5,7 +5,8 @@ alternative) is run as its comments say: the hegelion dataset commands they give
 `base_model` pointed at the tiny offline model. The prepared rows must have the shapes axolotl trains on and hold,
 row for row, the same text and loss mask as examples/train_dpo.py / train_sft.py make TRL train on for the same file:
 one file, one training format, whichever trainer reads it. The two configs then train two steps on the CPU, and
-examples/unsloth_dpo.py trains two DPO steps; the loss must be finite and the adapter weights must move.
+examples/unsloth_dpo.py and unsloth_sft.py train two steps on each format they read; the loss must be finite and the
+adapter weights must move.
 """
 
 from __future__ import annotations
@@ -210,7 +211,14 @@ def workdirs(tmp_path_factory: pytest.TempPathFactory, trace_log: Path, tiny_mod
 # the configs train, their alternatives are preprocessed. Two steps of one row pair each, a checkpoint at the end.
 AXOLOTL_TRAIN = ["--max-steps=2", "--logging-steps=1", "--gradient-accumulation-steps=1"]
 AXOLOTL_TRAIN += ["--save-strategy=steps", "--save-steps=2"]
-UNSLOTH_RUNS = {"chat-4bit": ("dpo-chat", []), "plain-16bit": ("dpo", ["--no-4bit"])}
+# examples/unsloth_{dpo,sft}.py on each format they read, 4-bit (their default) and 16-bit.
+UNSLOTH_RUNS = {
+    "dpo-chat-4bit": ("unsloth_dpo", "dpo-chat", []),
+    "dpo-16bit": ("unsloth_dpo", "dpo", ["--no-4bit"]),
+    "sft-chat-4bit": ("unsloth_sft", "sft-chat", []),
+    "sft-16bit": ("unsloth_sft", "sft", ["--no-4bit"]),
+    "instruction-4bit": ("unsloth_sft", "instruction", []),
+}
 
 
 @pytest.fixture(scope="module")
@@ -229,18 +237,12 @@ def runs(
             jobs[recipe.id] = ([str(axolotl), *action], workdirs[recipe.id], env)
     if (python := UNSLOTH_VENV / "bin" / "python").exists():
         env = tool_env(UNSLOTH_VENV, tmp_path_factory.mktemp("hf-unsloth"))
-        for name, (fmt, extra) in UNSLOTH_RUNS.items():
+        for name, (script, fmt, extra) in UNSLOTH_RUNS.items():
             folder = tmp_path_factory.mktemp(f"unsloth-{name}")
-            run_hegelion_dataset([str(trace_log), str(folder / "dpo.jsonl"), "--format", fmt])
-            argv = [
-                str(python),
-                str(EXAMPLES / "unsloth_dpo.py"),
-                str(folder / "dpo.jsonl"),
-                "--model",
-                str(tiny_model),
-            ]
+            run_hegelion_dataset([str(trace_log), str(folder / "rows.jsonl"), "--format", fmt])
+            argv = [str(python), str(EXAMPLES / f"{script}.py"), str(folder / "rows.jsonl"), "--model", str(tiny_model)]
             argv += ["--output", str(folder / "out"), "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1"]
-            argv += ["--logging-steps", "1", "--max-length", "256", *extra]
+            argv += ["--logging-steps", "1", "--max-length", "256", "--cache-dir", str(folder / "cache"), *extra]
             jobs[f"unsloth-{name}"] = (argv, folder, env)
     return run_all(jobs)
 
@@ -389,7 +391,7 @@ def test_axolotl_trains_each_config_two_steps_on_a_cpu(
 
 
 @pytest.mark.parametrize("name", list(UNSLOTH_RUNS))
-def test_unsloth_trains_two_dpo_steps_on_a_cpu(name: str, runs: dict[str, Run]) -> None:
+def test_unsloth_trains_two_steps_on_a_cpu(name: str, runs: dict[str, Run]) -> None:
     tool(UNSLOTH_VENV, "python")
     run = runs[f"unsloth-{name}"]
 
