@@ -84,7 +84,7 @@ def recipes(config: str) -> list[Recipe]:
     text = (EXAMPLES / config).read_text(encoding="utf-8")
     settings = yaml.safe_load(text)
     lines = text.splitlines()
-    header = [line for line in lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))]]
+    header = lines[: next(i for i, x in enumerate(lines) if not x.startswith("#"))]
     found = [Recipe(config, "main", tuple(m[1] for x in header if (m := COMMAND.match(x))), settings)]
     i = 0
     while i < len(lines):
@@ -112,6 +112,11 @@ def test_each_config_documents_its_alternatives() -> None:
     for recipe in RECIPES:
         assert recipe.commands, f"{recipe.id}: no hegelion dataset command to make its file"
         assert all("--format" in c for c in recipe.commands)
+    split = [r for r in RECIPES if any("--split" in c for c in r.commands)]
+    assert [r.id for r in split] == ["dpo-b", "sft-c"]
+    for recipe in split:  # --split writes OUT's stem + .train.jsonl / .test.jsonl, never OUT itself
+        assert recipe.train_file().endswith(".train.jsonl")
+        assert recipe.settings["test_datasets"][0]["path"].endswith(".test.jsonl")
 
 
 # -- running the tools -------------------------------------------------------------------------------------------------
