@@ -226,16 +226,39 @@ UNSLOTH_RUNS = {
 }
 
 
+def selected_runs(session: pytest.Session) -> set[str]:
+    """The runs the selected tests of this module read (`-k sft-a` need not train everything)."""
+    names = set()
+    for item in session.items:
+        params = item.callspec.params if isinstance(item, pytest.Function) and hasattr(item, "callspec") else {}
+        if item.path != Path(__file__):
+            continue
+        if "recipe" in params:
+            names.add(params["recipe"].id)
+        if "config" in params:
+            names.add(f"{params['config']}-main")
+        if "name" in params:
+            names.add(f"unsloth-{params['name']}")
+    return names
+
+
 @pytest.fixture(scope="module")
 def runs(
-    workdirs: dict[str, Path], trace_log: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+    workdirs: dict[str, Path],
+    trace_log: Path,
+    tiny_model: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> dict[str, Run]:
-    """Every run of a tool in this module, two at a time (most of each is the tool importing itself); a tool whose
-    venv is missing is left out, and its tests say so through need()."""
+    """Every run of a tool the selected tests read, two at a time (most of each is the tool importing itself); a tool
+    whose venv is missing is left out, and its tests say so through need()."""
+    wanted = selected_runs(request.session)
     jobs: dict[str, tuple[list[str], Path, dict[str, str]]] = {}
     if (axolotl := AXOLOTL_VENV / "bin" / "axolotl").exists():
         env = tool_env(AXOLOTL_VENV, tmp_path_factory.mktemp("hf-axolotl"))
         for recipe in sorted(RECIPES, key=lambda r: r.variant != "main"):  # the longer runs first
+            if recipe.id not in wanted:
+                continue
             action = (
                 ["train", "config.yml", *AXOLOTL_TRAIN] if recipe.variant == "main" else ["preprocess", "config.yml"]
             )
@@ -243,6 +266,8 @@ def runs(
     if (python := UNSLOTH_VENV / "bin" / "python").exists():
         env = tool_env(UNSLOTH_VENV, tmp_path_factory.mktemp("hf-unsloth"))
         for name, (script, fmt, extra) in UNSLOTH_RUNS.items():
+            if f"unsloth-{name}" not in wanted:
+                continue
             folder = tmp_path_factory.mktemp(f"unsloth-{name}")
             run_hegelion_dataset([str(trace_log), str(folder / "rows.jsonl"), "--format", fmt])
             argv = [str(python), str(EXAMPLES / f"{script}.py"), str(folder / "rows.jsonl"), "--model", str(tiny_model)]
