@@ -43,7 +43,7 @@ def main() -> None:
     judge_lm = make_lm(args.judge_model) if args.judge_model else lm
     reflection_lm = make_lm(args.reflection_model) if args.reflection_model else None
 
-    # 1. Collect, scoring every ok trace with the judge: record.score (0..1) is what hegelion-dataset --min-score reads.
+    # 1. Collect, scoring every ok trace with the judge: record.score (0..1) is what hegelion dataset --min-score reads.
     ctx = RunContext.build(lm=lm, judge=judge_lm)
     for task in TASKS:
         record = run_dialectic(task, ctx=ctx, store=store)

@@ -22,9 +22,13 @@ class TrainingDataError(ValueError):
     """A training file is missing, empty or not in the format the trainer needs."""
 
 
+class ModelLoadError(RuntimeError):
+    """--model names nothing that can be loaded here: not a folder, and not in the Hugging Face cache or reachable."""
+
+
 def build_parser(description: str, *, default_output: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("data", nargs="+", type=Path, help="JSONL file(s) written by hegelion-dataset")
+    parser.add_argument("data", nargs="+", type=Path, help="JSONL file(s) written by hegelion dataset")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or local folder (default: {DEFAULT_MODEL})")
     parser.add_argument("--output", type=Path, default=Path(default_output), help="where the trained model goes")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
@@ -58,7 +62,7 @@ def build_parser(description: str, *, default_output: str) -> argparse.ArgumentP
         nargs="+",
         default=None,
         metavar="FILE",
-        help="held-out rows (e.g. hegelion-dataset --split's .test.jsonl) to evaluate after training",
+        help="held-out rows (e.g. hegelion dataset --split's .test.jsonl) to evaluate after training",
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache-dir", type=Path, default=None, help="datasets cache (default: ~/.cache/huggingface)")
@@ -72,10 +76,10 @@ def load_rows(paths: Sequence[Path], *, cache_dir: Path | None = None) -> Any:
 
     for path in paths:
         if not path.is_file():
-            raise TrainingDataError(f"cannot read {str(path)!r}: no such file; export one with hegelion-dataset")
+            raise TrainingDataError(f"cannot read {str(path)!r}: no such file; export one with hegelion dataset")
         with open(path, encoding="utf-8", errors="replace") as f:
             if not any(line.strip() for line in f):
-                raise TrainingDataError(f"{path}: no rows; export more traces with hegelion-dataset")
+                raise TrainingDataError(f"{path}: no rows; export more traces with hegelion dataset")
     try:
         return load_dataset(
             "json",
@@ -87,7 +91,7 @@ def load_rows(paths: Sequence[Path], *, cache_dir: Path | None = None) -> Any:
         reason = exc.__cause__ or exc
         raise TrainingDataError(
             f"{', '.join(map(str, paths))}: not rows of one JSONL format ({reason}); "
-            "give files written by one hegelion-dataset --format"
+            "give files written by one hegelion dataset --format"
         ) from None
 
 
@@ -105,18 +109,16 @@ def require_columns(
     wanted = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in formats.items())
     raise TrainingDataError(
         f"{', '.join(map(str, paths))}: columns {sorted(columns)} match none of the formats this trainer reads "
-        f"({wanted}); export with hegelion-dataset --format {export_as or ' or '.join(formats)}"
+        f"({wanted}); export with hegelion dataset --format {export_as or ' or '.join(formats)}"
     )
 
 
-def separate_prompt(row: dict[str, Any], *, completions: Sequence[str]) -> dict[str, Any]:
-    """Put a newline between a plain-text prompt and its completion(s): TRL joins them as ``prompt + completion``."""
+def separate_prompt(row: dict[str, Any]) -> dict[str, Any]:
+    """End a plain-text prompt with a newline: TRL joins ``prompt + completion`` as they are, so the trained text is
+    prompt, newline, answer. Always one newline, whatever the texts hold, so the text is the same in every trainer (the
+    axolotl configs write ``"{prompt}\\n"``). Conversational rows (message lists) are left to the chat template."""
     prompt = row["prompt"]
-    if not isinstance(prompt, str) or not prompt or prompt[-1].isspace():
-        return row
-    if any(isinstance(row[k], str) and row[k][:1].isspace() for k in completions):
-        return row
-    return {**row, "prompt": prompt + "\n"}
+    return {**row, "prompt": prompt + "\n"} if isinstance(prompt, str) else row
 
 
 def precision_flags(precision: str, *, cpu: bool) -> dict[str, bool]:
@@ -175,12 +177,38 @@ def lora_config(args: argparse.Namespace) -> Any:
 
 
 def load_tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
+    """The tokenizer of ``model``, after checking that the model itself can be loaded here (else ModelLoadError)."""
+    from transformers import AutoConfig, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    try:
+        AutoConfig.from_pretrained(model)
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:  # transformers: OSError; a malformed Hub id: HFValidationError(ValueError)
+        raise ModelLoadError(model_load_message(model, exc)) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def model_load_message(model: str, exc: BaseException) -> str:
+    """One line that says why ``model`` could not be loaded and what to do instead."""
+    dry_run = "python examples/tiny_model.py out/tiny --data FILE builds a tiny local one for a dry run"
+    if model.startswith((".", "/", "~")) or model.count("/") != 1:  # a path, never a Hub id ("org/name")
+        return f"cannot load the model {model!r}: no such model folder; give --model a folder ({dry_run})"
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    names = {type(e).__name__ for e in chain}
+    if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} or "couldn't connect" in str(exc):
+        return (
+            f"cannot load the model {model!r} offline: it is neither a local folder nor in the Hugging Face cache; "
+            f"download it once where the Hub is reachable (hf download {model}), or give --model a local folder "
+            f"({dry_run})"
+        )
+    lines = str(exc).strip().splitlines()
+    return f"cannot load the model {model!r}: {lines[0] if lines else type(exc).__name__}"
 
 
 def finish(trainer: Any, args: argparse.Namespace, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +238,7 @@ def run(
         parser.error("--merge only applies with --lora")
     try:
         metrics = train(args)
-    except TrainingDataError as exc:
+    except (TrainingDataError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"output": str(args.output), **metrics}))

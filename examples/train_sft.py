@@ -1,11 +1,17 @@
-"""Train a model on hegelion-dataset SFT rows with TRL's SFTTrainer (full fine-tune or LoRA), then save it.
+"""Train a model on hegelion dataset SFT rows with TRL's SFTTrainer (full fine-tune or LoRA), then save it.
 
-    hegelion-dataset data/traces.jsonl data/train_sft.jsonl --format sft-chat
+    hegelion dataset data/traces.jsonl data/train_sft.jsonl --format sft-chat
     python examples/train_sft.py data/train_sft.jsonl --model HuggingFaceTB/SmolLM2-135M-Instruct --lora
 
-Reads the three SFT formats: ``sft`` (prompt/completion strings: the loss is on the completion only),
-``sft-chat`` (``messages``, rendered with the model's chat template) and ``instruction`` (alpaca
-instruction/input/output, turned into a user/assistant exchange when the tokenizer has a chat template).
+Reads the three SFT formats, each trained on one text whichever trainer reads the file (axolotl's
+examples/axolotl_sft.yml renders the same text), with the loss on the answer (the synthesis) only:
+
+- ``sft-chat`` (``messages``): the model's chat template; the last (assistant) message is the completion. For
+  chat/instruct models.
+- ``sft`` (prompt/completion strings): plain text, the prompt, a newline, the answer. For base models.
+- ``instruction`` (Alpaca instruction/input/output): the Alpaca prompt ("Below is an instruction ... ### Response:"),
+  as axolotl's ``alpaca`` type writes it.
+
 Writes to --output the model (or the LoRA adapter) with its tokenizer, trainer_state.json and train_results.json.
 """
 
@@ -20,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_common import (
+    TrainingDataError,
     build_parser,
     common_config,
     finish,
@@ -37,16 +44,31 @@ FORMATS = {
     "instruction": ("instruction", "input", "output"),
 }
 
+# The Alpaca prompt, exactly as axolotl's `alpaca` type (and the Stanford Alpaca recipe) renders it.
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
 
-def instruction_to_prompt_completion(row: dict[str, str], *, chat: bool) -> dict[str, Any]:
-    """An alpaca row as a prompt/completion pair: a user/assistant exchange if ``chat``, else plain text."""
-    request = row["instruction"] + (f"\n\n{row['input']}" if row["input"] else "")
-    if chat:
-        return {
-            "prompt": [{"role": "user", "content": request}],
-            "completion": [{"role": "assistant", "content": row["output"]}],
-        }
-    return {"prompt": request, "completion": row["output"]}
+
+def alpaca_prompt_completion(row: dict[str, str]) -> dict[str, str]:
+    """An Alpaca row as the Alpaca prompt and its response."""
+    template = ALPACA_PROMPT if row["input"] else ALPACA_PROMPT_NO_INPUT
+    return {"prompt": template.format(instruction=row["instruction"], input=row["input"]), "completion": row["output"]}
+
+
+def chat_prompt_completion(row: dict[str, list[dict[str, str]]]) -> dict[str, list[dict[str, str]]]:
+    """A conversation as the turns before the answer and the answer (the last, assistant, message): TRL then puts
+    the loss on the answer only, as axolotl's ``roles_to_train: ["assistant"]`` does."""
+    messages = row["messages"]
+    if not messages or messages[-1]["role"] != "assistant":
+        raise TrainingDataError(f"a conversation must end with the assistant's answer; got {messages[-1:]!r}")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
 def load(paths: Sequence[Path], args: argparse.Namespace) -> tuple[Any, str]:
@@ -55,41 +77,45 @@ def load(paths: Sequence[Path], args: argparse.Namespace) -> tuple[Any, str]:
     return dataset.select_columns(list(FORMATS[fmt])), fmt  # e.g. drops --with-metadata's column
 
 
-def prepare(dataset: Any, fmt: str, tokenizer: Any) -> Any:
+def prepare(dataset: Any, fmt: str) -> Any:
+    """Rows as TRL prompt/completion pairs, so that the loss is on the completion (the synthesis) only."""
+    if fmt == "sft-chat":
+        return dataset.map(chat_prompt_completion, remove_columns=["messages"])
     if fmt == "instruction":
-        dataset = dataset.map(
-            instruction_to_prompt_completion,
-            fn_kwargs={"chat": tokenizer.chat_template is not None},
-            remove_columns=list(FORMATS["instruction"]),
-        )
-    if fmt in ("sft", "instruction"):
-        dataset = dataset.map(separate_prompt, fn_kwargs={"completions": ("completion",)})
-    return dataset
+        return dataset.map(alpaca_prompt_completion, remove_columns=list(FORMATS["instruction"]))
+    return dataset.map(separate_prompt)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
+def build_trainer(args: argparse.Namespace) -> Any:
+    """The SFTTrainer, its rows tokenized (``trainer.train_dataset``: input_ids, completion_mask)."""
     dataset, fmt = load(args.data, args)
     evaluation = load(args.eval, args) if args.eval else None
+    tokenizer = load_tokenizer(args.model)
 
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = load_tokenizer(args.model)
-    config = SFTConfig(**common_config(args))
-    trainer = SFTTrainer(
+    return SFTTrainer(
         model=args.model,
-        args=config,
-        train_dataset=prepare(dataset, fmt, tokenizer),
-        eval_dataset=prepare(*evaluation, tokenizer) if evaluation else None,
+        args=SFTConfig(**common_config(args)),
+        train_dataset=prepare(dataset, fmt),
+        eval_dataset=prepare(*evaluation) if evaluation else None,
         processing_class=tokenizer,
         peft_config=lora_config(args),
     )
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    trainer = build_trainer(args)
     result = trainer.train()
     return finish(trainer, args, result.metrics)
 
 
+def parser() -> argparse.ArgumentParser:
+    return build_parser("Train on hegelion dataset SFT rows with TRL's SFTTrainer.", default_output="out/sft")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser("Train on hegelion-dataset SFT rows with TRL's SFTTrainer.", default_output="out/sft")
-    return run(train, parser, argv)
+    return run(train, parser(), argv)
 
 
 if __name__ == "__main__":

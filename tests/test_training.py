@@ -1,4 +1,4 @@
-"""Phase 3 end to end, offline: scripted traces -> hegelion-dataset (the real CLI) -> examples/train_*.py -> a model.
+"""Phase 3 end to end, offline: agent-written traces -> hegelion dataset (the CLI) -> examples/train_*.py -> a model.
 
 The model is a tiny randomly initialised Llama built from a config, with a BPE tokenizer trained on the traces
 (examples/tiny_model.py): nothing is downloaded. Each test runs the real training script for 2 optimizer steps on
@@ -10,23 +10,28 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-from hegelion_dspy.collect import RunContext, run_dialectic
-from hegelion_dspy.lms.scripted import ScriptedLM
-from hegelion_dspy.store import TraceStore
+from training_support import (
+    EXAMPLES,
+    ROOT,
+    TASKS,
+    example,
+    export,
+    read_rows,
+    run_hegelion_dataset,
+    save_tiny_model,
+    write_traces,
+)
 
 if importlib.util.find_spec("trl") is None:  # found without importing it: `-m "not slow"` stays quick
     pytest.skip("needs the training stack: pip install -e '.[train]'", allow_module_level=True)
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
-TASKS = [f"Explain topic {n}: why does {thing} matter?" for n, thing in enumerate("abcdefgh")]
 
 # TRL 1.x still calls transformers 5's deprecated gradient-checkpointing names (model.is_gradient_checkpointing,
 # gradient_checkpointing_enable/disable); the FutureWarning is theirs to fix, not ours.
@@ -35,57 +40,23 @@ TRL_CHECKPOINTING = pytest.mark.filterwarnings(
 )
 
 
-def _example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def trace_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """8 ok traces of 2 rounds each, plus one failed trace the exporter must leave out."""
-    log = tmp_path_factory.mktemp("traces") / "traces.jsonl"
-    store = TraceStore(log)
-    ctx = RunContext.build(lm=ScriptedLM(), iterations=2)
-    for task in TASKS:
-        assert run_dialectic(task, ctx=ctx, store=store).ok
-    failed = run_dialectic("A task whose synthesis fails", lm=ScriptedLM(fail_on={"synthesis"}), store=store)
-    assert failed.status == "failed"
-    return log
+    """8 ok traces of 2 rounds each, written as an agent writes them, plus one failed trace."""
+    return write_traces(tmp_path_factory.mktemp("traces") / "traces.jsonl")
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, trace_log: Path) -> Path:
-    tiny = _example("tiny_model")
-    return tiny.save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tiny.texts_from_jsonl([trace_log]))
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def export(trace_log: Path, output: Path, fmt: str, *extra: str) -> str:
-    """Run hegelion-dataset as a user does; return its summary line (stderr)."""
-    assert HEGELION_DATASET.exists(), f"{HEGELION_DATASET} is missing: pip install -e ."
-    done = subprocess.run(
-        # the traces come from the scripted fake, a demo model: this offline dry run asks for them explicitly
-        [str(HEGELION_DATASET), str(trace_log), str(output), "--format", fmt, "--include-demo", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stderr
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", [trace_log])
 
 
 def train(script: str, data: Path, model: Path, output: Path, *extra: str) -> dict:
     """Run examples/<script>.py's main() for 2 steps on the CPU; return what it saved in trainer_state.json."""
     argv = [str(data), "--model", str(model), "--output", str(output), "--cpu", "--max-steps", "2"]
-    argv += ["--batch-size", "2", "--grad-accum", "1", "--max-length", "96", "--logging-steps", "1", "--lr", "1e-3"]
+    argv += ["--batch-size", "2", "--grad-accum", "1", "--max-length", "256", "--logging-steps", "1", "--lr", "1e-3"]
     argv += ["--cache-dir", str(output.parent / "hf-datasets-cache"), *extra]
-    assert _example(script).main(argv) == 0
+    assert example(script).main(argv) == 0
     return json.loads((output / "trainer_state.json").read_text())
 
 
@@ -178,7 +149,7 @@ def test_a_file_in_the_wrong_format_is_refused_before_loading_a_model(
     export(trace_log, tmp_path / "sft.jsonl", "sft")
     argv = [str(tmp_path / "sft.jsonl"), "--model", str(tmp_path / "no-such-model"), "--output", str(tmp_path / "out")]
 
-    assert _example("train_dpo").main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert example("train_dpo").main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 2
 
     err = capsys.readouterr().err
     assert "['completion', 'prompt']" in err and "--format dpo" in err
@@ -198,38 +169,64 @@ def test_an_unusable_file_is_reported_by_name(
         data.write_text(content)
     argv = [str(data), "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
 
-    assert _example("train_sft").main(argv) == 2
+    assert example("train_sft").main(argv) == 2
 
     err = capsys.readouterr().err
     assert "rows.jsonl" in err and message in err, err
 
 
-# The columns each axolotl dataset `type` reads (axolotl docs/rlhf.qmd and docs/dataset-formats).
-AXOLOTL_COLUMNS = {
-    "chatml.prompt_pairs": {"prompt", "chosen", "rejected"},
-    "chat_template.default": {"prompt", "chosen", "rejected"},  # field_messages/field_chosen/field_rejected below
-    "alpaca": {"instruction", "input", "output"},
-}
+def test_a_model_that_cannot_be_loaded_offline_is_one_line_and_exit_2(trace_log: Path, tmp_path: Path) -> None:
+    # The README's phase-3 command on a machine that has never downloaded the model and cannot reach the Hub.
+    export(trace_log, tmp_path / "dpo.jsonl", "dpo-chat")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "train_dpo.py"),
+            str(tmp_path / "dpo.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    line = done.stderr.strip().splitlines()[-1]  # above it only the datasets progress bars of reading the file
+    assert line.startswith("error: cannot load the model 'HuggingFaceTB/SmolLM2-135M-Instruct' offline")
+    assert "hf download HuggingFaceTB/SmolLM2-135M-Instruct" in line and "examples/tiny_model.py" in line
+    assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(
-    ("config", "fmt"), [("axolotl_dpo.yml", "dpo"), ("axolotl_sft.yml", "sft-chat")], ids=["dpo", "sft"]
-)
-def test_axolotl_configs_read_the_columns_hegelion_dataset_writes(
-    trace_log: Path, tmp_path: Path, config: str, fmt: str
+def test_a_missing_model_folder_is_named() -> None:
+    message = example("train_common").model_load_message("./out/tiny", OSError("not found"))
+    assert message.startswith("cannot load the model './out/tiny': no such model folder")
+
+
+@TRL_CHECKPOINTING
+def test_the_readme_phase_3_dry_run_trains_offline(
+    trace_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import yaml
+    # The README's phase-2 split export, then its phase-3 dry-run lines, run as written in a folder with the log.
+    block = (ROOT / "README.md").read_text(encoding="utf-8").split("# 3. Training")[1].split("```")[0]
+    dry_run = [shlex.split(line.split("#")[0]) for line in block.splitlines() if "out/tiny" in line]
+    assert [argv[:2] for argv in dry_run] == [
+        ["python", "examples/tiny_model.py"],
+        ["python", "examples/train_dpo.py"],
+    ]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    shutil.copy(trace_log, tmp_path / "data" / "traces.jsonl")
+    run_hegelion_dataset(["data/traces.jsonl", "data/dpo.jsonl", "--format", "dpo-chat", "--split", "0.1"])
 
-    text = (EXAMPLES / config).read_text()
-    settings = yaml.safe_load(text)
-    (dataset,) = settings["datasets"]
-    export(trace_log, tmp_path / "rows.jsonl", fmt)
-    columns = set(read_rows(tmp_path / "rows.jsonl")[0])
+    for _, script, *args in dry_run:
+        if script.endswith("train_dpo.py"):
+            args += ["--cache-dir", str(tmp_path / "datasets-cache")]  # not the developer's ~/.cache
+        assert example(Path(script).stem).main(args) == 0
 
-    assert f"--format {fmt} " in text  # the comment tells the user which export to run
-    assert dataset["ds_type"] == "json" and Path(dataset["path"]).suffix == ".jsonl"
-    if dataset["type"] == "chat_template":
-        assert dataset["field_messages"] in columns
-    else:
-        assert AXOLOTL_COLUMNS[dataset["type"]] == columns
-    assert settings.get("rl") == ("dpo" if fmt == "dpo" else None)
+    state = json.loads((tmp_path / "out" / "dry-run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
