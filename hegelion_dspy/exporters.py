@@ -245,6 +245,26 @@ def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
 LabelOf = Callable[[str, str], "Label | None"]
 
 
+def _reviewed(
+    record: TraceRecord,
+    examples: Iterable[RowSource],
+    label_of: LabelOf,
+    outcomes: dict[str, int],
+    dropped: dict[str, int],
+    reviewed_only: bool,
+) -> list[RowSource]:
+    """The examples the reviewers' labels keep, with swaps and edits applied; outcomes and label drops counted. The row
+    checks (``drop_reason``) are left to the caller, as for unlabelled examples."""
+    kept = []
+    for ex, outcome, reason in judged_examples(record, examples, label_of, reviewed_only=reviewed_only, checks=False):
+        outcomes[outcome] += 1
+        if reason is None:
+            kept.append(ex)
+        else:
+            dropped[reason] += 1
+    return kept
+
+
 def judged_examples(
     record: TraceRecord,
     examples: Iterable[RowSource],
@@ -252,8 +272,10 @@ def judged_examples(
     *,
     min_chars: int = 0,
     reviewed_only: bool = False,
+    checks: bool = True,
 ) -> Iterator[tuple[RowSource, str, str | None]]:
-    """Each example with its pair's label applied: ``(example, outcome, drop reason or None)``.
+    """Each example with its pair's label applied: ``(example, outcome, drop reason or None)`` (``checks=False``
+    leaves out the row checks of ``drop_reason``, for a caller that runs them itself).
 
     ``label_of(trace_id, pair)`` gives the latest label (``LabelBook.get``). A rejected pair drops as
     ``rejected_by_reviewer``; with ``reviewed_only`` an undecided pair drops as ``not_reviewed``; a swap or an edit
@@ -270,7 +292,7 @@ def judged_examples(
         elif reviewed_only:
             yield ex, outcome, "not_reviewed"
             continue
-        yield ex, outcome, drop_reason(ex, min_chars=min_chars)
+        yield ex, outcome, drop_reason(ex, min_chars=min_chars) if checks else None
 
 
 # -- the options ---------------------------------------------------------------------------------------------------
@@ -813,7 +835,9 @@ def _stream(
     steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
     shape, system, min_chars, min_score = _SHAPERS[opts.format], opts.system, opts.min_chars, opts.min_score
     with_metadata = opts.with_metadata
-    left_out = opts.compiled()
+    # the filter as a plain function, only when one is set; demo traces are checked inline (the common case)
+    left_out = opts.compiled() if opts.narrows else None
+    include_demo = opts.include_demo
     ranked = _Ranked(opts.keep) if opts.dedupe and opts.keep != "first" else None
     seen: set[bytes] | None = set() if opts.dedupe and opts.keep == "first" else None
     origins = _Origins()
@@ -827,7 +851,8 @@ def _stream(
     parts = list(files)
     writers = [files[name].fh.write for name in parts]
     position = [0] * len(parts)
-    first_created = last_created = None  # without dedupe, tracked as traces are written
+    first_created: datetime | None = None  # without ranking, tracked as traces are written
+    last_created: datetime | None = None
     for path in inputs:
         read_before, invalid_before = report.traces_read, report.invalid
         book = fixed_book
@@ -840,13 +865,17 @@ def _stream(
             if record.cost_usd is not None:
                 report.cost_usd += record.cost_usd
                 report.priced_traces += 1
-            if not record.ok:
+            if record.status != "ok":
                 dropped["failed"] += 1
                 continue
-            reason = left_out(record)
-            if reason is not None:
-                dropped[reason] += 1
+            if record.demo and not include_demo:
+                dropped["demo"] += 1
                 continue
+            if left_out is not None:
+                reason = left_out(record)
+                if reason is not None:
+                    dropped[reason] += 1
+                    continue
             if min_score is not None:
                 if record.score is None:
                     dropped["no_score"] += 1
@@ -857,10 +886,9 @@ def _stream(
             if keyed:
                 key = normalize_task(record.task).encode()
                 digest = hashlib.blake2b(key, digest_size=16).digest()
-            created = record.created_at.timestamp()
             slot = -1
             if ranked is not None:
-                rank = (-1.0 if record.score is None else record.score, created)
+                rank = (-1.0 if record.score is None else record.score, record.created_at.timestamp())
                 short = int.from_bytes(digest[:8], "big")
                 slot = ranked.find(short)
                 if slot >= 0 and not ranked.beats(slot, *rank):
@@ -870,17 +898,13 @@ def _stream(
                 dropped["duplicate_prompt"] += 1
                 continue
             examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
-            lines: list[bytes] = []
             if label_of is None:  # no labels for this input: every example is unreviewed, skip the lookups
                 outcomes["unreviewed"] += len(examples)
-                judged: Iterable[tuple[RowSource, str, str | None]] = (
-                    (ex, "unreviewed", drop_reason(ex, min_chars=min_chars)) for ex in examples
-                )
             else:
-                judged = judged_examples(record, examples, label_of, min_chars=min_chars, reviewed_only=reviewed_only)
-            for ex, outcome, reason in judged:
-                if label_of is not None:
-                    outcomes[outcome] += 1
+                examples = _reviewed(record, examples, label_of, outcomes, dropped, reviewed_only)
+            lines: list[bytes] = []
+            for ex in examples:
+                reason = drop_reason(ex, min_chars=min_chars)
                 if reason is None:
                     row = shape(ex, system)
                     if with_metadata:
@@ -907,8 +931,11 @@ def _stream(
             if ranked is None:
                 if seen is not None:
                     seen.add(digest)
-                first_created = created if first_created is None else min(first_created, created)
-                last_created = created if last_created is None else max(last_created, created)
+                created_at = record.created_at
+                if first_created is None or created_at < first_created:
+                    first_created = created_at
+                if last_created is None or created_at > last_created:
+                    last_created = created_at
             elif slot < 0:
                 ranked.add(slot, short, (part, offset, len(data), len(lines), origin), rank)
             else:  # this trace outranks the one kept for its prompt: that one is dropped after all
@@ -923,7 +950,8 @@ def _stream(
     origins.tally(report)
     if ranked is not None and len(ranked.keys):
         created_times = ranked.created()
-        first_created, last_created = min(created_times), max(created_times)
+        first_created = datetime.fromtimestamp(min(created_times), UTC)
+        last_created = datetime.fromtimestamp(max(created_times), UTC)
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
     return ranked
@@ -940,8 +968,8 @@ def _load_labels(path: str | Path, skip_invalid: bool, on_invalid: Callable[[Any
     return LabelStore(sidecar).latest(skip_invalid=skip_invalid, on_invalid=on_invalid)
 
 
-def _iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _nothing_kept(report: ExportReport, opts: ExportOptions) -> str:

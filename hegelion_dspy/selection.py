@@ -89,6 +89,19 @@ class TraceFilter(BaseModel):
             raise ValueError(f"since ({self.since.isoformat()}) must be before until ({self.until.isoformat()})")
         return self
 
+    @property
+    def narrows(self) -> bool:
+        """Whether any condition besides the demo rule is set."""
+        return bool(
+            self.models
+            or self.exclude_models
+            or self.sources
+            or self.tags
+            or self.exclude_tags
+            or self.since
+            or self.until
+        )
+
     def reason(self, record: TraceRecord) -> str | None:
         """Why ``record`` is left out (a key of FILTER_REASONS), or None to keep it. For many records, take
         ``compiled()`` once and call that."""
