@@ -717,9 +717,6 @@ def _test_threshold(split: float | None) -> int:
     return int(split * (1 << 64)) if split else -1
 
 
-_PARTS = ("train", "test")
-
-
 def export_dataset(
     inputs: str | Path | Sequence[str | Path],
     output: str | Path,

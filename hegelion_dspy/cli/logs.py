@@ -40,9 +40,10 @@ def _store(log_file: Path | None) -> TraceStore:
 def _selection(options: dict[str, Any], status: str | None, exclude_demo: bool) -> Any:
     # Reading a log back shows demo traces too (marked), unlike exports; --exclude-demo hides them.
     chosen = TraceFilter.model_validate({**given_options(options, TraceFilter), "include_demo": not exclude_demo})
+    left_out = chosen.compiled()  # once: ``reason`` would build the filter function again for every record
 
     def where(record: TraceRecord) -> bool:
-        return (status is None or record.status == status) and chosen.reason(record) is None
+        return (status is None or record.status == status) and left_out(record) is None
 
     return where
 
