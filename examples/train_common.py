@@ -236,6 +236,12 @@ def run(
     args = parser.parse_args(argv)
     if args.merge and not args.lora:
         parser.error("--merge only applies with --lora")
+    return run_training(train, args)
+
+
+def run_training(train: Callable[[argparse.Namespace], dict[str, Any]], args: argparse.Namespace) -> int:
+    """Train, then print the metrics as one JSON line (exit 0); bad data or a model that cannot load is one line on
+    stderr and exit 2. Shared by the TRL and the unsloth scripts."""
     try:
         metrics = train(args)
     except (TrainingDataError, ModelLoadError) as exc:

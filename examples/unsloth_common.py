@@ -8,14 +8,12 @@ when it is imported: ``load_model`` imports it first, after the data has been ch
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from train_common import ModelLoadError, TrainingDataError, load_tokenizer
+from train_common import load_tokenizer, run_training
 
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -98,11 +96,4 @@ def finish(trainer: Any, model: Any, tokenizer: Any, args: argparse.Namespace) -
 def run(
     train: Callable[[argparse.Namespace], dict[str, Any]], parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> int:
-    args = parser.parse_args(argv)
-    try:
-        metrics = train(args)
-    except (TrainingDataError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"output": str(args.output), **metrics}))
-    return 0
+    return run_training(train, parser.parse_args(argv))
