@@ -16,7 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from hegelion_dspy.collect import RunContext, run_batch, run_dialectic
+from hegelion_dspy.collect.batch import run_batch
+from hegelion_dspy.collect.context import RunContext
+from hegelion_dspy.collect.run import run_dialectic
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
 

@@ -72,7 +72,7 @@ def measure(name: str, tokens: int, repeats: int, task: str, folder: Path) -> di
     started = time.perf_counter()
     import dspy  # noqa: F401  (imported here so that "load" is the model's load alone)
 
-    from hegelion_dspy.collect import run_dialectic
+    from hegelion_dspy.collect.run import run_dialectic
     from hegelion_dspy.lms import embedded  # noqa: F401
     from hegelion_dspy.store import TraceStore
 

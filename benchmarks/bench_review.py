@@ -104,7 +104,7 @@ def main() -> None:
         index_file = log.with_name(f".{log.name}.index.sqlite")
         for suffix in ("", "-wal", "-shm"):  # always measure a build from scratch
             Path(str(index_file) + suffix).unlink(missing_ok=True)
-        built = run_child(f"from hegelion_dspy.index import TraceIndex; print(TraceIndex({str(log)!r}).sync())")
+        built = run_child(f"from hegelion_dspy.review.index import TraceIndex; print(TraceIndex({str(log)!r}).sync())")
         print(
             f"index: built in {built['wall']:.1f} s, peak {built['peak_mb']:.0f} MB, "
             f"{index_file.stat().st_size / 1e6:.0f} MB on disk ({size / 1e6 / max(built['wall'], 1e-9):.0f} MB/s)"

@@ -24,8 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hegelion_dspy.collect import RunContext, RunRecipe, run_batch
-from hegelion_dspy.distributed import run_ray_batch
+from hegelion_dspy.collect.batch import run_batch
+from hegelion_dspy.collect.context import RunContext, RunRecipe
+from hegelion_dspy.collect.distributed import run_ray_batch
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.program import total_steps
 from hegelion_dspy.store import TraceStore

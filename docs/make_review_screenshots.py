@@ -17,8 +17,8 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from hegelion_dspy.collect import build_trace
-from hegelion_dspy.labels import Label, LabelStore
+from hegelion_dspy.collect.traces import build_trace
+from hegelion_dspy.curate.labels import Label, LabelStore
 from hegelion_dspy.store import TraceStore
 from hegelion_dspy.types import TraceFailure, TraceRecord
 

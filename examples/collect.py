@@ -11,7 +11,9 @@ import argparse
 import asyncio
 
 from hegelion_dspy import TraceStore, make_lm
-from hegelion_dspy.collect import RunContext, run_batch, run_dialectic
+from hegelion_dspy.collect.batch import run_batch
+from hegelion_dspy.collect.context import RunContext
+from hegelion_dspy.collect.run import run_dialectic
 
 
 def main() -> None:

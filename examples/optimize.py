@@ -13,9 +13,10 @@ import argparse
 from pathlib import Path
 
 from hegelion_dspy import TraceStore, make_lm
-from hegelion_dspy.collect import RunContext, run_dialectic
-from hegelion_dspy.metric import DialecticMetric
-from hegelion_dspy.optimize import OptimizerSettings, optimize_program, split_examples, tasks_from_log
+from hegelion_dspy.collect.context import RunContext
+from hegelion_dspy.collect.metric import DialecticMetric
+from hegelion_dspy.collect.optimize import OptimizerSettings, optimize_program, split_examples, tasks_from_log
+from hegelion_dspy.collect.run import run_dialectic
 from hegelion_dspy.program import save_program
 
 TASKS = [

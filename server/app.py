@@ -18,7 +18,7 @@ from mcp_types import InputRequiredResult, ToolAnnotations
 from pydantic import BaseModel, Field, TypeAdapter
 
 from hegelion_dspy import __version__
-from hegelion_dspy.collect import build_trace
+from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.types import Mode, Step, TraceRecord
 
 from .dialectic import DialecticCall, DialecticRuns
@@ -213,7 +213,7 @@ def build_server(
         return register
 
     async def step_prompt(step: Step, mode: Mode, inputs: dict[str, Any]) -> list[Message]:
-        from hegelion_dspy.workflow import agent_prompt
+        from hegelion_dspy.collect.workflow import agent_prompt
 
         loaded = await state.program(mode)
         return [UserMessage(agent_prompt(loaded.dialectic, step, inputs).text)]
@@ -252,7 +252,7 @@ def build_server(
     ) -> list[Message]:
         """The whole workflow in one read: write the thesis, antithesis and synthesis yourself, then log them with
         log_trace. For clients without sampling (e.g. Claude Code, which shows this as a slash command)."""
-        from hegelion_dspy.workflow import dialectic_brief
+        from hegelion_dspy.collect.workflow import dialectic_brief
 
         with prompt_errors():
             loaded = await state.program(mode)

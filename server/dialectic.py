@@ -102,7 +102,8 @@ class DialecticRuns:
         lm: Any,
         source: LmSource,
     ) -> RunDialecticResult:
-        from hegelion_dspy.collect import RunContext, arun_dialectic
+        from hegelion_dspy.collect.context import RunContext
+        from hegelion_dspy.collect.run import arun_dialectic
         from hegelion_dspy.lms.chooser import adapter_for
 
         run_ctx = RunContext(lm, loaded.dialectic, adapter_for(lm), loaded.path, program_digest=loaded.digest)
@@ -120,8 +121,8 @@ class DialecticRuns:
     async def sampling_round(
         self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult | InputRequiredResult:
+        from hegelion_dspy.collect.workflow import read_reply, render_step
         from hegelion_dspy.lms.adapters import FallbackAdapter
-        from hegelion_dspy.workflow import read_reply, render_step
 
         rounds = SamplingRounds.resume(ctx)
         if rounds.asked is None:
@@ -201,7 +202,7 @@ class DialecticRuns:
     async def prompt(
         self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult:
-        from hegelion_dspy.workflow import agent_prompt, read_answers
+        from hegelion_dspy.collect.workflow import agent_prompt, read_answers
 
         if not call.answers:
             await self.client_log.send_log_message(

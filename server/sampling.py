@@ -27,9 +27,9 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from hegelion_dspy.collect.workflow import PartialTrace, StepPrompt
 from hegelion_dspy.errors import LMError
 from hegelion_dspy.types import Step
-from hegelion_dspy.workflow import PartialTrace, StepPrompt
 
 if TYPE_CHECKING:
     from hegelion_dspy.lms.base import ChatMessages, Completion

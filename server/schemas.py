@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from hegelion_dspy.exporters import ExportOptions, ExportReport
+from hegelion_dspy.curate.options import ExportOptions
+from hegelion_dspy.curate.report import ExportReport
 from hegelion_dspy.types import Mode, Step
 
 # Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this

@@ -22,7 +22,7 @@ from hegelion_dspy.store import LOG_NAME, LogStats, TraceStore, default_data_dir
 from hegelion_dspy.types import Mode, TraceRecord
 
 if TYPE_CHECKING:
-    from hegelion_dspy.exporters import ExportReport
+    from hegelion_dspy.curate.report import ExportReport
     from hegelion_dspy.program import Dialectic
 
     from .schemas import ExportDatasetArguments
@@ -123,7 +123,8 @@ class ServerState:
     async def export(self, args: ExportDatasetArguments) -> ExportReport:
         """Export the log into the data folder: a plain name in it, never the log itself, no file replaced unless
         ``force``."""
-        from hegelion_dspy.exporters import export_dataset, split_paths
+        from hegelion_dspy.curate.driver import export_dataset
+        from hegelion_dspy.curate.files import split_paths
 
         options = args.model_dump(exclude={"output_name"})
         name = args.output_name or f"{args.format}.jsonl"

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import click
 
-from ..collect import BatchOptions, BatchResult, RunRecipe, read_prompts, run_batch, run_dialectic
+from ..collect.batch import BatchOptions, BatchResult, read_prompts, run_batch
+from ..collect.context import RunRecipe
+from ..collect.run import run_dialectic
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
 from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
@@ -164,7 +166,7 @@ def agent(
     prompts = read_prompts(prompts_file) if prompts_file is not None else []
     store = None if no_log else TraceStore(log_file or default_log_path())
     if ray_address is not None:
-        from ..distributed import import_ray
+        from ..collect.distributed import import_ray
 
         import_ray()  # without Ray, say what to install before anything else is done
     from ..lms.manners import Manners
@@ -244,7 +246,7 @@ def _run_prompts(
         if ctx is not None:
             result = asyncio.run(run_batch(prompts, ctx=ctx, store=store, **options))
         else:
-            from ..distributed import LOCAL, run_ray_batch
+            from ..collect.distributed import LOCAL, run_ray_batch
 
             address = None if ray_address == LOCAL else ray_address
             result = run_ray_batch(prompts, recipe=recipe, store=store, address=address, workers=workers, **options)

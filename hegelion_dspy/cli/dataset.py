@@ -10,7 +10,10 @@ from typing import Any
 
 import click
 
-from ..exporters import DROP_REASONS, TRACE_REASONS, ExportOptions, ExportReport, demo_hint, export_dataset
+from ..curate.driver import demo_hint, export_dataset
+from ..curate.options import ExportOptions
+from ..curate.report import ExportReport
+from ..curate.verdict import DROP_REASONS, TRACE_REASONS
 from ._common import command_line, run
 from .options import FLAG_NAMES, INVERTED, as_flags, fields_as_options, given_options
 

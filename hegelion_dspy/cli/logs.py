@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..selection import TraceFilter
+from ..curate.selection import TraceFilter
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
 from ._common import run

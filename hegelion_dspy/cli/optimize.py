@@ -135,8 +135,8 @@ def optimize(
     mode = "coding" if coding else "general"
     tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
 
+    from ..collect.optimize import OptimizerSettings, optimize_program, split_examples
     from ..lms.chooser import make_lm
-    from ..optimize import OptimizerSettings, optimize_program, split_examples
     from ..program import save_program
 
     if max_tasks is not None and len(tasks) > max_tasks:
@@ -188,8 +188,8 @@ def optimize(
 
 
 def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, skip_invalid: bool) -> list[str]:
+    from ..collect.optimize import tasks_from_log, tasks_from_prompts
     from ..errors import ConfigError
-    from ..optimize import tasks_from_log, tasks_from_prompts
 
     if prompts_file is not None:
         return tasks_from_prompts(prompts_file)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..curate.formats import PAIRS_CHOICES, REJECTED_CHOICES
 from ..errors import ConfigError
-from ..exporters import PAIRS_CHOICES, REJECTED_CHOICES
 from ..store import default_log_path
 from ._common import run
 
@@ -71,8 +71,8 @@ def review(
     """
     import uvicorn
 
-    from ..index import PairView
     from ..review import ReviewConfig, create_app
+    from ..review.index import PairView
 
     log = log if log is not None else default_log_path()
     if not log.exists():

@@ -26,11 +26,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..curate.formats import preference_examples, shape_row, supervised_examples
+from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
+from ..curate.selection import TraceFilter
+from ..curate.verdict import example_pair, judged_examples
 from ..errors import InvalidTraceError
-from ..exporters import example_pair, judged_examples, preference_examples, shape_row, supervised_examples
-from ..index import PairView, TraceIndex, TraceQuery
-from ..labels import DECISIONS, Label, LabelStore, parse_pair
-from ..selection import TraceFilter
+from ..review.index import PairView, TraceIndex, TraceQuery
 from ..types import TraceRecord
 from . import charts
 from .diff import diff_ratio, word_diff

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from ..index import DatasetShape
+from ..review.index import DatasetShape
 
 PALETTE = ("#3b6ea8", "#e08a2c", "#4c9a52", "#c4463a", "#8a63b8", "#8c6d4f", "#d16fa6", "#7a7a7a")
 OTHER = "other models"

@@ -1,0 +1,255 @@
+"""Batches: plan which prompts still need a trace, run them concurrently from one queue, log each as it finishes;
+and read a prompts file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict, Unpack
+
+from ..errors import ConfigError
+from ..lms.metering import CallMeter, metering
+from ..store import TraceStore, normalize_task
+from ..types import Source, TraceRecord
+from .context import RunContext, model_of
+from .run import arun_dialectic
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did. ``failures`` keeps (task, reason) of the first few failed prompts; ``meter`` counts the
+    LM calls (cost, retries, waits); ``stopped`` is ``"max_cost"`` when the budget ended the batch early."""
+
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    planned: int = 0  # prompts this run set out to do (the rest were skipped)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+    meter: CallMeter = field(default_factory=CallMeter)
+
+    @property
+    def total(self) -> int:
+        return self.ok + self.failed + self.skipped
+
+    @property
+    def not_run(self) -> int:
+        """Prompts planned but without a trace (the batch stopped early); a rerun resumes them."""
+        return self.planned - self.ok - self.failed
+
+    @property
+    def cost_usd(self) -> float | None:
+        """What the batch's LM calls cost (those in unfinished runs too), when their prices are known."""
+        return self.meter.cost_usd if self.meter.priced else None
+
+    def add(self, record: TraceRecord, keep_failures: int = 5) -> None:
+        """Count one finished trace."""
+        if record.ok:
+            self.ok += 1
+            return
+        self.failed += 1
+        if len(self.failures) < keep_failures and record.error is not None:
+            self.failures.append((record.task, f"{record.error.step}: {record.error.message.splitlines()[0][:300]}"))
+
+
+def plan_batch(
+    tasks: Iterable[str], store: TraceStore | None, ctx: RunContext, *, resume: bool = True
+) -> tuple[list[str], int]:
+    """The tasks still to run (each once) and how many were skipped as already done or repeated.
+
+    A task is done only when the log holds an ``ok`` trace of it from the same mode, model and program
+    (``Provenance``): a rerun with another model, or a re-optimized program, collects it again.
+    """
+    done = store.completed(ctx.provenance()) if (resume and store is not None) else set()
+    todo: list[str] = []
+    skipped = 0
+    for task in tasks:
+        key = normalize_task(task)
+        if key in done:
+            skipped += 1
+            continue
+        done.add(key)
+        todo.append(task)
+    return todo, skipped
+
+
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of every batch (``run_batch``, ``distributed.run_ray_batch``), declared once."""
+
+    concurrency: int  # dialectics in flight (per worker on Ray) [default: 4]
+    iterations: int | None  # rounds [default: the program's]
+    source: Source  # [default: cli]
+    tags: Sequence[str]
+    resume: bool  # skip prompts the log holds an ok trace of from the same provenance [default: True]
+    on_result: Callable[[TraceRecord], None] | None  # hears each trace once it is logged
+    keep_failures: int  # (task, reason) of the first few failures kept in the result [default: 5]
+    max_cost: float | None  # USD: stop once the batch's LM calls have cost this much
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """A batch's settings (from BatchOptions) and the steps every batch driver shares: planning and logging."""
+
+    concurrency: int = 4
+    iterations: int | None = None
+    source: Source = "cli"
+    tags: tuple[str, ...] = ()
+    resume: bool = True
+    on_result: Callable[[TraceRecord], None] | None = None
+    keep_failures: int = 5
+    max_cost: float | None = None
+
+    @classmethod
+    def of(cls, options: BatchOptions) -> BatchSettings:
+        unknown = sorted(set(options) - set(BatchOptions.__annotations__))
+        if unknown:
+            raise TypeError(f"unexpected options {unknown}; the options are {sorted(BatchOptions.__annotations__)}")
+        batch = cls(**{**options, "tags": tuple(options.get("tags", ()))})  # type: ignore[arg-type]
+        if not isinstance(batch.concurrency, int) or batch.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {batch.concurrency!r}")
+        cost = batch.max_cost
+        if cost is not None and not (isinstance(cost, (int, float)) and cost > 0):
+            raise ConfigError(f"max_cost must be a positive amount of US dollars, got {cost!r}")
+        return batch
+
+    def plan(self, tasks: Iterable[str], store: TraceStore | None, ctx: RunContext) -> tuple[list[str], BatchResult]:
+        """The prompts to run (``plan_batch``) and the result to count them in; refuses a budget without prices."""
+        if self.max_cost is not None:
+            _check_priced(ctx)
+        todo, skipped = plan_batch(tasks, store, ctx, resume=self.resume)
+        return todo, BatchResult(skipped=skipped, planned=len(todo))
+
+    def log(self, records: list[TraceRecord], store: TraceStore | None, result: BatchResult) -> None:
+        """Append finished traces (one locked write), count them, then tell ``on_result``."""
+        if store is not None:
+            store.append_many(records)
+        for record in records:
+            result.add(record, self.keep_failures)
+            if self.on_result is not None:
+                self.on_result(record)
+
+
+def _check_priced(ctx: RunContext) -> None:
+    """A budget needs prices: refuse ``max_cost`` for a model LiteLLM's price map does not price."""
+    from ..lms.metering import token_prices
+
+    model = model_of(ctx.lm)
+    if token_prices(model) is None:
+        raise ConfigError(
+            f"max_cost needs the model's prices, and LiteLLM's price map has none for {model!r} (self-hosted and "
+            "offline models cost nothing per token); drop the budget, or use a model the map prices"
+        )
+
+
+Queued = tuple[Any, str]  # (key, task): the key comes back with the task's trace
+
+
+async def run_queue(
+    queue: asyncio.Queue[Queued | None],
+    *,
+    ctx: RunContext,
+    concurrency: int,
+    on_record: Callable[[Any, TraceRecord], None],
+    iterations: int | None = None,
+    source: Source = "cli",
+    tags: Sequence[str] = (),
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the tasks taken from ``queue``, ``concurrency`` at a time, until each of ``concurrency`` runners has taken
+    a None; ``on_record(key, record)`` hears each trace as it finishes (nothing is logged here).
+
+    The one loop of every batch: ``run_batch`` fills the queue with its prompts, a Ray worker with what its driver
+    sends. When ``stop`` is set the dialectics in flight are cancelled: they leave no trace, and resume reruns them.
+    """
+
+    async def runner() -> None:
+        while (item := await queue.get()) is not None:
+            key, task = item
+            on_record(key, await arun_dialectic(task, ctx=ctx, iterations=iterations, source=source, tags=tags))
+
+    runners = [asyncio.ensure_future(runner()) for _ in range(concurrency)]
+    everything: asyncio.Future[Any] = asyncio.gather(*runners)
+    stopper: asyncio.Future[Any] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        await asyncio.wait([everything] if stopper is None else [everything, stopper], return_when="FIRST_COMPLETED")
+        if everything.done():
+            everything.result()  # a runner's error (a full disk, a failing callback) ends the batch
+    finally:
+        for waiting in (*runners, stopper):
+            if waiting is not None:
+                waiting.cancel()
+        await asyncio.gather(everything, *([stopper] if stopper else []), return_exceptions=True)
+
+
+async def run_batch(
+    tasks: Sequence[str], *, ctx: RunContext, store: TraceStore | None, **options: Unpack[BatchOptions]
+) -> BatchResult:
+    """Run many tasks concurrently; each trace is appended as soon as it finishes, so an interrupt loses none.
+
+    Options (``BatchOptions``): ``concurrency``, ``iterations``, ``source``, ``tags``, ``on_result``. With ``resume``
+    tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are skipped
+    (``plan_batch``). ``max_cost`` (USD) stops the batch once its LM calls have cost that much: every finished trace
+    is kept, the dialectics in flight are dropped, ``result.stopped`` says so and ``result.not_run`` how many prompts
+    a rerun would resume. ``distributed.run_ray_batch`` is the same on a Ray cluster.
+    """
+    batch = BatchSettings.of(options)
+    todo, result = batch.plan(tasks, store, ctx)
+    queue: asyncio.Queue[Queued | None] = asyncio.Queue()
+    for item in enumerate(todo):
+        queue.put_nowait(item)
+    for _ in range(batch.concurrency):
+        queue.put_nowait(None)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    result.meter.limit = batch.max_cost
+    result.meter.on_limit = lambda: loop.call_soon_threadsafe(stop.set)
+    with metering(result.meter):
+        await run_queue(
+            queue,
+            ctx=ctx,
+            concurrency=min(batch.concurrency, max(1, len(todo))),
+            on_record=lambda _key, record: batch.log([record], store, result),
+            iterations=batch.iterations,
+            source=batch.source,
+            tags=batch.tags,
+            stop=stop,
+        )
+    if result.meter.reached:
+        result.stopped = "max_cost"
+    return result
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a file: one a line, or JSONL objects with a ``prompt`` (or ``task``) field. Blank lines skip."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"cannot read prompts file {str(path)!r}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"cannot read prompts file {str(path)!r}: it is a folder") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the prompts file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read prompts file {str(path)!r}: {exc.strerror}") from None
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    jsonl = path.suffix == ".jsonl" or (bool(lines) and all(line.startswith("{") for _, line in lines))
+    prompts: list[str] = []
+    for lineno, line in lines:
+        if not jsonl:
+            prompts.append(line)
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{lineno}: not JSON ({exc.msg}); write one JSON object a line") from None
+        prompt = data.get("prompt", data.get("task")) if isinstance(data, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError(f"{path}:{lineno}: field 'prompt': missing or not a non-empty string; add \"prompt\"")
+        prompts.append(prompt.strip())
+    if not prompts:
+        raise ConfigError(f"{path}: no prompts found; write one prompt a line (or JSONL with a 'prompt' field)")
+    return prompts

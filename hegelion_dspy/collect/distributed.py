@@ -1,0 +1,338 @@
+"""Batches on a Ray cluster: ``run_ray_batch`` is ``collect.run_batch`` with the dialectics run by Ray actors.
+
+The driver (this process) plans the batch exactly as a local one (``collect.plan_batch``: resume by provenance),
+starts ``workers`` actors, and hands each one prompts as it asks for them (at most twice its ``concurrency`` waiting or
+running). An actor builds its own ``RunContext`` from a ``RunRecipe`` (its share of the rate limits) and runs
+``collect.run_queue`` on its event loop: the same loop as a local batch. Each finished trace streams back at once
+(a Ray streaming generator; traces that finish together travel together) with the actor's running cost, and the
+driver, the only writer, appends them to the one log under the store's lock. So:
+
+- an interrupt (Ctrl-C) or an error in the driver kills the actors; every trace already received is in the log;
+- an actor that dies has its unfinished prompts handed to the others (and a replacement actor is started); a trace
+  that arrives twice for one prompt is logged once;
+- ``max_cost`` stops the batch when the actors' calls have cost that much (their running totals, summed).
+
+Ray is an optional extra (``pip install 'hegelion-dspy[ray]'``); this module imports it only when a batch runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Unpack
+
+from ..collect.batch import BatchOptions, BatchResult, BatchSettings, Queued, run_queue
+from ..collect.context import RunContext, RunRecipe
+from ..errors import ClusterError, ConfigError
+from ..lms.metering import CallMeter, metering
+from ..store import TraceStore
+from ..types import Source, TraceRecord
+
+log = logging.getLogger("hegelion_dspy.collect.distributed")
+
+INSTALL_HINT = "pip install 'hegelion-dspy[ray]'"
+LOCAL = "local"  # the address that starts a Ray cluster on this machine for the batch
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or ConfigError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"running a batch on Ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(ray: Any, address: str | None) -> bool:
+    """Join the cluster at ``address`` (None or "local": start one on this machine); True when this call started
+    Ray (the caller shuts it down). Ray already initialised in this process is used as it is."""
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
+    try:
+        if address in (None, LOCAL):
+            ray.init(**options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address!r}: {str(exc).splitlines()[0][:200]}; give the address "
+            "`ray start --head` printed (host:6379, or ray://host:10001 with ray[client]), or leave it out for a "
+            "local cluster"
+        ) from None
+    return True
+
+
+# -- the worker (a Ray actor) -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What every worker of one batch gets: the recipe, its share of the rate limits, how to run and tag."""
+
+    recipe: RunRecipe
+    program_bytes: bytes | None  # the program file travels by value: a remote node need not have the path
+    share: int  # the rate limits are divided between this many workers
+    concurrency: int
+    iterations: int | None
+    source: Source
+    tags: tuple[str, ...]
+
+
+def _worker_context(plan: WorkerPlan) -> RunContext:
+    recipe = plan.recipe
+    manners = (recipe.manners or _default_manners()).share(plan.share)
+    if plan.program_bytes is None:
+        return recipe.build(manners=manners)
+    with tempfile.TemporaryDirectory(prefix="hegelion-program-") as folder:
+        local = Path(folder) / Path(recipe.program or "program.json").name
+        local.write_bytes(plan.program_bytes)
+        ctx = replace(recipe, program=str(local)).build(manners=manners)
+    ctx.program_path = recipe.program  # the digest is of the same bytes; the path is the one the user gave
+    return ctx
+
+
+def _default_manners() -> Any:
+    from ..lms.manners import Manners
+
+    return Manners()
+
+
+class DialecticWorker:
+    """A Ray actor running ``plan.concurrency`` dialectics at once on its event loop (``collect.run_queue``)."""
+
+    def __init__(self, plan: WorkerPlan):
+        self.plan = plan
+        self.queue: asyncio.Queue[Queued | None] = asyncio.Queue()
+        self.error: str | None = None
+        try:
+            self.ctx: RunContext | None = _worker_context(plan)
+        except Exception as exc:  # reported by ready(): an actor that cannot start must not look like a crash
+            self.ctx, self.error = None, f"{type(exc).__name__}: {exc}"
+
+    def ready(self) -> tuple[str | None, int]:
+        """(why this worker cannot run, or None; its process id)."""
+        return self.error, os.getpid()
+
+    async def submit(self, items: list[Queued]) -> None:
+        for item in items:
+            self.queue.put_nowait(item)
+
+    async def close(self) -> None:
+        for _ in range(self.plan.concurrency):
+            self.queue.put_nowait(None)
+
+    async def results(self) -> Any:
+        """Stream ([(key, trace), ...], the worker's call counts so far) as dialectics finish, until closed: every
+        trace finished since the last item, so a busy worker sends fewer, larger items."""
+        assert self.ctx is not None, self.error
+        finished: list[tuple[Any, TraceRecord]] = []
+        wake = asyncio.Event()
+        meter = CallMeter()
+
+        def on_record(key: Any, record: TraceRecord) -> None:
+            finished.append((key, record))
+            wake.set()
+
+        async def work() -> None:
+            try:
+                with metering(meter):
+                    await run_queue(
+                        self.queue,
+                        ctx=self.ctx,  # type: ignore[arg-type]
+                        concurrency=self.plan.concurrency,
+                        on_record=on_record,
+                        iterations=self.plan.iterations,
+                        source=self.plan.source,
+                        tags=self.plan.tags,
+                    )
+            finally:
+                wake.set()
+
+        running = asyncio.ensure_future(work())
+        while not running.done() or finished:
+            await wake.wait()
+            wake.clear()
+            if finished:
+                batch, finished = finished, []
+                yield batch, meter.snapshot()
+        await running  # its error, if any, reaches the driver
+
+
+# -- the driver -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Worker:
+    actor: Any
+    stream: Any
+    outstanding: set[int] = field(default_factory=set)
+    counts: dict[str, float] = field(default_factory=dict)  # its meter's last snapshot
+
+
+class _Driver:
+    """Hands prompts to workers, receives their traces, logs each once, replaces workers that die."""
+
+    def __init__(self, ray: Any, plan: WorkerPlan, todo: list[str], workers: int, restarts: int, cpus: float):
+        self.ray = ray
+        self.plan = plan
+        self.todo = todo
+        self.pending: collections.deque[int] = collections.deque(range(len(todo)))
+        self.done: set[int] = set()
+        self.live: dict[Any, _Worker] = {}  # by stream
+        self.finished = CallMeter()  # counts of workers that are gone
+        self.restarts = restarts
+        self.window = 2 * plan.concurrency
+        self.actor_class = ray.remote(max_restarts=0, max_task_retries=0)(DialecticWorker).options(
+            num_cpus=min(1.0, cpus / workers)
+        )
+        self._start(workers)
+
+    def _start(self, count: int) -> None:
+        actors = [self.actor_class.remote(self.plan) for _ in range(count)]
+        try:
+            answers = self.ray.get([actor.ready.remote() for actor in actors])
+        except self.ray.exceptions.RayActorError as exc:
+            for actor in actors:
+                self.ray.kill(actor)
+            raise ClusterError(
+                f"a Ray worker could not start ({type(exc).__name__}): is hegelion-dspy installed on every node of "
+                "the cluster, in the same version?"
+            ) from None
+        for error, _pid in answers:
+            if error is not None:
+                for each in actors:
+                    self.ray.kill(each)
+                raise ClusterError(f"a Ray worker could not start: {error}")
+        for actor in actors:
+            worker = _Worker(actor, actor.results.options(num_returns="streaming").remote())
+            self.live[worker.stream] = worker
+            self._feed(worker)
+
+    def _feed(self, worker: _Worker) -> None:
+        batch: list[Queued] = []
+        while self.pending and len(worker.outstanding) < self.window:
+            index = self.pending.popleft()
+            if index in self.done:
+                continue
+            worker.outstanding.add(index)
+            batch.append((index, self.todo[index]))
+        if batch:
+            worker.actor.submit.remote(batch)
+
+    def spent(self) -> float:
+        return self.finished.cost_usd + sum(w.counts.get("cost_usd", 0.0) for w in self.live.values())
+
+    def receive(self) -> list[TraceRecord]:
+        """Wait for the next traces; returns those of prompts not logged before."""
+        ready, _ = self.ray.wait(list(self.live), num_returns=1)
+        fresh: list[TraceRecord] = []
+        for stream in ready:
+            worker = self.live[stream]
+            try:
+                batch, counts = self.ray.get(next(stream))
+            except StopIteration:
+                self._retire(worker)
+                continue
+            except self.ray.exceptions.RayActorError as exc:
+                self._lost(worker, exc)
+                continue
+            worker.counts = counts
+            for key, record in batch:
+                worker.outstanding.discard(key)
+                if key not in self.done:
+                    self.done.add(key)
+                    fresh.append(record)
+            self._feed(worker)
+        if len(self.done) == len(self.todo):
+            self.close()
+        return fresh
+
+    def _retire(self, worker: _Worker) -> None:
+        del self.live[worker.stream]
+        self.finished.absorb(worker.counts)
+        self.pending.extendleft(sorted(worker.outstanding - self.done, reverse=True))
+
+    def _lost(self, worker: _Worker, exc: Exception) -> None:
+        unfinished = len(worker.outstanding - self.done)
+        self._retire(worker)
+        log.warning(
+            "a Ray worker died (%s); its %d unfinished prompts go to the others",
+            type(exc).__name__,
+            unfinished,
+        )
+        if self.restarts > 0 and len(self.done) < len(self.todo):
+            self.restarts -= 1
+            self._start(1)
+        for other in list(self.live.values()):
+            self._feed(other)
+        if not self.live and len(self.done) < len(self.todo):
+            raise ClusterError(
+                f"every Ray worker died; {len(self.todo) - len(self.done)} prompts have no trace. The finished "
+                "traces are logged: rerun to resume"
+            )
+
+    def close(self) -> None:
+        for worker in self.live.values():
+            worker.actor.close.remote()
+
+    def kill(self) -> None:
+        for worker in self.live.values():
+            self.finished.absorb(worker.counts)
+            self.ray.kill(worker.actor)
+        self.live.clear()
+
+
+def run_ray_batch(
+    tasks: Sequence[str],
+    *,
+    recipe: RunRecipe,
+    store: TraceStore | None,
+    address: str | None = None,
+    workers: int | None = None,
+    restarts: int | None = None,
+    **options: Unpack[BatchOptions],
+) -> BatchResult:
+    """``collect.run_batch`` on a Ray cluster: ``workers`` actors (default: one per CPU of the cluster), each running
+    ``concurrency`` dialectics at once, with its share of ``recipe.manners``' rate limits. The options
+    (``BatchOptions``) are run_batch's.
+
+    ``address``: a running cluster (``auto``, ``host:6379``, ``ray://host:10001``); None starts a local one for the
+    batch (and stops it after). Ray already initialised in this process (``ray.init(...)``) is used as it is.
+    The driver builds a context from ``recipe`` too (it checks the model and its credentials before any worker
+    starts, and gives the provenance that resume compares). Up to ``restarts`` (default: ``workers``) dead workers are
+    replaced. Raises ConfigError without Ray, ClusterError when the cluster cannot be reached or every worker died.
+    """
+    ray = import_ray()
+    batch = BatchSettings.of(options)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers must be at least 1, got {workers!r}")
+    todo, result = batch.plan(tasks, store, recipe.build())
+    if not todo:
+        return result
+    program_bytes = Path(recipe.program).read_bytes() if recipe.program is not None else None
+    started = connect(ray, address)
+    driver: _Driver | None = None
+    try:
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        count = min(workers or max(1, int(cpus)), len(todo))
+        plan = WorkerPlan(recipe, program_bytes, count, batch.concurrency, batch.iterations, batch.source, batch.tags)
+        driver = _Driver(ray, plan, todo, count, count if restarts is None else restarts, cpus)
+        while driver.live:
+            batch.log(driver.receive(), store, result)
+            if batch.max_cost is not None and driver.spent() >= batch.max_cost:
+                result.stopped = "max_cost"
+                break
+    finally:
+        if driver is not None:
+            driver.kill()
+            result.meter.absorb(driver.finished.snapshot())
+        if started:
+            ray.shutdown()
+    return result

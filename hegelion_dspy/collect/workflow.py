@@ -1,0 +1,488 @@
+"""The prompt workflow: a dialectic played one step at a time by someone outside the program.
+
+Two players use it, both through the MCP server:
+
+- an agent with no model to lend (an IDE agent without MCP sampling) answers each step itself. ``agent_prompt``
+  renders a step for it from the program's predictor (its instructions, demos and field descriptions, so a compiled
+  program's tuned prompts are served) with one answer format, stated once: plain text. ``dialectic_brief`` tells an
+  agent the whole workflow in one read.
+- the client's own model over MCP sampling on protocol 2026-07-28, where a server cannot wait for a reply mid-call:
+  each round asks for one step exactly as the program would send it (``render_step``) and reads the reply with
+  ``read_reply`` (the field markers when they parse, else the whole reply: never a second request).
+
+Both keep the answers so far as a ``PartialTrace``, which has the shape ``log_trace`` takes: ``thesis``,
+``antithesis``, ``contradictions`` and ``synthesis`` for round 1, and ``rounds`` (each ``{antithesis,
+contradictions, synthesis?}``) for later rounds, whose thesis is the previous synthesis. ``PartialTrace.next_step``
+says which step comes next, with which inputs, or None when the trace is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ..errors import InvalidTraceError, LMError
+from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
+
+if TYPE_CHECKING:
+    import dspy
+
+    from ..program import Dialectic
+
+OUTPUTS: dict[Step, tuple[str, ...]] = {
+    "thesis": ("thesis",),
+    "antithesis": ("antithesis", "contradictions"),
+    "synthesis": ("synthesis",),
+}
+
+# The one answer format of the agent prompts: what to write for each step, after the step's own instructions.
+LIST_CONTRADICTIONS = (
+    "List each flaw separately as a contradiction: a one-line description and the evidence that shows it (none if "
+    "the thesis holds)."
+)
+ANSWER_FORMAT: dict[Step, str] = {
+    "thesis": "Write your thesis as plain text: your complete answer to the task.",
+    "antithesis": f"Write your antithesis as plain text: your critique of the thesis, in prose. {LIST_CONTRADICTIONS}",
+    "synthesis": "Write your synthesis as plain text: the improved, complete answer to the task.",
+}
+
+
+# -- the answers so far -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LaterRound:
+    """Round 2, 3, ...: its thesis is the previous synthesis; ``synthesis`` is empty while it is being answered."""
+
+    antithesis: str
+    contradictions: list[Contradiction] = field(default_factory=list)
+    synthesis: str = ""
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The step a partial trace needs next, and the inputs of its prompt."""
+
+    step: Step
+    round: int
+    inputs: dict[str, Any]
+
+
+@dataclass
+class PartialTrace:
+    """The answers of a dialectic in progress, in the shape ``log_trace`` takes."""
+
+    thesis: str = ""
+    antithesis: str = ""
+    contradictions: list[Contradiction] = field(default_factory=list)
+    synthesis: str = ""
+    rounds: list[LaterRound] = field(default_factory=list)
+
+    @classmethod
+    def from_answers(
+        cls,
+        *,
+        thesis: str | None = None,
+        antithesis: str | None = None,
+        contradictions: Sequence[Any] | None = None,
+        synthesis: str | None = None,
+        rounds: Sequence[Mapping[str, Any]] = (),
+    ) -> PartialTrace:
+        """Answers handed in by a caller (texts stripped, contradictions validated); InvalidTraceError names the
+        field of a malformed one."""
+        later = [
+            LaterRound(
+                antithesis=_text(r.get("antithesis")),
+                contradictions=_contradictions(r.get("contradictions"), f"rounds.{n}.contradictions"),
+                synthesis=_text(r.get("synthesis")),
+            )
+            for n, r in enumerate(rounds)
+        ]
+        return cls(
+            thesis=_text(thesis),
+            antithesis=_text(antithesis),
+            contradictions=_contradictions(contradictions, "contradictions"),
+            synthesis=_text(synthesis),
+            rounds=later,
+        )
+
+    def next_step(self, task: str, iterations: int) -> NextStep | None:
+        """The next step and its inputs, or None once all ``iterations`` rounds have a synthesis.
+
+        Raises InvalidTraceError (with ``field``) when the answers skip a step, e.g. an antithesis without a thesis.
+        """
+        if not self.thesis:
+            for name, value in (
+                ("antithesis", self.antithesis),
+                ("synthesis", self.synthesis),
+                ("rounds", self.rounds),
+            ):
+                if value:
+                    raise InvalidTraceError("given without a thesis; a trace starts with the thesis", field=name)
+            return NextStep("thesis", 1, {"task": task})
+        if not self.antithesis:
+            for name, value in (("synthesis", self.synthesis), ("rounds", self.rounds)):
+                if value:
+                    raise InvalidTraceError("given without an antithesis; answer the antithesis step first", field=name)
+            return NextStep("antithesis", 1, {"task": task, "thesis": self.thesis})
+        if not self.synthesis:
+            if self.rounds:
+                raise InvalidTraceError("given before round 1 has a synthesis; finish round 1 first", field="rounds")
+            return NextStep(
+                "synthesis", 1, self._synthesis_inputs(task, self.thesis, self.antithesis, self.contradictions)
+            )
+        previous = self.synthesis
+        for n, later in enumerate(self.rounds):
+            if not later.antithesis:
+                raise InvalidTraceError("every later round needs its antithesis", field=f"rounds.{n}.antithesis")
+            if not later.synthesis:
+                if n != len(self.rounds) - 1:
+                    raise InvalidTraceError(
+                        "only the last round may still lack a synthesis", field=f"rounds.{n}.synthesis"
+                    )
+                inputs = self._synthesis_inputs(task, previous, later.antithesis, later.contradictions)
+                return NextStep("synthesis", n + 2, inputs)
+            previous = later.synthesis
+        if 1 + len(self.rounds) < iterations:
+            return NextStep("antithesis", len(self.rounds) + 2, {"task": task, "thesis": previous})
+        return None
+
+    @staticmethod
+    def _synthesis_inputs(task: str, thesis: str, antithesis: str, found: list[Contradiction]) -> dict[str, Any]:
+        return {"task": task, "thesis": thesis, "antithesis": antithesis, "contradictions": list(found)}
+
+    def add(self, step: Step, round_index: int, fields: Mapping[str, Any]) -> None:
+        """Record one step's answer (the fields ``read_reply`` returned) in round ``round_index``."""
+        text = _text(fields.get(step))
+        if round_index == 1:
+            setattr(self, step, text)
+            if step == "antithesis":
+                self.contradictions = _contradictions(fields.get("contradictions"), "contradictions")
+        elif step == "antithesis":
+            found = _contradictions(fields.get("contradictions"), f"rounds.{round_index - 2}.contradictions")
+            self.rounds.append(LaterRound(antithesis=text, contradictions=found))
+        else:
+            self.rounds[round_index - 2].synthesis = text
+
+    def steps_answered(self) -> int:
+        """How many LM steps these answers hold (round 1 has three, each later round two)."""
+        first = sum(1 for text in (self.thesis, self.antithesis, self.synthesis) if text)
+        return first + sum(1 + bool(r.synthesis) for r in self.rounds)
+
+    # -- out: log_trace's arguments, a JSON state, a trace --------------------------------------------------------
+
+    def log_trace_arguments(self) -> dict[str, Any]:
+        """The answers as ``log_trace`` arguments (JSON values; empty ones left out)."""
+        arguments: dict[str, Any] = {
+            "thesis": self.thesis,
+            "antithesis": self.antithesis,
+            "contradictions": [c.model_dump() for c in self.contradictions],
+            "synthesis": self.synthesis,
+            "rounds": [
+                {
+                    "antithesis": r.antithesis,
+                    "contradictions": [c.model_dump() for c in r.contradictions],
+                    **({"synthesis": r.synthesis} if r.synthesis else {}),
+                }
+                for r in self.rounds
+            ],
+        }
+        return {k: v for k, v in arguments.items() if v}
+
+    def to_json(self) -> str:
+        return json.dumps(self.log_trace_arguments(), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> PartialTrace:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise InvalidTraceError("a partial trace must be a JSON object")
+        return cls.from_answers(**data)
+
+    def finished_rounds(self) -> list[Round]:
+        """The rounds that have all three steps."""
+        done: list[Round] = []
+        if not self.synthesis:
+            return done
+        done.append(
+            Round(
+                index=1,
+                thesis=self.thesis,
+                antithesis=self.antithesis,
+                contradictions=self.contradictions,
+                synthesis=self.synthesis,
+            )
+        )
+        for later in self.rounds:
+            if not later.synthesis:
+                break
+            index = len(done) + 1
+            done.append(
+                Round(
+                    index=index,
+                    thesis=done[-1].synthesis,
+                    antithesis=later.antithesis,
+                    contradictions=later.contradictions,
+                    synthesis=later.synthesis,
+                )
+            )
+        return done
+
+    def to_trace(
+        self,
+        task: str,
+        *,
+        mode: Mode,
+        source: Source,
+        model: str | None,
+        lm: str | None = None,
+        adapter: str | None = None,
+        program: str | None = None,
+        tags: Sequence[str] = (),
+        failure: TraceFailure | None = None,
+    ) -> TraceRecord:
+        """The trace of these answers: ``ok`` when complete, or ``failed`` with ``failure`` and the finished rounds
+        (the failing round's finished steps in ``metadata.partial_round``) - finished work is never dropped."""
+        rounds = self.finished_rounds()
+        common: dict[str, Any] = {
+            "source": source,
+            "task": task,
+            "mode": mode,
+            "model": model,
+            "lm": lm,
+            "adapter": adapter,
+            "program": program,
+            "tags": list(tags),
+        }
+        try:
+            if failure is None:
+                return TraceRecord(**common, rounds=rounds, synthesis=rounds[-1].synthesis if rounds else "")
+            return TraceRecord(
+                **common, rounds=rounds, status="failed", error=failure, metadata=self._partial_round(len(rounds))
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or None
+            raise InvalidTraceError(f"{first.get('msg')}; nothing was written", field=where) from None
+
+    def _partial_round(self, finished: int) -> dict[str, Any]:
+        if finished == 0:
+            partial = {"thesis": self.thesis, "antithesis": self.antithesis}
+        elif finished <= len(self.rounds):
+            partial = {"antithesis": self.rounds[finished - 1].antithesis}
+        else:
+            partial = {}
+        partial = {k: v for k, v in partial.items() if v}
+        return {"partial_round": partial} if partial else {}
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _contradictions(value: Any, where: str) -> list[Contradiction]:
+    try:
+        return [c if isinstance(c, Contradiction) else Contradiction.model_validate(c) for c in (value or [])]
+    except ValueError as exc:
+        raise InvalidTraceError(str(exc).splitlines()[0], field=where) from None
+
+
+# -- reading answers ----------------------------------------------------------------------------------------------
+
+
+def read_reply(program: Dialectic, step: Step, text: str) -> dict[str, Any]:
+    """The output fields of an answer to ``step``, read as the program reads its LM's replies: by DSPy's field markers
+    when they parse, else the whole text as the step's answer (an antithesis's contradictions from its bullet lines).
+    Never fails on format, never asks again; an empty answer is an LMError."""
+    from dspy.utils.exceptions import AdapterParseError
+
+    from ..lms.adapters import FallbackAdapter
+
+    try:
+        return FallbackAdapter().parse(_predictor(program, step).signature, text)
+    except AdapterParseError:
+        raise LMError(f"the {step} answer is empty") from None
+
+
+def read_answers(
+    program: Dialectic,
+    *,
+    thesis: str | None = None,
+    antithesis: str | None = None,
+    contradictions: Sequence[Any] | None = None,
+    synthesis: str | None = None,
+    rounds: Sequence[Mapping[str, Any]] = (),
+) -> PartialTrace:
+    """An agent's answers so far as a PartialTrace, each read by ``read_reply``; contradictions passed explicitly win
+    over those read from the antithesis."""
+
+    def read(step: Step, text: str | None, found: Sequence[Any] | None = None) -> tuple[str | None, Any]:
+        if not text or not text.strip():
+            return text, found
+        fields = read_reply(program, step, text)
+        return str(fields.get(step) or text), (found or fields.get("contradictions") or [])
+
+    thesis, _ = read("thesis", thesis)
+    antithesis, contradictions = read("antithesis", antithesis, contradictions)
+    synthesis, _ = read("synthesis", synthesis)
+    later = []
+    for r in rounds:
+        entry = dict(r)
+        entry["antithesis"], entry["contradictions"] = read("antithesis", r.get("antithesis"), r.get("contradictions"))
+        entry["synthesis"], _ = read("synthesis", r.get("synthesis"))
+        later.append(entry)
+    return PartialTrace.from_answers(
+        thesis=thesis, antithesis=antithesis, contradictions=contradictions, synthesis=synthesis, rounds=later
+    )
+
+
+# -- rendering a step ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepPrompt:
+    """One step's prompt: chat messages, plus the fields the answer must give."""
+
+    step: Step
+    round: int
+    messages: list[dict[str, str]]
+    outputs: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The prompt as one text (the messages of a chat prompt joined by ``prompt_text``)."""
+        if len(self.messages) == 1:
+            return self.messages[0]["content"]
+        return prompt_text(self.messages)
+
+
+def prompt_text(messages: Sequence[Mapping[str, str]]) -> str:
+    """Chat messages as one text: the system message as instructions, demo pairs as examples, the last as input."""
+    parts: list[str] = []
+    body = list(messages)
+    if body and body[0]["role"] == "system":
+        parts.append("## Instructions\n\n" + body.pop(0)["content"].strip())
+    last = body.pop() if body else None
+    example = 0
+    for message in body:
+        if message["role"] == "user":
+            example += 1
+            parts.append(f"## Example {example}: input\n\n" + message["content"].strip())
+        else:
+            parts.append(f"## Example {example}: answer\n\n" + message["content"].strip())
+    if last is not None:
+        parts.append("## Your input\n\n" + last["content"].strip())
+    return "\n\n".join(parts) + "\n"
+
+
+def _predictor(program: Dialectic, step: Step) -> dspy.Predict:
+    predictor: dspy.Predict = getattr(program, step)
+    return predictor
+
+
+def render_step(
+    program: Dialectic, step: Step, inputs: Mapping[str, Any], *, round_index: int = 1, adapter: Any = None
+) -> StepPrompt:
+    """``step``'s prompt for ``inputs`` exactly as the program sends it to an LM through ``adapter`` (default: DSPy's
+    ChatAdapter): the predictor's instructions, fields and demos."""
+    import dspy
+
+    predictor = _predictor(program, step)
+    adapter = adapter or dspy.ChatAdapter()
+    messages = adapter.format(predictor.signature, list(predictor.demos), dict(inputs))
+    plain = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+    return StepPrompt(step=step, round=round_index, messages=plain, outputs=OUTPUTS[step])
+
+
+def agent_prompt(program: Dialectic, step: Step, inputs: Mapping[str, Any], *, round_index: int = 1) -> StepPrompt:
+    """``step``'s prompt for an agent that answers it itself: the predictor's instructions, its demos as worked
+    examples, the inputs, and ``ANSWER_FORMAT`` - one user message."""
+    predictor = _predictor(program, step)
+    signature = predictor.signature
+    parts = ["## Instructions", _instructions(signature)]
+    for n, demo in enumerate(_complete_demos(predictor), start=1):
+        parts += [f"## Example {n}", _fields(signature.input_fields, demo), f"Answer:\n{_demo_answer(signature, demo)}"]
+    parts += ["## Your input", _fields(signature.input_fields, inputs), "## Your answer", ANSWER_FORMAT[step]]
+    text = "\n\n".join(p for p in parts if p) + "\n"
+    return StepPrompt(step=step, round=round_index, messages=[{"role": "user", "content": text}], outputs=OUTPUTS[step])
+
+
+def _instructions(signature: Any) -> str:
+    return " ".join(textwrap.dedent(signature.instructions).split())
+
+
+def _complete_demos(predictor: Any) -> list[Mapping[str, Any]]:
+    signature = predictor.signature
+    return [
+        d
+        for d in predictor.demos
+        if all(d.get(name) for name in signature.input_fields) and d.get(_main_output(signature))
+    ]
+
+
+def _main_output(signature: Any) -> str:
+    return next(name for name in signature.output_fields if name != "contradictions")
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def _fields(fields: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+    return "\n\n".join(f"{_label(name)}:\n{_value(values.get(name))}" for name in fields if _value(values.get(name)))
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (list, tuple)):
+        return "\n".join(f"- {_value(item)}" for item in value if _value(item))
+    if isinstance(value, Contradiction):
+        return f"{value.description} (evidence: {value.evidence})" if value.evidence else value.description
+    if isinstance(value, Mapping):
+        return _value(
+            Contradiction(description=str(value.get("description", "")), evidence=str(value.get("evidence") or ""))
+        )
+    return "" if value is None else str(value).strip()
+
+
+def _demo_answer(signature: Any, demo: Mapping[str, Any]) -> str:
+    main = _main_output(signature)
+    text = _value(demo.get(main))
+    found = _value(demo.get("contradictions")) if "contradictions" in signature.output_fields else ""
+    return f"{text}\n\nContradictions:\n{found}" if found else text
+
+
+# -- the whole workflow in one read -------------------------------------------------------------------------------
+
+
+def dialectic_brief(program: Dialectic, task: str, iterations: int = 1) -> str:
+    """Everything an agent needs to run a dialectic on ``task`` itself and log it with the ``log_trace`` tool."""
+    steps = {step: _instructions(_predictor(program, step).signature) for step in OUTPUTS}
+    more = iterations - 1
+    later = f"Then run {more} more round{'s' * (more > 1)}: critique your latest synthesis again (step 2) and write an "
+    later += "improved synthesis (step 3)."
+    arguments = [
+        "task: the task above, unchanged",
+        "thesis, antithesis, synthesis: your answers to steps 1-3" + (" (round 1's)" if more else ""),
+        'contradictions: the flaws from step 2, as [{"description": ..., "evidence": ...}] (an empty list if none)',
+        *(["rounds: rounds 2 and later, in order, each as {antithesis, contradictions, synthesis}"] if more else []),
+        f'mode: "{program.mode}"',
+        "model: the name of the model you are",
+    ]
+    parts = [
+        "Run a dialectic on the task below: answer it, attack your answer, then write a better one. Do each step "
+        "yourself, in order, and show the user each step's text as you go. Write every answer as plain text.",
+        f"## Task\n\n{task.strip()}",
+        f"## Step 1: thesis\n\n{steps['thesis']}",
+        f"## Step 2: antithesis\n\n{steps['antithesis']} {LIST_CONTRADICTIONS}",
+        f"## Step 3: synthesis\n\n{steps['synthesis']}" + (f"\n\n{later}" if more else ""),
+        "## Log it\n\nCall the `log_trace` tool once, with:\n" + "\n".join(f"- {a}" for a in arguments),
+        "It returns the trace id: tell the user the final synthesis and the id.",
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,172 @@
+"""The row formats: what one example of a trace becomes in each export format, in the exact shapes TRL 1.x, Hugging
+Face ``datasets``, axolotl and unsloth load as they are (see ``types.py`` for the TypedDicts).
+
+- ``dpo``          ``{"prompt", "chosen", "rejected"}`` strings (TRL "standard" preference rows)
+- ``dpo-chat``     the same keys, each a list of ``{"role", "content"}`` messages (TRL "conversational" preference)
+- ``instruction``  Alpaca ``{"instruction", "input", "output"}``
+- ``sft``          ``{"prompt", "completion"}`` strings (TRL "standard" prompt-completion)
+- ``sft-chat``     ``{"messages": [...]}`` (TRL "conversational" language modeling)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple, get_args
+
+from ..errors import ExportError
+from ..types import ChatTurn, DPOChatRow, DPORow, InstructionRow, SFTChatRow, SFTRow, TraceRecord
+
+Format = Literal["dpo", "dpo-chat", "instruction", "sft", "sft-chat"]
+Rejected = Literal["thesis", "antithesis", "both"]
+Pairs = Literal["first-last", "rounds"]
+FORMATS: tuple[str, ...] = get_args(Format)
+REJECTED_CHOICES: tuple[str, ...] = get_args(Rejected)
+PAIRS_CHOICES: tuple[str, ...] = get_args(Pairs)
+PREFERENCE_FORMATS = frozenset({"dpo", "dpo-chat"})
+CHAT_FORMATS = frozenset({"dpo-chat", "sft-chat"})
+# -- pure row functions --------------------------------------------------------------------------------------------
+
+
+class RowSource(NamedTuple):
+    """What one row is made of, before a format shapes it.
+
+    ``rejected`` is None for supervised formats; ``round`` is the round whose synthesis is ``chosen``;
+    ``rejected_step``/``rejected_round`` say where the rejected text comes from (the pair's identity for labels).
+    """
+
+    prompt: str
+    chosen: str
+    rejected: str | None
+    round: int
+    rejected_step: str | None = None
+    rejected_round: int | None = None
+
+
+def preference_examples(
+    record: TraceRecord, *, rejected: Rejected = "thesis", pairs: Pairs = "first-last"
+) -> list[RowSource]:
+    """The (prompt, chosen, rejected) examples of one trace; none for a failed trace.
+
+    ``pairs="first-last"``: the final synthesis against the first round's thesis (or antithesis).
+    ``pairs="rounds"``: every round's synthesis against that round's thesis (or antithesis); in round n>1 the thesis
+    is round n-1's synthesis, so an iterated trace teaches each improvement step.
+    ``rejected="both"`` makes two examples per pair: one against the thesis, one against the antithesis.
+    """
+    _check_pair_options(rejected, pairs)
+    return _preference_examples(record, _REJECTED_STEPS[rejected], pairs == "rounds")
+
+
+_REJECTED_STEPS: dict[str, tuple[str, ...]] = {
+    "thesis": ("thesis",),
+    "antithesis": ("antithesis",),
+    "both": ("thesis", "antithesis"),
+}
+
+
+def _check_pair_options(rejected: str, pairs: str) -> None:
+    if rejected not in REJECTED_CHOICES:
+        raise ExportError(f"rejected={rejected!r} is not one of {', '.join(REJECTED_CHOICES)}")
+    if pairs not in PAIRS_CHOICES:
+        raise ExportError(f"pairs={pairs!r} is not one of {', '.join(PAIRS_CHOICES)}")
+
+
+def _preference_examples(record: TraceRecord, steps: tuple[str, ...], every_round: bool) -> list[RowSource]:
+    if not record.ok or not record.rounds:
+        return []
+    if every_round:
+        return [
+            RowSource(record.task, r.synthesis, getattr(r, s), r.index, s, r.index)
+            for r in record.rounds
+            for s in steps
+        ]
+    first, last = record.rounds[0], record.rounds[-1]
+    return [RowSource(record.task, record.synthesis, getattr(first, s), last.index, s, first.index) for s in steps]
+
+
+def supervised_examples(record: TraceRecord) -> list[RowSource]:
+    """The one (prompt, final synthesis) example of a trace; none for a failed trace."""
+    if not record.ok or not record.rounds:
+        return []
+    return [RowSource(record.task, record.synthesis, None, record.rounds[-1].index)]
+
+
+def _prompt_messages(prompt: str, system: str | None) -> list[ChatTurn]:
+    user: ChatTurn = {"role": "user", "content": prompt}
+    return [{"role": "system", "content": system}, user] if system else [user]
+
+
+def _dpo_row(ex: RowSource, system: str | None = None) -> DPORow:
+    return {"prompt": ex.prompt, "chosen": ex.chosen, "rejected": ex.rejected or ""}
+
+
+def _dpo_chat_row(ex: RowSource, system: str | None = None) -> DPOChatRow:
+    return {
+        "prompt": _prompt_messages(ex.prompt, system),
+        "chosen": [{"role": "assistant", "content": ex.chosen}],
+        "rejected": [{"role": "assistant", "content": ex.rejected or ""}],
+    }
+
+
+def _instruction_row(ex: RowSource, system: str | None = None) -> InstructionRow:
+    return {"instruction": ex.prompt, "input": "", "output": ex.chosen}
+
+
+def _sft_row(ex: RowSource, system: str | None = None) -> SFTRow:
+    return {"prompt": ex.prompt, "completion": ex.chosen}
+
+
+def _sft_chat_row(ex: RowSource, system: str | None = None) -> SFTChatRow:
+    return {"messages": [*_prompt_messages(ex.prompt, system), {"role": "assistant", "content": ex.chosen}]}
+
+
+_SHAPERS: dict[str, Any] = {
+    "dpo": _dpo_row,
+    "dpo-chat": _dpo_chat_row,
+    "instruction": _instruction_row,
+    "sft": _sft_row,
+    "sft-chat": _sft_chat_row,
+}
+
+
+def to_dpo_rows(record: TraceRecord, *, rejected: Rejected = "thesis", pairs: Pairs = "first-last") -> list[DPORow]:
+    """TRL standard preference rows ``{"prompt", "chosen", "rejected"}``: chosen is a synthesis."""
+    return [_dpo_row(ex) for ex in preference_examples(record, rejected=rejected, pairs=pairs)]
+
+
+def to_dpo_chat_rows(
+    record: TraceRecord, *, rejected: Rejected = "thesis", pairs: Pairs = "first-last", system: str | None = None
+) -> list[DPOChatRow]:
+    """TRL conversational preference rows: prompt = [system?, user], chosen/rejected = [assistant]."""
+    return [_dpo_chat_row(ex, system) for ex in preference_examples(record, rejected=rejected, pairs=pairs)]
+
+
+def to_instruction_rows(record: TraceRecord) -> list[InstructionRow]:
+    """Alpaca rows ``{"instruction": task, "input": "", "output": final synthesis}``."""
+    return [_instruction_row(ex) for ex in supervised_examples(record)]
+
+
+def to_sft_rows(record: TraceRecord) -> list[SFTRow]:
+    """TRL standard prompt-completion rows ``{"prompt": task, "completion": final synthesis}``."""
+    return [_sft_row(ex) for ex in supervised_examples(record)]
+
+
+def to_sft_chat_rows(record: TraceRecord, *, system: str | None = None) -> list[SFTChatRow]:
+    """TRL conversational rows ``{"messages": [system?, user, assistant]}`` with the final synthesis."""
+    return [_sft_chat_row(ex, system) for ex in supervised_examples(record)]
+
+
+def row_metadata(record: TraceRecord, example: RowSource) -> dict[str, Any]:
+    """The ``metadata`` column written with ``with_metadata``: where a row came from. Trainers ignore it."""
+    return {
+        "trace_id": record.id,
+        "model": record.model,
+        "mode": record.mode,
+        "round": example.round,
+        "score": record.score,
+    }
+
+
+def shape_row(format: Format, example: RowSource, system: str | None = None) -> dict[str, Any]:
+    """One example as a row of ``format`` (the shape the export writes)."""
+    if format not in _SHAPERS:
+        raise ExportError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+    return dict(_SHAPERS[format](example, system))

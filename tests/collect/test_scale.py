@@ -1,0 +1,237 @@
+"""Batches on a local Ray cluster (``ray.init(num_cpus=2)``) with the scripted LM: every prompt once, a worker killed
+mid-run, resume after an interrupt, the budget, and the CLI's --ray as a user runs it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import need
+
+from hegelion_dspy.collect.context import RunRecipe
+from hegelion_dspy.collect.run import run_dialectic
+from hegelion_dspy.errors import ConfigError
+from hegelion_dspy.lms.scripted import ScriptedLM
+from hegelion_dspy.store import TraceStore
+from hegelion_dspy.types import TraceRecord
+
+PROMPTS = [f"scale prompt {i}" for i in range(500)]
+PRICED = "openai/gpt-4o-mini"
+HEGELION = str(Path(sys.executable).parent / "hegelion")
+
+
+def import_ray() -> object:
+    try:
+        import ray
+    except ImportError:
+        need("Ray", "pip install 'hegelion-dspy[ray]'")
+        raise
+    return ray
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[object]:
+    ray = import_ray()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)  # type: ignore[attr-defined]
+    try:
+        yield ray
+    finally:
+        ray.shutdown()  # type: ignore[attr-defined]
+
+
+def run_ray_batch(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    from hegelion_dspy.collect.distributed import run_ray_batch as run
+
+    return run(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def assert_each_prompt_once(store: TraceStore, prompts: list[str]) -> None:
+    records = list(store)  # every line parses
+    assert all(r.ok for r in records)
+    assert Counter(r.task for r in records) == Counter(prompts)
+
+
+def worker_pids() -> list[int]:
+    """Process ids of this test's Ray workers running our actor (descendants of this process, by /proc)."""
+    parents: dict[int, int] = {}
+    titles: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            titles[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def mine(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    return [pid for pid, title in titles.items() if b"DialecticWorker" in title and mine(pid)]
+
+
+def test_500_prompts_give_500_ok_traces_and_no_duplicates(ray_cluster: object, store: TraceStore) -> None:
+    seen: list[TraceRecord] = []
+    result = run_ray_batch(
+        PROMPTS, recipe=RunRecipe(model="scripted"), store=store, workers=2, concurrency=8, on_result=seen.append
+    )
+    assert (result.ok, result.failed, result.skipped, result.not_run) == (500, 0, 0, 0)
+    assert len(seen) == 500
+    assert_each_prompt_once(store, PROMPTS)
+    assert {r.model for r in store} == {"scripted"} and {r.source for r in store} == {"cli"}
+
+
+def test_a_worker_killed_mid_run_still_gives_500_once_each(
+    ray_cluster: object, store: TraceStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    killed: list[int] = []
+
+    def kill_one_after_100(record: TraceRecord) -> None:
+        if len(store_lines()) >= 100 and not killed:
+            pids = worker_pids()
+            assert len(pids) == 2, pids
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    def store_lines() -> bytes:
+        return store.path.read_bytes().splitlines() if store.path.exists() else []  # type: ignore[return-value]
+
+    with caplog.at_level(logging.WARNING, logger="hegelion_dspy.collect.distributed"):
+        result = run_ray_batch(
+            PROMPTS,
+            recipe=RunRecipe(model="scripted/latency=0.002"),
+            store=store,
+            workers=2,
+            concurrency=8,
+            on_result=kill_one_after_100,
+        )
+    assert killed
+    assert "a Ray worker died" in caplog.text
+    assert (result.ok, result.failed) == (500, 0)
+    assert_each_prompt_once(store, PROMPTS)
+
+
+def test_an_interrupted_ray_batch_resumes(ray_cluster: object, store: TraceStore) -> None:
+    received: list[TraceRecord] = []
+
+    def ctrl_c_after_150(record: TraceRecord) -> None:
+        received.append(record)
+        if len(received) == 150:
+            raise KeyboardInterrupt
+
+    recipe = RunRecipe(model="scripted/latency=0.002")
+    with pytest.raises(KeyboardInterrupt):
+        run_ray_batch(PROMPTS, recipe=recipe, store=store, workers=2, concurrency=8, on_result=ctrl_c_after_150)
+    finished = list(store)  # the 150 heard, and any that arrived with them (logged before they are reported)
+    assert 150 <= len(finished) < 500 and all(r.ok for r in finished)
+
+    result = run_ray_batch(PROMPTS, recipe=recipe, store=store, workers=2, concurrency=8)
+    assert (result.ok, result.skipped) == (500 - len(finished), len(finished))
+    assert_each_prompt_once(store, PROMPTS)
+
+
+def test_max_cost_stops_a_ray_batch_keeping_finished_traces(ray_cluster: object, store: TraceStore) -> None:
+    one = run_dialectic("probe", lm=ScriptedLM(model=PRICED)).cost_usd
+    assert one is not None
+    recipe = RunRecipe(lm=functools.partial(ScriptedLM, model=PRICED, latency=0.002))
+    result = run_ray_batch(PROMPTS[:200], recipe=recipe, store=store, workers=2, concurrency=4, max_cost=one * 20)
+
+    assert result.stopped == "max_cost"
+    logged = list(store)
+    assert len(logged) == result.ok and 10 <= result.ok < 200 and result.not_run == 200 - result.ok
+    assert result.meter.cost_usd >= one * 20
+    assert len({r.task for r in logged}) == len(logged)
+    assert sum(r.cost_usd or 0 for r in logged) <= result.meter.cost_usd + 1e-9  # traces round to 1e-8
+
+
+def test_a_program_file_travels_to_the_workers(ray_cluster: object, store: TraceStore, tmp_path: Path) -> None:
+    from hegelion_dspy.program import Dialectic, program_digest, save_program
+
+    program = save_program(Dialectic(mode="coding", iterations=2), tmp_path / "program.json")
+    result = run_ray_batch(
+        PROMPTS[:6], recipe=RunRecipe(model="scripted", program=str(program)), store=store, workers=2
+    )
+    assert result.ok == 6
+    assert {(r.program, r.program_digest, r.mode, len(r.rounds)) for r in store} == {
+        (str(program), program_digest(program), "coding", 2)
+    }
+
+
+def test_a_worker_that_cannot_start_is_one_clear_error(ray_cluster: object, store: TraceStore) -> None:
+    from hegelion_dspy.errors import ClusterError
+
+    def broken() -> ScriptedLM:
+        raise ConfigError("no such model on this node")
+
+    # the driver builds its own context first, so fail only in the workers
+    calls = {"n": 0}
+
+    def first_works() -> ScriptedLM:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            return broken()
+        return ScriptedLM()
+
+    with pytest.raises(ClusterError, match="could not start: ConfigError: no such model on this node"):
+        run_ray_batch(PROMPTS[:4], recipe=RunRecipe(lm=first_works), store=store, workers=1)
+    assert not store.path.exists()
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------------------
+
+
+def hegelion(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HEGELION, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_hegelion_prompts_ray_runs_the_batch_like_a_local_one(tmp_path: Path) -> None:
+    import_ray()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"{p}\n" for p in PROMPTS[:40]), encoding="utf-8")
+    log = tmp_path / "log.jsonl"
+    args = ["--prompts", str(prompts), "--ray", "-m", "scripted", "--log-file", str(log), "-j", "4"]
+
+    done = hegelion(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "40 ok, 0 failed, 0 skipped" in done.stderr
+    again = hegelion(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "0 ok, 0 failed, 40 skipped" in again.stderr
+    assert_each_prompt_once(TraceStore(log), PROMPTS[:40])
+
+
+def test_ctrl_c_during_a_ray_batch_keeps_the_finished_traces_and_a_rerun_resumes(tmp_path: Path) -> None:
+    import_ray()
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"{p}\n" for p in PROMPTS[:120]), encoding="utf-8")
+    log = tmp_path / "log.jsonl"
+    args = ["--prompts", str(prompts), "--ray", "--log-file", str(log), "-j", "4", "-m", "scripted/latency=0.05"]
+    proc = subprocess.Popen([HEGELION, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or log.read_bytes().count(b"\n") < 5):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, err
+    assert "interrupted; every finished trace is kept" in err
+    finished = list(TraceStore(log))
+    assert 5 <= len(finished) < 120 and all(r.ok for r in finished)
+
+    done = hegelion(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"{120 - len(finished)} ok, 0 failed, {len(finished)} skipped" in done.stderr
+    assert_each_prompt_once(TraceStore(log), PROMPTS[:120])
