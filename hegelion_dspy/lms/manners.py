@@ -4,12 +4,15 @@ retries with backoff on rate limits and server errors, and what each call cost (
 ``PoliteLM`` wraps an LM (or several LMs of one model behind different base URLs, taken in turn) and is itself a
 ``dspy.BaseLM``, so programs, adapters and the judge use it as they use the LM it wraps. Per call it:
 
-1. waits its turn: a pause a provider asked for (429 ``Retry-After``) and the ``rpm`` / ``tpm`` limits, which are
-   token buckets shared by every thread and task using the wrapper;
-2. calls the LM it wraps (whose own retries are turned off: they sleep without jitter and without the shared pause);
-3. on a 429, a 5xx or a timeout, retries with exponential backoff and jitter, or after exactly the ``Retry-After`` the
-   provider sent (plus up to 10% jitter), at most ``max_retries`` times; then the error propagates and the dialectic
-   step fails (a ``failed`` trace, never data). With several base URLs a connection error moves to the next one;
+1. waits its turn: a pause a provider asked for (a 429, with or without ``Retry-After``) and the ``rpm`` / ``tpm``
+   limits, which are token buckets shared by every thread and task using the wrapper. A pause moves the buckets
+   themselves: calls already waiting for a slot when it arrives take a new one after it, so nobody calls during it;
+2. calls the LM it wraps (whose own retries are turned off: they sleep without jitter and without the shared pause),
+   a hosted one with a time limit per call (``Manners.timeout``, ``hosted.with_timeout``);
+3. on a 429, a 5xx, a timeout, a reset connection or a reply cut mid-body, retries with exponential backoff and
+   jitter, or after exactly the ``Retry-After`` the provider sent (plus up to 10% jitter), at most ``max_retries``
+   times; then the error propagates and the dialectic step fails (a ``failed`` trace, never data). With several base
+   URLs each retry goes to the next one;
 4. prices what the call used (prompt and completion tokens at the model's prices in LiteLLM's price map) and reports
    it to the step being recorded (``Usage.cost_usd``) and to every active ``CallMeter`` (a run's cost, a batch's
    spend and its ``max_cost``).
@@ -35,6 +38,7 @@ from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutErro
 
 from ..errors import ConfigError
 from .base import current_step
+from .hosted import check_timeout, with_timeout
 from .metering import active_meters, call_cost
 
 # -- settings ---------------------------------------------------------------------------------------------------------
@@ -49,6 +53,8 @@ class Manners:
     ``max_retries``: retries after the first attempt on a 429, a 5xx or a timeout; the n-th waits about
     ``backoff * 2**n`` seconds (half of it to all of it, at random; at most ``max_backoff``) unless the provider sent
     ``Retry-After``, which is honoured when it is at most ``max_retry_after`` (a longer one fails the call at once).
+    ``timeout``: seconds one call to a hosted LM may wait for its answer [default: ``hosted.default_timeout``, 120 s
+    or ``$HEGELION_TIMEOUT``]; in-process LMs have none.
     """
 
     rpm: float | None = None
@@ -58,6 +64,7 @@ class Manners:
     max_backoff: float = 60.0
     max_retry_after: float = 300.0
     burst_seconds: float = 1.0
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
@@ -71,6 +78,8 @@ class Manners:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if self.timeout is not None:
+            check_timeout(self.timeout)
 
     def share(self, parts: int) -> Manners:
         """These manners for one of ``parts`` workers calling at once: the rate limits divided between them."""
@@ -133,6 +142,12 @@ class RateLimiter:
             self._next = start + units * self.seconds_per_unit
             return max(0.0, start - now - self.burst)
 
+    def hold(self, until: float) -> None:
+        """Let nothing through before ``until`` (a provider's pause), then resume at the steady rate, without a
+        burst: reservations made before it that have not been used are the callers' to renew (``PoliteLM``)."""
+        with self._lock:
+            self._next = max(self._next, until + self.burst)
+
     def settle(self, reserved: float, used: float) -> None:
         """Correct a reservation once the real amount is known (tokens: an estimate before the call)."""
         with self._lock:
@@ -156,10 +171,12 @@ def estimate_tokens(prompt: Any, messages: Any, max_tokens: Any) -> int:
 # -- retries ----------------------------------------------------------------------------------------------------------
 
 
-def retry_reason(exc: BaseException, *, spread: bool = False) -> str | None:
+def retry_reason(exc: BaseException) -> str | None:
     """Why a failed call may be tried again ("rate limit", "server error", "timeout", "connection"), or None.
 
-    ``spread``: the wrapper has another base URL to try, so a connection error is worth a retry too.
+    DSPy reports a call that timed out waiting for its answer, a reset connection and a reply cut mid-body alike,
+    as ``LMTransportError`` (the request failed before a whole response came back): all worth another try, also with
+    one base URL (a refused connection too: servers restart).
     """
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     if isinstance(exc, LMRateLimitError) or status == 429:
@@ -168,8 +185,8 @@ def retry_reason(exc: BaseException, *, spread: bool = False) -> str | None:
         return "timeout"
     if isinstance(exc, LMServerError) or (isinstance(status, int) and 500 <= status < 600):
         return "server error"
-    if spread and isinstance(exc, LMTransportError):
-        return "connection"
+    if isinstance(exc, LMTransportError):
+        return "timeout" if "timed out" in str(exc) else "connection"
     return None
 
 
@@ -239,17 +256,19 @@ class PoliteLM(dspy.BaseLM):
         if len({lm.model for lm in inners}) > 1:
             raise ConfigError(f"the LMs behind one PoliteLM must serve one model, got {[lm.model for lm in inners]}")
         # Our retries replace the LM's own (DSPy's sleep without jitter and without the shared pause).
-        self.inners = [lm.copy(num_retries=0) if getattr(lm, "num_retries", 0) else lm for lm in inners]
+        self.manners = manners or Manners()
+        inners = [lm.copy(num_retries=0) if getattr(lm, "num_retries", 0) else lm for lm in inners]
+        self.inners = [with_timeout(lm, self.manners.timeout) for lm in inners]
         first = self.inners[0]
         super().__init__(first.model, first.model_type, cache=False, num_retries=0)
         self.kwargs = first.kwargs
-        self.manners = manners or Manners()
         self.clock: Clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self._turns = itertools.count()
         self._requests = self._limiter(self.manners.rpm)
         self._tokens = self._limiter(self.manners.tpm)
         self._pause_until = -math.inf  # a provider's Retry-After, for every call
+        self._pauses = 0  # pauses so far: a call that reserved its slot before the latest one renews it
         self._lock = threading.Lock()
 
     def _limiter(self, per_minute: float | None) -> RateLimiter | None:
@@ -295,8 +314,10 @@ class PoliteLM(dspy.BaseLM):
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         call = _Call(self, prompt, messages, kwargs)
         while True:
-            if wait := call.before():  # no sleep(0): it costs a thread switch per call
+            while wait := call.before():  # no sleep(0): it costs a thread switch per call
                 self.clock.sleep(wait)
+                if not call.paused_meanwhile():
+                    break
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return lm(prompt, messages=messages, **kwargs)
@@ -306,8 +327,10 @@ class PoliteLM(dspy.BaseLM):
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         call = _Call(self, prompt, messages, kwargs)
         while True:
-            if wait := call.before():
+            while wait := call.before():
                 await self.clock.asleep(wait)
+                if not call.paused_meanwhile():
+                    break
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return await lm.acall(prompt, messages=messages, **kwargs)
@@ -331,8 +354,16 @@ class PoliteLM(dspy.BaseLM):
         return wait
 
     def _pause(self, seconds: float) -> None:
+        """Nobody calls for ``seconds``: the pause and the rate limits' schedules move together."""
         with self._lock:
-            self._pause_until = max(self._pause_until, self.clock.now() + seconds)
+            until = self.clock.now() + seconds
+            if until <= self._pause_until:
+                return
+            self._pause_until = until
+            self._pauses += 1
+        for limiter in (self._requests, self._tokens):
+            if limiter is not None:
+                limiter.hold(until)
 
 
 class _Call:
@@ -344,13 +375,22 @@ class _Call:
         self.tries = 0
         max_tokens = kwargs.get("max_tokens") or owner.kwargs.get("max_tokens")
         self.estimate = estimate_tokens(prompt, messages, max_tokens) if owner._tokens is not None else 0
+        self.reserved = 0  # tokens reserved so far (a renewed slot reserves again)
+        self.pauses_seen = 0
 
     def before(self) -> float:
+        """Reserve this call's slot; the seconds to wait for it."""
+        self.pauses_seen = self.owner._pauses
+        self.reserved += self.estimate
         wait = self.owner._wait_before(self.estimate)
         if wait > 0:
             for meter in active_meters():
                 meter.add_wait(wait)
         return wait
+
+    def paused_meanwhile(self) -> bool:
+        """A provider asked for a pause after this call reserved its slot: the slot is void, take a new one."""
+        return self.owner._pauses != self.pauses_seen
 
     @contextlib.contextmanager
     def attempt(self) -> Iterator[dspy.BaseLM]:
@@ -366,7 +406,8 @@ class _Call:
     def _settle(self, lm: dspy.BaseLM, usage: _CallUsage) -> None:
         used = usage.prompt_tokens + usage.completion_tokens
         if self.owner._tokens is not None and usage.reported:
-            self.owner._tokens.settle(self.estimate, used)
+            self.owner._tokens.settle(self.reserved, used)
+        self.reserved = 0
         if not usage.reported:
             return  # nothing came back (refused before any work): no call to count
         usd = call_cost(str(lm.model), usage.prompt_tokens, usage.completion_tokens)
@@ -379,13 +420,13 @@ class _Call:
     def failed(self, exc: Exception) -> float:
         """Seconds to wait before the next attempt; re-raises ``exc`` when there is none."""
         owner = self.owner
-        reason = retry_reason(exc, spread=len(owner.inners) > 1)
+        reason = retry_reason(exc)
         if reason is None or self.tries > owner.manners.max_retries:
             raise exc
         delay = backoff_delay(owner.manners, self.tries - 1, exc, owner.rng)
         if delay is None:
             raise exc
-        if retry_after(exc) is not None:
+        if reason == "rate limit":
             owner._pause(delay)  # every call waits for the provider, not only this one
         for meter in active_meters():
             meter.add_wait(delay, retry=reason)

@@ -84,6 +84,8 @@ class CallMeter:
     cost_usd: float = 0.0
     retries: int = 0
     rate_limited: int = 0  # 429 answers
+    timed_out: int = 0  # calls that got no answer in time
+    cut_off: int = 0  # connections refused or reset, replies cut mid-body
     throttled_seconds: float = 0.0  # waited for rpm/tpm or a provider's pause
     backoff_seconds: float = 0.0  # waited before retries
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -116,6 +118,8 @@ class CallMeter:
             else:
                 self.retries += 1
                 self.rate_limited += retry == "rate limit"
+                self.timed_out += retry == "timeout"
+                self.cut_off += retry == "connection"
                 self.backoff_seconds += seconds
 
     def snapshot(self) -> dict[str, float]:
@@ -127,6 +131,8 @@ class CallMeter:
                 "cost_usd": self.cost_usd,
                 "retries": self.retries,
                 "rate_limited": self.rate_limited,
+                "timed_out": self.timed_out,
+                "cut_off": self.cut_off,
                 "throttled_seconds": self.throttled_seconds,
                 "backoff_seconds": self.backoff_seconds,
             }
