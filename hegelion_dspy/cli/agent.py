@@ -98,7 +98,16 @@ from .watch import StepDisplay
     type=click.IntRange(0, 100),
     default=5,
     show_default=True,
-    help="Retries of a call answered 429 or 5xx (exponential backoff with jitter, or the server's Retry-After).",
+    help="Retries of a call answered 429 or 5xx, timed out or cut off (exponential backoff with jitter, or the "
+    "server's Retry-After).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="How long one call to a hosted model may wait for its answer before it is retried like a 429 "
+    "[default: $HEGELION_TIMEOUT, else 120 s, longer for a big --max-tokens; none for in-process models].",
 )
 @click.option(
     "--max-cost",
@@ -142,6 +151,7 @@ def agent(
     rpm: float | None,
     tpm: float | None,
     max_retries: int,
+    timeout: float | None,
     max_cost: float | None,
     tags: tuple[str, ...],
     judge: bool,
@@ -179,7 +189,7 @@ def agent(
         iterations=iterations or 1,
         program=str(program) if program is not None else None,
         judge=judge_model or judge,
-        manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries),
+        manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries, timeout=timeout),
         max_tokens=max_tokens,
         parallel=concurrency if task is None else 1,
     )
@@ -270,10 +280,13 @@ def _run_prompts(
         click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
     if result.stopped == "max_cost":
         budget = options.get("max_cost") or 0.0
+        meter = result.meter
         click.echo(
-            f"{prog()}: stopped at --max-cost ${budget:g} after spending ${result.meter.cost_usd:.4f}: "
-            f"{result.ok + result.failed:,} of {result.planned:,} prompts done, {result.not_run:,} not run (the "
-            "dialectics in flight were dropped); rerun with a higher --max-cost to resume",
+            f"{prog()}: stopped at --max-cost ${budget:g} after spending ${meter.cost_usd:.4f} (when it stopped "
+            f"{meter.stopped_in_flight:,} calls were in flight, ${meter.stopped_reserved_usd:.4f} reserved for their "
+            f"worst case; what they cost is in the spend): {result.ok + result.failed:,} of {result.planned:,} "
+            f"prompts done, {result.not_run:,} not run (the dialectics cut short leave no trace); rerun with a higher "
+            "--max-cost to resume",
             err=True,
         )
         return EXIT_BUDGET
@@ -290,9 +303,10 @@ def _calls_line(result: BatchResult) -> str:
     if result.cost_usd is not None:
         parts.append(f"cost ${result.cost_usd:.4f} ({meter.priced_calls:,} priced calls)")
     if meter.retries:
-        parts.append(
-            f"{meter.retries:,} retries ({meter.rate_limited:,} after a 429), {meter.backoff_seconds:.0f} s of backoff"
-        )
+        why = [f"{meter.rate_limited:,} after a 429"]
+        why += [f"{meter.timed_out:,} timed out"] if meter.timed_out else []
+        why += [f"{meter.cut_off:,} cut off"] if meter.cut_off else []
+        parts.append(f"{meter.retries:,} retries ({', '.join(why)}), {meter.backoff_seconds:.0f} s of backoff")
     if meter.throttled_seconds >= 1:
         parts.append(f"{meter.throttled_seconds:.0f} s waited for --rpm/--tpm or a server's pause")
     return "; ".join(parts)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from ..errors import ConfigError
-from ..lms.metering import CallMeter, metering
+from ..lms.metering import BudgetExhausted, CallMeter, metering
 from ..store import TraceStore, normalize_task
 from ..types import Source, TraceRecord
 from .context import RunContext, model_of
@@ -156,32 +156,36 @@ async def run_queue(
     iterations: int | None = None,
     source: Source = "cli",
     tags: Sequence[str] = (),
-    stop: asyncio.Event | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> None:
     """Run the tasks taken from ``queue``, ``concurrency`` at a time, until each of ``concurrency`` runners has taken
     a None; ``on_record(key, record)`` hears each trace as it finishes (nothing is logged here).
 
     The one loop of every batch: ``run_batch`` fills the queue with its prompts, a Ray worker with what its driver
-    sends. When ``stop`` is set the dialectics in flight are cancelled: they leave no trace, and resume reruns them.
+    sends. Once ``stop()`` is true (a budget ran out) no new task starts and the dialectics in flight end at their
+    next LM call, which the budget refuses (``BudgetExhausted``): such a dialectic leaves no trace, and resume reruns
+    it. The calls already sent finish and are counted.
     """
 
     async def runner() -> None:
-        while (item := await queue.get()) is not None:
+        while not (stop is not None and stop()) and (item := await queue.get()) is not None:
             key, task = item
-            on_record(key, await arun_dialectic(task, ctx=ctx, iterations=iterations, source=source, tags=tags))
+            record = await arun_dialectic(task, ctx=ctx, iterations=iterations, source=source, tags=tags)
+            if not stopped_by_budget(record):
+                on_record(key, record)
 
     runners = [asyncio.ensure_future(runner()) for _ in range(concurrency)]
-    everything: asyncio.Future[Any] = asyncio.gather(*runners)
-    stopper: asyncio.Future[Any] | None = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
-        await asyncio.wait([everything] if stopper is None else [everything, stopper], return_when="FIRST_COMPLETED")
-        if everything.done():
-            everything.result()  # a runner's error (a full disk, a failing callback) ends the batch
+        await asyncio.gather(*runners)  # a runner's error (a full disk, a failing callback) ends the batch
     finally:
-        for waiting in (*runners, stopper):
-            if waiting is not None:
-                waiting.cancel()
-        await asyncio.gather(everything, *([stopper] if stopper else []), return_exceptions=True)
+        for waiting in runners:
+            waiting.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+
+
+def stopped_by_budget(record: TraceRecord) -> bool:
+    """True for the trace of a dialectic cut short because its next LM call would have passed the budget."""
+    return record.error is not None and record.error.type == BudgetExhausted.__name__
 
 
 async def run_batch(
@@ -191,9 +195,11 @@ async def run_batch(
 
     Options (``BatchOptions``): ``concurrency``, ``iterations``, ``source``, ``tags``, ``on_result``. With ``resume``
     tasks that already have an ``ok`` trace in ``store`` from the same mode, model and program are skipped
-    (``plan_batch``). ``max_cost`` (USD) stops the batch once its LM calls have cost that much: every finished trace
-    is kept, the dialectics in flight are dropped, ``result.stopped`` says so and ``result.not_run`` how many prompts
-    a rerun would resume. ``distributed.run_ray_batch`` is the same on a Ray cluster.
+    (``plan_batch``). ``max_cost`` (USD) is a budget the batch's LM calls never pass: each call reserves its worst
+    case when sent (``lms.metering``), and once the next one would not fit no call is sent: every finished trace is
+    kept, the dialectics cut short leave none, ``result.stopped`` says so, ``result.meter`` what was spent and was in
+    flight, and ``result.not_run`` how many prompts a rerun would resume. ``distributed.run_ray_batch`` is the same
+    on a Ray cluster.
     """
     batch = BatchSettings.of(options)
     todo, result = batch.plan(tasks, store, ctx)
@@ -202,10 +208,7 @@ async def run_batch(
         queue.put_nowait(item)
     for _ in range(batch.concurrency):
         queue.put_nowait(None)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     result.meter.limit = batch.max_cost
-    result.meter.on_limit = lambda: loop.call_soon_threadsafe(stop.set)
     with metering(result.meter):
         await run_queue(
             queue,
@@ -215,7 +218,7 @@ async def run_batch(
             iterations=batch.iterations,
             source=batch.source,
             tags=batch.tags,
-            stop=stop,
+            stop=lambda: result.meter.reached,
         )
     if result.meter.reached:
         result.stopped = "max_cost"

@@ -17,197 +17,53 @@ retries with backoff on rate limits and server errors, and what each call cost (
    it to the step being recorded (``Usage.cost_usd``) and to every active ``CallMeter`` (a run's cost, a batch's
    spend and its ``max_cost``).
 
-Time comes from a ``Clock`` so tests run the limiter and the backoff on a fake clock and count the waits.
+Time comes from a ``Clock`` so tests run the limiter and the backoff on a fake clock and count the waits. The rules
+themselves (settings, limits, retries) are in ``lms.pacing``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import math
 import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import dspy
-from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError
 
 from ..errors import ConfigError
 from .base import current_step
-from .hosted import check_timeout, with_timeout
-from .metering import active_meters, call_cost
+from .hosted import with_timeout
+from .metering import CallMeter, active_meters, call_cost, release_budget, reserve_budget
+from .pacing import (  # the rules this wrapper keeps; imported from here by callers and tests
+    Clock,
+    Manners,
+    RateLimiter,
+    SystemClock,
+    backoff_delay,
+    call_worst_case,
+    estimate_tokens,
+    retry_after,
+    retry_reason,
+)
 
-# -- settings ---------------------------------------------------------------------------------------------------------
+__all__ = [
+    "Clock",
+    "Manners",
+    "PoliteLM",
+    "RateLimiter",
+    "SystemClock",
+    "backoff_delay",
+    "estimate_tokens",
+    "polite",
+    "retry_after",
+    "retry_reason",
+    "unwrapped",
+]
 
-
-@dataclass(frozen=True)
-class Manners:
-    """How politely every LM call of a run behaves. The defaults retry and price; limits are off unless given.
-
-    ``rpm`` / ``tpm``: requests / tokens per minute allowed to all calls through one wrapper together (a Ray batch
-    splits them across its workers: ``share``). ``burst_seconds``: how far ahead of the steady rate calls may run.
-    ``max_retries``: retries after the first attempt on a 429, a 5xx or a timeout; the n-th waits about
-    ``backoff * 2**n`` seconds (half of it to all of it, at random; at most ``max_backoff``) unless the provider sent
-    ``Retry-After``, which is honoured when it is at most ``max_retry_after`` (a longer one fails the call at once).
-    ``timeout``: seconds one call to a hosted LM may wait for its answer [default: ``hosted.default_timeout``, 120 s
-    or ``$HEGELION_TIMEOUT``]; in-process LMs have none.
-    """
-
-    rpm: float | None = None
-    tpm: float | None = None
-    max_retries: int = 5
-    backoff: float = 1.0
-    max_backoff: float = 60.0
-    max_retry_after: float = 300.0
-    burst_seconds: float = 1.0
-    timeout: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("rpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                unit = "requests" if name == "rpm" else "tokens"
-                raise ConfigError(f"{name} must be a positive number ({unit} per minute), got {value!r}")
-        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
-            raise ConfigError(f"max_retries must be a whole number >= 0, got {self.max_retries!r}")
-        for name in ("backoff", "max_backoff", "max_retry_after", "burst_seconds"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        if self.timeout is not None:
-            check_timeout(self.timeout)
-
-    def share(self, parts: int) -> Manners:
-        """These manners for one of ``parts`` workers calling at once: the rate limits divided between them."""
-        if parts <= 1:
-            return self
-        return replace(
-            self,
-            rpm=None if self.rpm is None else self.rpm / parts,
-            tpm=None if self.tpm is None else self.tpm / parts,
-        )
-
-
-# -- time -------------------------------------------------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-    async def asleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """Real time: ``time.monotonic``, ``time.sleep``, ``asyncio.sleep``."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    async def asleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-# -- rate limits ------------------------------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """A token bucket of ``per_minute`` units (requests or tokens), as a schedule (GCRA): each caller reserves its
-    units and is told how long to wait before using them, so concurrent callers never race for the same capacity.
-
-    Calls may run ``burst_seconds`` ahead of the steady rate; over any window of ``w`` seconds at most
-    ``per_minute / 60 * (w + burst_seconds)`` units, plus one caller's own, are let through.
-    """
-
-    def __init__(self, per_minute: float, *, clock: Clock, burst_seconds: float = 1.0):
-        self.seconds_per_unit = 60.0 / per_minute
-        self.burst = burst_seconds
-        self.clock = clock
-        self._next = -math.inf  # when the units reserved so far are paid off
-        self._lock = threading.Lock()
-
-    def reserve(self, units: float = 1.0) -> float:
-        """Take ``units`` now; the seconds the caller must wait before using them."""
-        with self._lock:
-            now = self.clock.now()
-            start = max(self._next, now)
-            self._next = start + units * self.seconds_per_unit
-            return max(0.0, start - now - self.burst)
-
-    def hold(self, until: float) -> None:
-        """Let nothing through before ``until`` (a provider's pause), then resume at the steady rate, without a
-        burst: reservations made before it that have not been used are the callers' to renew (``PoliteLM``)."""
-        with self._lock:
-            self._next = max(self._next, until + self.burst)
-
-    def settle(self, reserved: float, used: float) -> None:
-        """Correct a reservation once the real amount is known (tokens: an estimate before the call)."""
-        with self._lock:
-            self._next += (used - reserved) * self.seconds_per_unit
-
-
-def estimate_tokens(prompt: Any, messages: Any, max_tokens: Any) -> int:
-    """Tokens a call may use, before it is made: about 4 characters a prompt token, plus the completion cap (512
-    when there is none). The limiter is corrected with the real count afterwards."""
-    chars = len(prompt) if isinstance(prompt, str) else 0
-    for message in messages or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
-    cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 512
-    return chars // 4 + cap
-
-
-# -- retries ----------------------------------------------------------------------------------------------------------
-
-
-def retry_reason(exc: BaseException) -> str | None:
-    """Why a failed call may be tried again ("rate limit", "server error", "timeout", "connection"), or None.
-
-    DSPy reports a call that timed out waiting for its answer, a reset connection and a reply cut mid-body alike,
-    as ``LMTransportError`` (the request failed before a whole response came back): all worth another try, also with
-    one base URL (a refused connection too: servers restart).
-    """
-    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
-    if isinstance(exc, LMRateLimitError) or status == 429:
-        return "rate limit"
-    if isinstance(exc, LMTimeoutError) or status in (408, 504):
-        return "timeout"
-    if isinstance(exc, LMServerError) or (isinstance(status, int) and 500 <= status < 600):
-        return "server error"
-    if isinstance(exc, LMTransportError):
-        return "timeout" if "timed out" in str(exc) else "connection"
-    return None
-
-
-def retry_after(exc: BaseException) -> float | None:
-    """The pause the provider asked for (``Retry-After``, parsed by DSPy into ``retry_after``), in seconds."""
-    value = getattr(exc, "retry_after", None)
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
-        return float(value)
-    return None
-
-
-def backoff_delay(manners: Manners, attempt: int, exc: BaseException, rng: random.Random) -> float | None:
-    """Seconds to wait before retry number ``attempt + 1``, or None when the call must fail now."""
-    asked = retry_after(exc)
-    if asked is not None:
-        if asked > manners.max_retry_after:
-            return None  # e.g. a daily quota: waiting would stall the batch; fail the prompt, resume later
-        return asked + rng.uniform(0.0, asked * 0.1)
-    ceiling = min(manners.max_backoff, manners.backoff * 2.0**attempt)
-    return rng.uniform(ceiling / 2, ceiling)
-
+BUDGET_POLL_SECONDS = 0.05  # how often a call that does not fit the budget yet asks again
 
 # -- the wrapper ------------------------------------------------------------------------------------------------------
 
@@ -318,6 +174,8 @@ class PoliteLM(dspy.BaseLM):
                 self.clock.sleep(wait)
                 if not call.paused_meanwhile():
                     break
+            while wait := call.budget():
+                self.clock.sleep(wait)
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return lm(prompt, messages=messages, **kwargs)
@@ -331,6 +189,8 @@ class PoliteLM(dspy.BaseLM):
                 await self.clock.asleep(wait)
                 if not call.paused_meanwhile():
                     break
+            while wait := call.budget():
+                await self.clock.asleep(wait)
             try:
                 with call.attempt() as lm, adapter_message_call(lm, messages):
                     return await lm.acall(prompt, messages=messages, **kwargs)
@@ -374,6 +234,8 @@ class _Call:
         self.owner = owner
         self.tries = 0
         max_tokens = kwargs.get("max_tokens") or owner.kwargs.get("max_tokens")
+        self.worst = call_worst_case(owner.model, prompt, messages, max_tokens) if active_meters() else None
+        self.held: tuple[CallMeter, ...] = ()  # the budgets this attempt's worst case is reserved on
         self.estimate = estimate_tokens(prompt, messages, max_tokens) if owner._tokens is not None else 0
         self.reserved = 0  # tokens reserved so far (a renewed slot reserves again)
         self.pauses_seen = 0
@@ -388,6 +250,15 @@ class _Call:
                 meter.add_wait(wait)
         return wait
 
+    def budget(self) -> float:
+        """Reserve this call's worst case on the active budgets (``metering.reserve_budget``): 0 once it is, else
+        the seconds to wait before asking again. Raises BudgetExhausted when it can never be sent."""
+        held = reserve_budget(self.worst)
+        if held is None:
+            return BUDGET_POLL_SECONDS
+        self.held = held
+        return 0.0
+
     def paused_meanwhile(self) -> bool:
         """A provider asked for a pause after this call reserved its slot: the slot is void, take a new one."""
         return self.owner._pauses != self.pauses_seen
@@ -396,12 +267,16 @@ class _Call:
     def attempt(self) -> Iterator[dspy.BaseLM]:
         self.tries += 1
         lm = self.owner._next_lm()
+        held, self.held = self.held, ()
         usage = _CallUsage(dspy.settings.usage_tracker)
         try:
             with dspy.settings.context(usage_tracker=usage):
                 yield lm
         finally:
-            self._settle(lm, usage)
+            try:
+                self._settle(lm, usage)  # the real cost first: the room it frees must not be taken twice
+            finally:
+                release_budget(held, self.worst)
 
     def _settle(self, lm: dspy.BaseLM, usage: _CallUsage) -> None:
         used = usage.prompt_tokens + usage.completion_tokens

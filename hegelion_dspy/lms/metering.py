@@ -3,6 +3,11 @@
 ``token_prices`` reads LiteLLM's price map; ``CallMeter`` counts calls, cost, retries and waits; ``metering`` makes a
 meter active for every call made inside it (context-local, so concurrent runs count their own). ``PoliteLM``
 (``lms.manners``) reports each call to the active meters.
+
+A meter with a ``limit`` (a batch's ``max_cost``) is an honest budget: before a call is sent its worst case (every
+prompt byte a token, plus ``max_tokens``, at the model's prices: ``worst_case_cost``) is reserved on every active
+meter (``reserve_budget``), and settled to the real cost when it returns. A call whose reservation would take spent +
+reserved past the limit is not sent (``BudgetExhausted``), so what the provider served never exceeds the budget.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from ..errors import LMError
 
 # Our own offline models: nothing to pay, and no reason to import LiteLLM's price map for them.
 _OFFLINE_PROVIDERS = frozenset({"scripted", "embedded"})
@@ -88,6 +95,10 @@ class CallMeter:
     cut_off: int = 0  # connections refused or reset, replies cut mid-body
     throttled_seconds: float = 0.0  # waited for rpm/tpm or a provider's pause
     backoff_seconds: float = 0.0  # waited before retries
+    reserved_usd: float = 0.0  # the worst case of the calls in flight
+    in_flight: int = 0  # priced calls sent and not yet returned
+    stopped_in_flight: int = 0  # calls in flight when the limit was reached (their real cost is counted)
+    stopped_reserved_usd: float = 0.0  # and what they had reserved
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _reached: bool = field(default=False, repr=False, compare=False)
 
@@ -108,8 +119,33 @@ class CallMeter:
             crossed = self.limit is not None and not self._reached and self.cost_usd >= self.limit
             if crossed:
                 self._reached = True
+                self.stopped_in_flight, self.stopped_reserved_usd = self.in_flight, self.reserved_usd
         if crossed and self.on_limit is not None:
             self.on_limit()
+
+    def reserve(self, usd: float) -> str:
+        """Reserve a call's worst case before it is sent: "sent" when it fits under the limit; else the limit is
+        reached (a batch starts nothing new) and the call may "wait" for the calls in flight to settle (they
+        usually cost less than they reserved), or, with none in flight, must "stop": it is never sent."""
+        with self._lock:
+            fits = self.limit is None or self.cost_usd + self.reserved_usd + usd <= self.limit
+            crossed = not fits and not self._reached
+            if fits:
+                self.reserved_usd += usd
+                self.in_flight += 1
+            elif crossed:
+                self._reached = True
+                self.stopped_in_flight, self.stopped_reserved_usd = self.in_flight, self.reserved_usd
+            answer = "sent" if fits else ("wait" if self.in_flight > 0 else "stop")
+        if crossed and self.on_limit is not None:
+            self.on_limit()
+        return answer
+
+    def release(self, usd: float) -> None:
+        """Give back a reservation (the call returned, or failed); its real cost comes through ``add_call``."""
+        with self._lock:
+            self.reserved_usd = max(0.0, self.reserved_usd - usd)
+            self.in_flight -= 1
 
     def add_wait(self, seconds: float, *, retry: str | None = None) -> None:
         with self._lock:
@@ -162,3 +198,46 @@ def metering(meter: CallMeter | None = None) -> Iterator[CallMeter]:
 def active_meters() -> tuple[CallMeter, ...]:
     """The meters every call made here reports to, innermost last."""
     return _meters.get()
+
+
+class BudgetExhausted(LMError):
+    """A call was not sent: its worst case on top of what was spent and is in flight would pass a ``max_cost``."""
+
+
+def worst_case_cost(model: str, prompt_bytes: int, max_tokens: int) -> float | None:
+    """The most one call of ``model`` can cost: every prompt byte a token (no tokenizer makes more), plus a reply of
+    ``max_tokens``; None when the model's prices are unknown."""
+    return call_cost(model, prompt_bytes, max_tokens)
+
+
+def reserve_budget(usd: float | None) -> tuple[CallMeter, ...] | None:
+    """Reserve ``usd`` on every active meter, all or none: the meters to ``release_budget`` once the call returns,
+    or None when the call must wait for calls in flight to settle. Raises BudgetExhausted when it never fits, and
+    for the first call of a run once the budget is tight (the room left goes to the runs under way)."""
+    if usd is None:
+        return ()
+    held: list[CallMeter] = []
+    for meter in active_meters():
+        answer = meter.reserve(usd)
+        if answer == "sent":
+            held.append(meter)
+            continue
+        release_budget(tuple(held), usd)
+        if answer == "wait" and _begun():
+            return None  # a dialectic under way waits for room; one not begun yet is not started
+        raise BudgetExhausted(
+            f"not sent: this call may cost up to ${usd:.6f} and the budget (max_cost ${meter.limit:g}) has "
+            f"${meter.cost_usd:.6f} spent; rerun with a higher max_cost to resume"
+        )
+    return tuple(held)
+
+
+def _begun() -> bool:
+    """The run this call belongs to (the innermost meter: ``run_dialectic``'s) has made calls already."""
+    meters = active_meters()
+    return bool(meters) and (meters[-1].calls > 0 or meters[-1].in_flight > 0)
+
+
+def release_budget(meters: tuple[CallMeter, ...], usd: float | None) -> None:
+    for meter in meters:
+        meter.release(usd or 0.0)

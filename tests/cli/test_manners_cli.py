@@ -44,11 +44,13 @@ def test_max_cost_stops_the_batch_says_how_far_it_got_and_a_rerun_resumes(
     log = tmp_path / "log.jsonl"
     with openai_stub() as stub:
         common = ["--prompts", str(prompts), "-m", PRICED, "--api-base", stub.url, "--log-file", str(log), "-j", "2"]
-        code, _, err = run(agent_main, *common, "--max-cost", "0.0003", capsys=capsys)
+        # each call reserves its worst case (prompt bytes + --max-tokens) while in flight: keep it small
+        code, _, err = run(agent_main, *common, "--max-cost", "0.0008", "--max-tokens", "64", capsys=capsys)
         assert code == 3, err
         logged = list(TraceStore(log))
         assert 1 <= len(logged) < 30 and all(r.ok and r.cost_usd for r in logged)
-        assert "stopped at --max-cost $0.0003 after spending $0.000" in err
+        assert "stopped at --max-cost $0.0008 after spending $0.000" in err
+        assert "calls were in flight, $0.000" in err
         assert f"{len(logged)} of 30 prompts done, {30 - len(logged)} not run" in err
         assert "cost $0.000" in err and "priced calls" in err
 

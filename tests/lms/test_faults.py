@@ -23,7 +23,14 @@ from hegelion_dspy.collect.run import run_dialectic
 from hegelion_dspy.errors import ConfigError
 from hegelion_dspy.lms.hosted import DEFAULT_TIMEOUT, ENV_TIMEOUT, HostedLM, default_timeout, with_timeout
 from hegelion_dspy.lms.manners import Manners, PoliteLM, _Call
-from hegelion_dspy.lms.metering import metering
+from hegelion_dspy.lms.metering import (
+    BudgetExhausted,
+    CallMeter,
+    metering,
+    release_budget,
+    reserve_budget,
+    token_prices,
+)
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
 
@@ -156,3 +163,44 @@ def test_queued_calls_honour_retry_after_so_no_window_exceeds_the_servers_limit(
     assert server.answered == 12 and result.meter.rate_limited >= 1
     assert server.early == 0  # no request arrived while a Retry-After the server sent was running
     assert max(server.per_window()) <= 2 + 1
+
+
+# -- an honest budget -------------------------------------------------------------------------------------------------
+
+
+def test_max_cost_is_never_passed_by_what_the_server_served() -> None:
+    prices = token_prices(PRICED)
+    assert prices is not None
+    one = run_dialectic("probe", lm=ScriptedLM(model=PRICED)).cost_usd  # what one dialectic really costs
+    assert one is not None
+    budget = 2.5 * one + 3 * (256 * prices[1])  # a few dialectics, the worst case of a few calls in flight
+    with faulty_server(prices=prices) as server:
+        ctx = RunContext.build(model=PRICED, api_base=server.url, max_tokens=256, manners=Manners(timeout=5))
+        tasks = [unique(f"p{i}") for i in range(40)]
+        result = asyncio.run(run_batch(tasks, ctx=ctx, store=None, concurrency=4, max_cost=budget))
+    assert result.stopped == "max_cost" and result.ok >= 1 and result.failed == 0
+    assert server.served_usd <= budget  # the provider's bill, not only what came back
+    assert result.meter.cost_usd == pytest.approx(server.served_usd)  # every call sent was counted when it returned
+    assert result.meter.reserved_usd == 0 and result.meter.in_flight == 0
+    assert result.not_run == 40 - result.ok
+
+
+def test_a_call_whose_worst_case_does_not_fit_waits_for_those_in_flight_or_is_not_sent() -> None:
+    meter = CallMeter(limit=1.0)
+    heard: list[int] = []
+    meter.on_limit = lambda: heard.append(meter.in_flight)
+    with metering(meter):
+        first = reserve_budget(0.6)
+        assert first == (meter,)
+        assert reserve_budget(0.5) is None  # 0.6 in flight + 0.5 would pass 1.0: wait for the one in flight
+        assert heard == [1] and meter.reached  # the batch starts nothing new from here
+        meter.add_call(0.2)  # the first call returned: it cost 0.2 ...
+        release_budget(first, 0.6)  # ... and its reservation is given back
+        second = reserve_budget(0.5)  # 0.2 spent + 0.5 fits
+        assert second == (meter,)
+        meter.add_call(0.3)
+        release_budget(second, 0.5)
+        with pytest.raises(BudgetExhausted, match=r"may cost up to \$0.600000 .*\$0.500000 spent"):
+            reserve_budget(0.6)  # 0.5 spent + 0.6 passes 1.0, and nothing in flight can free room: never sent
+    assert (meter.stopped_in_flight, meter.stopped_reserved_usd) == (1, 0.6)
+    assert (meter.reserved_usd, meter.in_flight, meter.cost_usd) == (0.0, 0, 0.5)
