@@ -77,3 +77,42 @@ class UnsafePathError(ConfigError):
 
 class ClusterError(HegelionError):
     """A batch on a cluster cannot go on (every worker died, the cluster cannot be reached)."""
+
+
+class LogWriteError(HegelionError):
+    """The trace log cannot be written (a full disk, a read-only file system, no permission, over quota).
+
+    ``records``: the finished traces that were not written to the log; ``saved_to``: the fallback file holding them
+    (None when none could be written: ``save_error`` says why). ``error`` is the OSError the log write raised.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        error: OSError,
+        records: list | None = None,
+        saved_to: str | Path | None = None,
+        save_error: str | None = None,
+    ):
+        self.path = str(path)
+        self.error = error
+        self.records = list(records or [])
+        self.saved_to = str(saved_to) if saved_to is not None else None
+        self.save_error = save_error
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        import errno as errnos
+
+        code = errnos.errorcode.get(self.error.errno or 0, "?")
+        head = f"cannot write the trace log {self.path}: {self.error.strerror or self.error} ({code})"
+        count = len(self.records)
+        if not count:
+            return f"{head}; nothing was lost"
+        what = f"{count} finished trace{'s' if count != 1 else ''}"
+        if self.saved_to is None:
+            return f"{head}; {what} could not be saved anywhere ({self.save_error})"
+        return (
+            f"{head}; {what} saved to {self.saved_to}; once there is room, append them to the log: "
+            f"cat {self.saved_to} >> {self.path}"
+        )

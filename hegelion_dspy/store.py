@@ -4,13 +4,16 @@ Appends take an exclusive ``flock`` on the log, repair a torn last line left by 
 batch of whole lines with one ``write`` on an ``O_APPEND`` descriptor, so several processes can append at once
 without interleaving or losing a line. Reads stream line by line in constant memory and report a bad line as
 ``path:line: reason``.
+
+A log that cannot be written loses nothing: ``check_writable`` refuses it before any work is done (read-only, no
+permission, a nearly full disk), and a write that fails later (a full disk, a quota) puts the traces in a fallback
+file next to the log or in the temp folder and raises ``LogWriteError`` naming it.
 """
 
 from __future__ import annotations
 
 import collections
 import copy
-import fcntl
 import json
 import os
 import shlex
@@ -21,12 +24,21 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InvalidTraceError
+from .errors import ConfigError, InvalidTraceError, LogWriteError
+from .logwrite import (  # the log writing every append-only log here shares
+    MIN_FREE_BYTES,
+    append_lines,
+    check_writable,
+    errno_name,
+    fallback_paths,
+    repair_torn_tail,
+)
+from .logwrite import TORN_SUFFIX as TORN_SUFFIX  # re-exported: where every log here puts a torn line
+from .logwrite import UNSAVED_SUFFIX as UNSAVED_SUFFIX
+from .logwrite import IsWholeLine as IsWholeLine
 from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
 
-TORN_SUFFIX = ".torn"
 UTF8_BOM = b"\xef\xbb\xbf"
-_TAIL_CHUNK = 1 << 16
 
 
 @dataclass
@@ -203,84 +215,11 @@ def read_records(
                 on_invalid(problem)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 def _is_whole_trace(fragment: bytes) -> bool:
     try:
         TraceRecord.model_validate_json(fragment)
     except ValidationError:
         return False
-    return True
-
-
-IsWholeLine = Callable[[bytes], bool]
-
-
-def append_lines(path: Path, lines: list[bytes], is_whole_line: IsWholeLine) -> tuple[int, int]:
-    """Append whole lines (each ending in a newline) to an append-only JSONL log, under one exclusive lock and with
-    one write, repairing a torn last line first. ``is_whole_line`` tells a complete record whose newline is missing
-    from a fragment of an interrupted write. Every append-only log here (traces, labels) goes through this. Returns
-    the log's size just before and just after the lines (what a running count needs to know nobody else wrote)."""
-    if not lines:
-        size = path.stat().st_size if path.exists() else 0
-        return size, size
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            _repair_torn_tail(fd, path, is_whole_line)
-            before = os.fstat(fd).st_size
-            _write_all(fd, b"".join(lines))
-            return before, os.fstat(fd).st_size
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def repair_torn_tail(path: Path, is_whole_line: IsWholeLine) -> bool:
-    """Repair a torn last line of the log at ``path`` now, under the lock. True when something was repaired."""
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            return _repair_torn_tail(fd, path, is_whole_line)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-def _repair_torn_tail(fd: int, path: Path, is_whole_line: IsWholeLine) -> bool:
-    # Called with the lock held. A last line without "\n" is either a complete record whose newline is missing
-    # (hand edits) -> finish it, or a fragment of an interrupted write -> move it to <log>.torn and cut it off.
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return False
-    start = size
-    while start > 0:
-        chunk_start = max(0, start - _TAIL_CHUNK)
-        chunk = os.pread(fd, start - chunk_start, chunk_start)
-        newline = chunk.rfind(b"\n")
-        if newline >= 0:
-            start = chunk_start + newline + 1
-            break
-        start = chunk_start
-    fragment = os.pread(fd, size - start, start)
-    if is_whole_line(fragment):
-        _write_all(fd, b"\n")
-    else:
-        with open(str(path) + TORN_SUFFIX, "ab") as torn:
-            torn.write(fragment + b"\n")
-        os.ftruncate(fd, start)
     return True
 
 
@@ -297,6 +236,8 @@ class TraceStore:
         self._counts: LogStats | None = None
         self._counted_size = -1  # the log's size in bytes when ``_counts`` was right
         self._counts_lock = threading.Lock()
+        self.unsaved: list[TraceRecord] = []  # traces a failed write kept out of the log (see ``_write``)
+        self.fallback: Path | None = None  # the file holding them
 
     def __repr__(self) -> str:
         return f"TraceStore({str(self.path)!r})"
@@ -309,16 +250,46 @@ class TraceStore:
 
     def append_many(self, records: Iterable[TraceRecord]) -> int:
         """Append records under one lock with one write. Returns how many were written."""
-        lines = [r.to_json_line() for r in records]
-        append_lines(self.path, lines, _is_whole_trace)
-        return len(lines)
+        records = list(records)
+        self._write(records)
+        return len(records)
+
+    def check_writable(self, min_free: int = MIN_FREE_BYTES) -> None:
+        """ConfigError unless the log can be appended to, with space to spare (``check_writable``)."""
+        check_writable(self.path, min_free=min_free)
+
+    def _write(self, records: list[TraceRecord]) -> tuple[int, int]:
+        """``append_lines`` of the records; when the disk refuses (full, read-only, no permission, over quota) they
+        go to the fallback file and LogWriteError names it and every trace kept out of the log so far."""
+        try:
+            return append_lines(self.path, [r.to_json_line() for r in records], _is_whole_trace)
+        except OSError as exc:
+            self.unsaved.extend(records)
+            saved, why = self._save_unwritten(records)
+            raise LogWriteError(self.path, exc, self.unsaved, saved_to=saved, save_error=why) from None
+
+    def _save_unwritten(self, records: list[TraceRecord]) -> tuple[Path | None, str | None]:
+        data = b"".join(r.to_json_line() for r in records)
+        why = None
+        for candidate in [self.fallback] if self.fallback is not None else fallback_paths(self.path):
+            try:
+                with open(candidate, "ab") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                why = f"{candidate}: {exc.strerror or exc} ({errno_name(exc)})"
+                continue
+            self.fallback = candidate
+            return candidate, None
+        return None, why
 
     def append_counted(self, record: TraceRecord) -> LogStats:
         """Append one record and return the log's counts after it (a copy), counted without rereading the log
         unless another writer appended since the last count."""
         with self._counts_lock:
             counts = self._current_counts()
-            before, after = append_lines(self.path, [record.to_json_line()], _is_whole_trace)
+            before, after = self._write([record])
             if before == self._counted_size:
                 counts.add(record)
                 self._counted_size = after

@@ -9,11 +9,12 @@ from typing import Any, NoReturn
 
 import click
 
-from ..errors import HegelionError
+from ..errors import HegelionError, LogWriteError
 
 EXIT_FAILED = 1  # the command ran but some work failed (e.g. a prompt's LM call)
 EXIT_USAGE = 2  # the user's mistake: bad flag, unreadable file, unknown model
 EXIT_BUDGET = 3  # a batch stopped at its --max-cost; a rerun with a higher budget resumes
+EXIT_LOG = 4  # the log could not be written (full disk, read-only...): the traces are in the fallback file named
 EXIT_INTERRUPTED = 130
 
 
@@ -59,6 +60,9 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         where = ctx.command_path if ctx is not None else prog  # `hegelion dataset --help`, not `hegelion --help`
         click.echo(f"{prog}: error: {exc.format_message()} (see {where} --help)", err=True)
         code = EXIT_USAGE
+    except LogWriteError as exc:  # paid work kept out of the log: where it is, not a usage error
+        click.echo(f"{prog}: error: {exc}", err=True)
+        code = EXIT_LOG
     except HegelionError as exc:
         from .options import as_flags
 

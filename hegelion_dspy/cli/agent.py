@@ -16,9 +16,10 @@ import click
 from ..collect.batch import BatchOptions, BatchResult, read_prompts, run_batch
 from ..collect.context import RunRecipe
 from ..collect.run import run_dialectic
+from ..errors import LogWriteError
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
-from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
+from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LOG, prog, run
 from .options import (
     api_base_option,
     format_option,
@@ -175,6 +176,8 @@ def agent(
         raise click.UsageError("--workers is for a --ray batch")
     prompts = read_prompts(prompts_file) if prompts_file is not None else []
     store = None if no_log else TraceStore(log_file or default_log_path())
+    if store is not None:
+        store.check_writable()  # before a model loads or an LM call is paid for
     if ray_address is not None:
         from ..collect.distributed import import_ray
 
@@ -209,6 +212,12 @@ def agent(
         record = run_dialectic(
             task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags, on_step=watch
         )
+    except LogWriteError as exc:  # the answer was paid for: print it, then say where the trace went
+        if watch is not None:
+            watch.close()
+            watch = None
+        _print_record(exc.records[-1], fmt)
+        raise
     finally:
         if watch is not None:
             watch.close()
@@ -278,6 +287,9 @@ def _run_prompts(
         click.echo(f"{prog()}: {calls}", err=True)
     for task, reason in result.failures if result.failed else ():
         click.echo(f"{prog()}: failed: {task[:80]!r}: {reason}", err=True)
+    if result.log_error is not None:
+        click.echo(f"{prog()}: error: {result.log_error}", err=True)
+        return EXIT_LOG
     if result.stopped == "max_cost":
         budget = options.get("max_cost") or 0.0
         meter = result.meter

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LogWriteError
 from ..lms.metering import BudgetExhausted, CallMeter, metering
 from ..store import TraceStore, normalize_task
 from ..types import Source, TraceRecord
@@ -21,7 +21,8 @@ from .run import arun_dialectic
 @dataclass
 class BatchResult:
     """What a batch run did. ``failures`` keeps (task, reason) of the first few failed prompts; ``meter`` counts the
-    LM calls (cost, retries, waits); ``stopped`` is ``"max_cost"`` when the budget ended the batch early."""
+    LM calls (cost, retries, waits); ``stopped`` is ``"max_cost"`` when the budget ended the batch early, ``"log"``
+    when the log could not be written (``log_error`` names the fallback file holding every trace kept out of it)."""
 
     ok: int = 0
     failed: int = 0
@@ -30,6 +31,7 @@ class BatchResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
     stopped: str | None = None
     meter: CallMeter = field(default_factory=CallMeter)
+    log_error: LogWriteError | None = None
 
     @property
     def total(self) -> int:
@@ -116,16 +118,28 @@ class BatchSettings:
         return batch
 
     def plan(self, tasks: Iterable[str], store: TraceStore | None, ctx: RunContext) -> tuple[list[str], BatchResult]:
-        """The prompts to run (``plan_batch``) and the result to count them in; refuses a budget without prices."""
+        """The prompts to run (``plan_batch``) and the result to count them in; refuses a budget without prices and a
+        log that cannot be written (before any LM call)."""
         if self.max_cost is not None:
             _check_priced(ctx)
+        if store is not None:
+            store.check_writable()
         todo, skipped = plan_batch(tasks, store, ctx, resume=self.resume)
         return todo, BatchResult(skipped=skipped, planned=len(todo))
 
+    @staticmethod
+    def stop(result: BatchResult) -> bool:
+        """Start no more dialectics: the budget is spent, or the log cannot take their traces."""
+        return result.meter.reached or result.log_error is not None
+
     def log(self, records: list[TraceRecord], store: TraceStore | None, result: BatchResult) -> None:
-        """Append finished traces (one locked write), count them, then tell ``on_result``."""
+        """Append finished traces (one locked write), count them, then tell ``on_result``. When the disk refuses
+        them they are in the store's fallback file: the batch stops starting dialectics (``stop``)."""
         if store is not None:
-            store.append_many(records)
+            try:
+                store.append_many(records)
+            except LogWriteError as exc:
+                result.log_error, result.stopped = exc, "log"
         for record in records:
             result.add(record, self.keep_failures)
             if self.on_result is not None:
@@ -218,9 +232,9 @@ async def run_batch(
             iterations=batch.iterations,
             source=batch.source,
             tags=batch.tags,
-            stop=lambda: result.meter.reached,
+            stop=lambda: batch.stop(result),
         )
-    if result.meter.reached:
+    if result.meter.reached and result.stopped is None:
         result.stopped = "max_cost"
     return result
 

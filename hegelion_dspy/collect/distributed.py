@@ -326,6 +326,8 @@ def run_ray_batch(
         driver = _Driver(ray, plan, todo, count, count if restarts is None else restarts, cpus)
         while driver.live:
             batch.log(driver.receive(), store, result)
+            if result.log_error is not None:
+                break  # the log cannot take more: the traces received are in its fallback file
             if batch.max_cost is not None and driver.spent() >= batch.max_cost:
                 result.stopped = "max_cost"
                 break

@@ -69,7 +69,10 @@ class _TaskRun:
         own: dict[str, Any] = {k: v for k, v in options.items() if k not in _BUILD_OPTIONS and k != "ctx"}
         build: dict[str, Any] = {k: v for k, v in options.items() if k in _BUILD_OPTIONS}
         ctx = options.get("ctx") or RunContext.build(**build)
-        return cls(task=check_task(task), ctx=ctx, **own)
+        run = cls(task=check_task(task), ctx=ctx, **own)
+        if run.store is not None:
+            run.store.check_writable()  # before the first LM call: paid work must have somewhere to go
+        return run
 
     def program_inputs(self) -> dict[str, Any]:
         return {"task": self.task, "iterations": self.iterations, "on_step": self.on_step}
@@ -135,6 +138,8 @@ def run_dialectic(task: str, **options: Unpack[RunOptions]) -> TraceRecord:
     Options (``RunOptions``): ``ctx`` carries a prepared LM and program, otherwise ``lm=``/``model=``, ``mode=``,
     ``program=``, ``judge=`` make one; ``store`` gets the trace appended; ``iterations``, ``source``, ``tags``;
     ``on_step`` hears each step start, finish or fail. A failed LM call is returned as a failed trace, never raised.
+    A ``store`` that cannot be written is refused before any LM call (ConfigError); one whose disk fills up during
+    the run raises LogWriteError, whose ``records`` holds the trace and ``saved_to`` the fallback file it went to.
     ``record.cost_usd`` is what the run's LM calls cost, when their prices are known. ``arun_dialectic`` is the same
     for an event loop (the steps awaited, so many tasks run concurrently).
     """

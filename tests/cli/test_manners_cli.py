@@ -125,3 +125,61 @@ def test_ray_without_ray_says_what_to_install(
         "pip install 'hegelion-dspy[ray]'"
     )
     assert not log.exists()
+
+
+# -- logs that cannot take the traces ---------------------------------------------------------------------------------
+
+needs_full = pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+
+
+@pytest.fixture
+def temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@needs_full
+def test_a_single_run_on_a_full_disk_prints_its_answer_and_says_where_the_trace_went(
+    temp_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(agent_main, "Why?", "-m", "scripted", "--log-file", "/dev/full", capsys=capsys)
+    assert code == 4
+    assert out.startswith("Synthesis v1:")  # the answer, paid for, is printed
+    (saved,) = temp_folder.iterdir()
+    assert [r.task for r in TraceStore(saved)] == ["Why?"]
+    (line,) = err.strip().splitlines()
+    assert line == (
+        "hegelion-agent: error: cannot write the trace log /dev/full: No space left on device (ENOSPC); 1 finished "
+        f"trace saved to {saved}; once there is room, append them to the log: cat {saved} >> /dev/full"
+    )
+
+
+@needs_full
+def test_a_batch_on_a_full_disk_keeps_every_trace_and_exits_4(
+    tmp_path: Path, temp_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts, tasks = prompts_file(tmp_path, 6)
+    code, _, err = run(
+        agent_main,
+        *("--prompts", str(prompts), "-m", "scripted", "--log-file", "/dev/full", "-j", "1"),
+        "--no-resume",  # resuming reads the log, and /dev/full reads as endless zeros
+        capsys=capsys,
+    )
+    assert code == 4
+    (saved,) = temp_folder.iterdir()
+    kept = [r.task for r in TraceStore(saved)]
+    assert len(kept) >= 1 and set(kept) <= set(tasks)  # the batch stopped once the log failed
+    assert err.strip().splitlines()[-1].startswith("hegelion-agent: error: cannot write the trace log /dev/full")
+    assert f"{len(kept)} finished trace" in err
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs a sysfs at /sys")
+def test_a_read_only_log_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(agent_main, "Why?", "-m", "scripted", "--log-file", "/sys/hegelion/t.jsonl", capsys=capsys)
+    assert code == 2 and out == ""
+    assert "cannot write the trace log /sys/hegelion/t.jsonl" in err and "nothing was run" in err
+    assert "--log-file" in err
