@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import secrets
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
 from ..errors import ExportError
+from ..litter import sweep_stale, temp_path
 from .labels import labels_path
 
 _GLOB_CHARS = frozenset("*?[")
@@ -68,6 +68,7 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool)
     input_keys = {p.resolve() for p in inputs}
     sidecars = {labels_path(p).resolve() for p in inputs}
     for path in outputs.values():
+        sweep_stale(path)  # what a killed export of the same file left behind
         if path.resolve() in input_keys:
             raise ExportError(f"the output {str(path)!r} is also an input; write the dataset to another file")
         if path.resolve() in sidecars:
@@ -79,6 +80,7 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool)
 
 
 def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
+    sweep_stale(folder)  # a killed export's staging folder or replaced folder
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{str(folder)!r} is a file; a dataset card export writes a folder, give a folder name")
     if any(folder.resolve() in p.resolve().parents for p in inputs):
@@ -114,7 +116,7 @@ class _AtomicFile:
         self.target = target
         self.force = force
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        self.tmp = temp_path(target)
         # os.open honours the umask (tempfile would make the dataset private, mode 0600).
         fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         self.fh: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 20)
@@ -159,7 +161,7 @@ def _swap_in(staging: Path, folder: Path) -> None:
     """Put the finished dataset folder in place; a previous one of ours is replaced only once the new one is whole."""
     old = None
     if folder.exists():
-        old = folder.with_name(f".{folder.name}.{os.getpid()}.{secrets.token_hex(4)}.old")
+        old = temp_path(folder, "old")
         os.replace(folder, old)
     os.replace(staging, folder)
     if old is not None:
