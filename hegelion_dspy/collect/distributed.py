@@ -195,25 +195,49 @@ class _Driver:
         self._start(workers)
 
     def _start(self, count: int) -> None:
+        """Start ``count`` workers. One that dies while starting is replaced like one that dies later (while
+        restarts last); a worker that reports it cannot build its context, or cannot import this package, ends the
+        batch with that reason: every other worker would fail the same way."""
         actors = [self.actor_class.remote(self.plan) for _ in range(count)]
-        try:
-            answers = self.ray.get([actor.ready.remote() for actor in actors])
-        except self.ray.exceptions.RayActorError as exc:
-            for actor in actors:
-                self.ray.kill(actor)
-            raise ClusterError(
-                f"a Ray worker could not start ({type(exc).__name__}): is hegelion-dspy installed on every node of "
-                "the cluster, in the same version?"
-            ) from None
-        for error, _pid in answers:
+        answers = [actor.ready.remote() for actor in actors]
+        died = 0
+        for actor, answer in zip(actors, answers, strict=True):
+            try:
+                error, _pid = self.ray.get(answer)
+            except self.ray.exceptions.RayActorError as exc:
+                if _missing_package(exc):
+                    self._kill_all(actors)
+                    raise ClusterError(
+                        "a Ray worker could not import hegelion-dspy: install it on every node of the cluster, in "
+                        f"the same version ({_first_line(exc)})"
+                    ) from None
+                log.warning("a Ray worker died while starting (%s: %s)", type(exc).__name__, _first_line(exc))
+                died += 1
+                continue
             if error is not None:
-                for each in actors:
-                    self.ray.kill(each)
+                self._kill_all(actors)
                 raise ClusterError(f"a Ray worker could not start: {error}")
-        for actor in actors:
             worker = _Worker(actor, actor.results.options(num_returns="streaming").remote())
             self.live[worker.stream] = worker
             self._feed(worker)
+        self._replace(died)
+
+    def _replace(self, died: int) -> None:
+        """Start workers in place of ``died`` that are gone, while restarts last; ClusterError when none is left."""
+        again = min(died, self.restarts) if len(self.done) < len(self.todo) else 0
+        if again:
+            self.restarts -= again
+            self._start(again)
+        if not self.live and len(self.done) < len(self.todo):
+            raise ClusterError(
+                f"every Ray worker died; {len(self.todo) - len(self.done)} prompts have no trace. The finished "
+                "traces are logged: rerun to resume"
+            )
+
+    def _kill_all(self, actors: list[Any]) -> None:
+        for actor in actors:
+            self.ray.kill(actor)
+        self.kill()
 
     def _feed(self, worker: _Worker) -> None:
         batch: list[Queued] = []
@@ -267,16 +291,9 @@ class _Driver:
             type(exc).__name__,
             unfinished,
         )
-        if self.restarts > 0 and len(self.done) < len(self.todo):
-            self.restarts -= 1
-            self._start(1)
+        self._replace(1)
         for other in list(self.live.values()):
             self._feed(other)
-        if not self.live and len(self.done) < len(self.todo):
-            raise ClusterError(
-                f"every Ray worker died; {len(self.todo) - len(self.done)} prompts have no trace. The finished "
-                "traces are logged: rerun to resume"
-            )
 
     def close(self) -> None:
         for worker in self.live.values():
@@ -287,6 +304,18 @@ class _Driver:
             self.finished.absorb(worker.counts)
             self.ray.kill(worker.actor)
         self.live.clear()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def _missing_package(exc: BaseException) -> bool:
+    """True when a worker died because it could not import this package (it is not installed on that node)."""
+    text = str(exc)
+    return ("ModuleNotFoundError" in text or "ImportError" in text or "No module named" in text) and any(
+        name in text for name in ("'hegelion_dspy", "hegelion-dspy", "'hegelion_server")
+    )
 
 
 def run_ray_batch(

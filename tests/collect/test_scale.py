@@ -191,6 +191,30 @@ def test_a_worker_that_cannot_start_is_one_clear_error(ray_cluster: object, stor
     assert not store.path.exists()
 
 
+def test_a_worker_that_dies_while_starting_is_replaced_like_a_dead_one(
+    ray_cluster: object, store: TraceStore, tmp_path: Path
+) -> None:
+    marker, driver = tmp_path / "died-once", os.getpid()
+
+    def dies_in_the_first_worker() -> ScriptedLM:
+        if os.getpid() != driver and not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os._exit(3)  # the worker process dies in the middle of starting
+        return ScriptedLM()
+
+    result = run_ray_batch(PROMPTS[:6], recipe=RunRecipe(lm=dies_in_the_first_worker), store=store, workers=1)
+    assert marker.exists() and (result.ok, result.failed) == (6, 0)
+    assert_each_prompt_once(store, PROMPTS[:6])
+
+
+def test_only_a_missing_package_asks_to_install_it_on_every_node() -> None:
+    from hegelion_dspy.collect.distributed import _missing_package
+
+    assert _missing_package(RuntimeError("ModuleNotFoundError: No module named 'hegelion_dspy'"))
+    assert not _missing_package(RuntimeError("The actor died unexpectedly before finishing this task (exit 3)"))
+    assert not _missing_package(RuntimeError("ModuleNotFoundError: No module named 'numpy'"))
+
+
 # -- the CLI ----------------------------------------------------------------------------------------------------------
 
 
