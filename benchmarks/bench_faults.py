@@ -1,7 +1,7 @@
 """A batch against an API that misbehaves: 100 prompts x 2 iterations (500 LM calls) on the fault-injecting
 OpenAI-compatible server of the tests (tests/faulty_server.py: real HTTP on loopback), where each request at random
-hangs (20%), is cut mid-body (10%) or is refused 429 with Retry-After (10%), side by side with the same batch against
-a clean server, in one run.
+hangs (20%), is cut mid-body (10%) or is refused 429 with Retry-After (10%), and an answer takes ``--latency`` (0.1 s),
+side by side with the same batch against a clean server, in one run.
 
 The figure of merit: every prompt ends ``ok``, and the faulty batch's wall time is within 1.5x of the clean batch's
 plus what the timeouts themselves cost (hung calls x timeout / concurrency: time no client can save).
@@ -42,14 +42,20 @@ def use_checkout(path: str) -> None:
 
 def run_case(faulty: bool, args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from faulty_server import faulty_server, random_faults
+    from faulty_server import OK, Fault, faulty_server, random_faults
 
     from hegelion_dspy.collect.batch import run_batch
     from hegelion_dspy.collect.context import RunContext
     from hegelion_dspy.lms.hosted import HostedLM
     from hegelion_dspy.lms.manners import Manners
 
-    faults = random_faults(FAULTS, seed=args.seed, retry_after=args.retry_after) if faulty else None
+    pick = random_faults(FAULTS if faulty else {}, seed=args.seed, retry_after=args.retry_after)
+    answered = Fault("slow", delay=args.latency)  # a provider takes time to answer; refusals and cuts come fast
+
+    def faults(number: int) -> Fault:
+        fault = pick(number)
+        return answered if fault == OK else fault
+
     with faulty_server(faults) as server:
         lm = HostedLM(PRICED, api_base=server.url, api_key="x", timeout=args.timeout, max_tokens=256, cache=False)
         manners = Manners(max_retries=args.max_retries, backoff=args.backoff, max_backoff=1.0)
@@ -104,6 +110,7 @@ def main() -> None:
     parser.add_argument("--retry-after", type=float, default=0.1)
     parser.add_argument("--max-retries", type=int, default=10)
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds the server takes to answer")
     parser.add_argument("--before", metavar="PATH", help="also run the faulty batch on the code checked out at PATH")
     parser.add_argument("--only", choices=["clean", "faulty"], help=argparse.SUPPRESS)
     parser.add_argument("--code", help=argparse.SUPPRESS)
@@ -116,7 +123,7 @@ def main() -> None:
 
     print(
         f"{args.prompts} prompts x {args.iterations} iterations, -j {args.concurrency}, timeout {args.timeout:g} s, "
-        f"backoff {args.backoff:g} s, faults {FAULTS}, load {os.getloadavg()[0]:.1f}"
+        f"backoff {args.backoff:g} s, answers after {args.latency:g} s, faults {FAULTS}, load {os.getloadavg()[0]:.1f}"
     )
     clean = run_case(False, args)
     faulty = run_case(True, args)
@@ -153,6 +160,7 @@ def _within(wall: float, limit: float) -> str:
 
 def _passed(args: argparse.Namespace) -> list[str]:
     names = ("prompts", "iterations", "concurrency", "timeout", "backoff", "retry_after", "max_retries", "seed")
+    names += ("latency",)
     return [part for name in names for part in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
 
 

@@ -13,6 +13,7 @@ from typing import IO
 
 from ..errors import ExportError
 from ..litter import sweep_stale, temp_path
+from ..logwrite import check_writable
 from .labels import labels_path
 
 _GLOB_CHARS = frozenset("*?[")
@@ -77,6 +78,7 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool)
             raise ExportError(f"the output {str(path)!r} is a folder; give a file name such as '{path}/train.jsonl'")
         if path.exists() and not force:
             raise ExportError(f"{str(path)!r} already exists; {_REPLACE_HINT}")
+        check_writable(path, what="dataset file")  # a read-only or nearly full disk, before reading any log
 
 
 def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:

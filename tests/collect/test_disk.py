@@ -94,3 +94,13 @@ def test_a_fallback_goes_next_to_a_regular_log(tmp_path: Path) -> None:
     saved, why = store._save_unwritten([record])
     assert why is None and saved is not None and saved.parent == tmp_path
     assert saved.name.startswith("log.jsonl.unsaved-") and [r.id for r in read_records(saved)] == [record.id]
+
+
+@needs_sysfs
+def test_an_export_to_a_read_only_place_is_refused_before_reading_the_log(tmp_path: Path) -> None:
+    from hegelion_dspy.curate.driver import export_dataset
+
+    log = TraceStore(tmp_path / "log.jsonl")
+    run_dialectic("task", lm=ScriptedLM(), store=log)
+    with pytest.raises(ConfigError, match=r"cannot write the dataset file /sys/hegelion-test/dpo.jsonl: .*nothing"):
+        export_dataset([log.path], READ_ONLY.with_name("dpo.jsonl"), include_demo=True)
