@@ -183,3 +183,19 @@ def test_a_read_only_log_is_refused_before_anything_runs(capsys: pytest.CaptureF
     assert code == 2 and out == ""
     assert "cannot write the trace log /sys/hegelion/t.jsonl" in err and "nothing was run" in err
     assert "--log-file" in err
+
+
+def test_timeout_retries_a_hung_call_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from faulty_server import DROP, HANG, faulty_server
+
+    prompts, _ = prompts_file(tmp_path, 2)
+    with faulty_server([HANG, DROP]) as server:
+        code, _, err = run(
+            agent_main,
+            *("--prompts", str(prompts), "-m", PRICED, "--api-base", server.url, "--no-log", "-j", "1"),
+            *("--timeout", "0.5"),
+            capsys=capsys,
+        )
+    assert code == 0, err
+    assert "2 ok, 0 failed" in err and server.kinds["hang"] == 1
+    assert "2 retries (0 after a 429, 1 timed out, 1 cut off)" in err
