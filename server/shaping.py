@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from hegelion_dspy.errors import HegelionError
 
+from .sdk_private import add_request_handler
+
 
 @contextlib.contextmanager
 def tool_errors() -> Iterator[None]:
@@ -92,8 +94,7 @@ class ClientLog:
             self.level = params.level
             return EmptyResult()
 
-        # MCPServer has no public hook for it; its low-level server does (the one MCPServer registers tools on).
-        server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+        add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)  # no public hook: see there
 
     async def send_log_message(self, ctx: Context[Any, Any], level: Literal["info", "warning"], text: str) -> None:
         """Send ``text`` as a ``notifications/message`` about this request.
