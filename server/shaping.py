@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, EmptyResult, SetLevelRequestParams, TextContent
 from pydantic import ValidationError
 
-from hegelion_dspy.errors import HegelionError
+from hegelion_dspy.errors import HegelionError, from_validation
 
 from .sdk_private import add_request_handler
 
@@ -30,10 +30,7 @@ def tool_errors() -> Iterator[None]:
     except HegelionError as exc:
         raise ToolError(str(exc)) from None
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ToolError(f"field {where!r}: {message}" if where else message) from None
+        raise ToolError(str(from_validation(exc, source="field", error=HegelionError))) from None
 
 
 @contextlib.contextmanager

@@ -62,7 +62,7 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
     except HegelionError as exc:
         from .options import as_flags
 
-        click.echo(f"{prog}: error: {as_flags(str(exc))}", err=True)
+        click.echo(f"{prog}: error: {as_flags(str(exc), exc.options)}", err=True)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)

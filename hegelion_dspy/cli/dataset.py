@@ -42,13 +42,13 @@ def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) 
             f"{PROG}: skipped {report.invalid:,} invalid {_plural(report.invalid, 'line')}; the first:", err=True
         )
         for location in report.invalid_locations:
-            click.echo(f"  {as_flags(location)}", err=True)
+            click.echo(f"  {as_flags(location, ['skip_invalid'])}", err=True)
     for warning in report.warnings:
         click.echo(f"{PROG}: warning: {warning}", err=True)
     if stats:
         click.echo(stats_text(report))
     elif report.dropped.get("demo"):
-        click.echo(f"{PROG}: {as_flags(demo_hint(report.dropped['demo']))}", err=True)
+        click.echo(f"{PROG}: {as_flags(demo_hint(report.dropped['demo']), ['include_demo'])}", err=True)
     written = ", ".join(f"{n:,} {_plural(n, 'row')} -> {report.outputs[name]}" for name, n in report.rows.items())
     if report.folder:
         written += f" (dataset folder {report.folder} with README.md)"
@@ -92,7 +92,7 @@ def stats_text(report: ExportReport) -> str:
             f"{report.traces_read:,} traces read carry a cost)"
         )
     if report.dropped.get("demo"):
-        lines.append(f"note: {as_flags(demo_hint(report.dropped['demo']))}")
+        lines.append(f"note: {as_flags(demo_hint(report.dropped['demo']), ['include_demo'])}")
     lines.append(f"seconds       {report.seconds:.2f}")
     return "\n".join(lines)
 

@@ -4,7 +4,6 @@ the library's model appears on every command that takes it."""
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -15,6 +14,8 @@ import annotated_types
 import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+from ..errors import option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,18 +30,20 @@ FLAG_NAMES: dict[str, tuple[str, ...]] = {
     "labels_file": ("--labels",),
 }
 INVERTED = {"dedupe": "--keep-duplicates", "labels": "--no-labels"}  # fields that default to True, off by a flag
-_OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")
 
 
-def as_flags(message: str) -> str:
-    """A library message in the command line's words: "set option 'include_demo'" -> "pass --include-demo"."""
+def flag_of(name: str) -> str:
+    """The flag of the library option ``name``: ``labels_file`` -> ``--labels``, ``sources.0`` -> ``--source``."""
+    field = name.split(".")[0]
+    return INVERTED.get(field) or FLAG_NAMES.get(field, (_flag(field),))[0]
 
-    def flag(match: re.Match[str]) -> str:
-        name = match.group(1)
-        spelled = INVERTED.get(name) or FLAG_NAMES.get(name, ("--" + name.replace("_", "-"),))[0]
-        return ("pass " if match.group(0).startswith("set ") else "") + spelled
 
-    return _OPTION.sub(flag, message)
+def as_flags(message: str, options: Iterable[str]) -> str:
+    """A library message in the command line's words: each of the ``options`` it names (an error's ``options``) as
+    its flag, "set option 'include_demo'" -> "pass --include-demo", "option 'format'" -> "--format"."""
+    for name in options:
+        message = message.replace(f"set {option(name)}", f"pass {flag_of(name)}").replace(option(name), flag_of(name))
+    return message
 
 
 model_option = click.option(

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import InvalidTraceError
+from ..errors import InvalidTraceError, from_validation
 from ..store import TraceStore
 from ..types import Contradiction, Mode, Round, Source, TraceRecord
 
@@ -58,9 +58,7 @@ def build_trace(
             tags=list(tags or []),
         )
     except ValidationError as exc:
-        first_error = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first_error.get("loc", ()))
-        raise InvalidTraceError(f"{first_error.get('msg')}; nothing was written", field=loc or None) from None
+        raise from_validation(exc, source="field", error=InvalidTraceError, fix="nothing was written") from None
     except TypeError as exc:
         raise InvalidTraceError(f"malformed value ({exc}); nothing was written") from None
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..errors import InvalidTraceError, LMError
+from ..errors import InvalidTraceError, LMError, from_validation
 from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
 if TYPE_CHECKING:
@@ -266,9 +266,7 @@ class PartialTrace:
                 **common, rounds=rounds, status="failed", error=failure, metadata=self._partial_round(len(rounds))
             )
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or None
-            raise InvalidTraceError(f"{first.get('msg')}; nothing was written", field=where) from None
+            raise from_validation(exc, source="field", error=InvalidTraceError, fix="nothing was written") from None
 
     def _partial_round(self, finished: int) -> dict[str, Any]:
         if finished == 0:

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import ExportError
+from ..errors import ExportError, OptionProblem, from_validation, option
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
 from .selection import TraceFilter
 
@@ -92,18 +92,21 @@ class ExportOptions(TraceFilter):
         if self.format not in PREFERENCE_FORMATS:
             for name, default in (("rejected", "thesis"), ("pairs", "first-last")):
                 if getattr(self, name) != default:
-                    raise ValueError(
-                        f"option {name!r} chooses preference pairs and applies to the formats dpo and dpo-chat only, "
-                        f"not {self.format!r} (which trains on the final synthesis); drop it or use format dpo"
+                    raise OptionProblem(
+                        f"{option(name)} chooses preference pairs and applies to the formats dpo and dpo-chat only, "
+                        f"not {self.format!r} (which trains on the final synthesis); drop it or use format dpo",
+                        options=(name,),
                     )
         if self.system is not None and self.format not in CHAT_FORMATS:
-            raise ValueError(
-                f"option 'system' applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it"
+            raise OptionProblem(
+                f"{option('system')} applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it",
+                options=("system",),
             )
         if not self.labels and (self.reviewed_only or self.labels_file is not None):
-            raise ValueError(
-                "option 'reviewed_only' and option 'labels_file' work on labels, and option 'labels' leaves them out; "
-                "drop one of them"
+            raise OptionProblem(
+                f"{option('reviewed_only')} and {option('labels_file')} work on labels, and {option('labels')} leaves "
+                "them out; drop one of them",
+                options=("reviewed_only", "labels_file", "labels"),
             )
         return self
 
@@ -114,13 +117,4 @@ class ExportOptions(TraceFilter):
         try:
             return cls.model_validate({**base, **changes})
         except ValidationError as exc:
-            raise ExportError(_first_problem(exc)) from None
-
-
-def _first_problem(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    value = first.get("input")
-    quoted = f" (got {value!r})" if where and not isinstance(value, dict) else ""
-    return f"option {where!r}: {message}{quoted}" if where else message
+            raise from_validation(exc, source="option", error=ExportError) from None

@@ -30,7 +30,7 @@ from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
 from ..curate.selection import TraceFilter
 from ..curate.verdict import example_pair, judged_examples
-from ..errors import InvalidTraceError
+from ..errors import HegelionError, InvalidTraceError, from_validation
 from ..review.index import PairView, TraceIndex, TraceQuery
 from ..types import TraceRecord
 from . import charts
@@ -122,11 +122,9 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
     try:
         traces = TraceFilter.model_validate(chosen)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = first.get("loc") or ("",)
-        where = next((n for n, f in FILTER_PARAMS.items() if loc[0] == f), "filter")
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise BadRequest(f"{where}: {message}") from None
+        problem = from_validation(exc, source="", error=HegelionError)
+        where = next((n for n, f in FILTER_PARAMS.items() if (problem.field or "").split(".")[0] == f), "filter")
+        raise BadRequest(f"{where}: {problem}") from None
     query = TraceQuery(
         traces=traces,
         status=status,
@@ -476,9 +474,7 @@ def _save_label(state: ReviewState, trace_id: str, fields: dict[str, str]) -> La
             labeller=fields.get("labeller") or state.config.labeller,
         )
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise BadRequest(f"field {where!r}: {first.get('msg', 'invalid value')}") from None
+        raise BadRequest(str(from_validation(exc, source="field", error=HegelionError))) from None
     state.labels.append(label)
     state.index.sync(log=False)
     return label
