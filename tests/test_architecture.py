@@ -290,3 +290,27 @@ def test_the_adapter_modules_are_the_ones_that_say_why() -> None:
         doc = ast.get_docstring(module.tree) or ""
         assert "why" in doc and "Checked against" in doc, f"{shown}: say why and the version checked against"
         assert _private_uses(module), f"{shown}: uses nothing private any more; delete it"
+
+
+# Names defined at the top of more than one module on purpose: each module has its own.
+SHARED_NAMES = {
+    "CHECKED_AGAINST",  # each *_private.py adapter: the version it was checked against
+    "PROG",  # each old script name of the CLI
+    "INSTALL_HINT",  # each optional extra: what to install
+    "HOST",  # the MCP server and the review app: each listens on its own host and port
+    "DEFAULT_PORT",
+}
+
+
+def test_a_class_or_constant_name_means_one_thing() -> None:
+    defined: dict[str, list[str]] = {}
+    for module in MODULES:
+        for node in module.tree.body:
+            names = [node.name] if isinstance(node, ast.ClassDef) else []
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and len(t.id) > 2]
+            for name in names:
+                defined.setdefault(name, []).append(module.shown)
+    twins = {name: where for name, where in defined.items() if len(where) > 1 and name not in SHARED_NAMES}
+    assert twins == {}, "one name, one thing: rename one, or import it from the other"

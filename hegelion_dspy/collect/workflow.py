@@ -56,7 +56,7 @@ ANSWER_FORMAT: dict[Step, str] = {
 
 
 @dataclass
-class LaterRound:
+class RoundSoFar:
     """Round 2, 3, ...: its thesis is the previous synthesis; ``synthesis`` is empty while it is being answered."""
 
     antithesis: str
@@ -81,7 +81,7 @@ class PartialTrace:
     antithesis: str = ""
     contradictions: list[Contradiction] = field(default_factory=list)
     synthesis: str = ""
-    rounds: list[LaterRound] = field(default_factory=list)
+    rounds: list[RoundSoFar] = field(default_factory=list)
 
     @classmethod
     def from_answers(
@@ -96,7 +96,7 @@ class PartialTrace:
         """Answers handed in by a caller (texts stripped, contradictions validated); InvalidTraceError names the
         field of a malformed one."""
         later = [
-            LaterRound(
+            RoundSoFar(
                 antithesis=_text(r.get("antithesis")),
                 contradictions=_contradictions(r.get("contradictions"), f"rounds.{n}.contradictions"),
                 synthesis=_text(r.get("synthesis")),
@@ -165,7 +165,7 @@ class PartialTrace:
                 self.contradictions = _contradictions(fields.get("contradictions"), "contradictions")
         elif step == "antithesis":
             found = _contradictions(fields.get("contradictions"), f"rounds.{round_index - 2}.contradictions")
-            self.rounds.append(LaterRound(antithesis=text, contradictions=found))
+            self.rounds.append(RoundSoFar(antithesis=text, contradictions=found))
         else:
             self.rounds[round_index - 2].synthesis = text
 

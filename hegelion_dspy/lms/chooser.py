@@ -18,11 +18,8 @@ from ..errors import ConfigError
 from .adapters import FallbackAdapter
 from .base import DEFAULT_MAX_TOKENS
 from .embedded import EMBEDDED_MODEL
+from .env import ENV_API_BASE, ENV_API_KEY, ENV_MODEL
 from .llamacpp import GGUF_PREFIX, parse_gguf_model
-
-ENV_MODEL = "HEGELION_MODEL"
-ENV_API_BASE = "HEGELION_API_BASE"
-ENV_API_KEY = "HEGELION_API_KEY"
 
 
 def resolve_model(model: str | None = None, env: Mapping[str, str] | None = None) -> str:
