@@ -15,6 +15,7 @@ import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from ..collect.spec import RunSpec
 from ..errors import option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,25 +47,6 @@ def as_flags(message: str, options: Iterable[str]) -> str:
     return message
 
 
-model_option = click.option(
-    "--model",
-    "-m",
-    help="Any model string DSPy/LiteLLM accepts (openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/NAME with "
-    "--api-base), gguf:PATH (a local GGUF file, run in-process by llama.cpp), 'scripted' (an offline fake) or "
-    "'embedded' [default: $HEGELION_MODEL, else the embedded model].",
-)
-max_tokens_option = click.option(
-    "--max-tokens",
-    type=click.IntRange(1, 1_000_000),
-    default=None,
-    help="New tokens per step; a step that stops there is marked truncated in the trace [default: 2048 for hosted "
-    "models, 1024 for gguf:PATH, 256 for the embedded model].",
-)
-api_base_option = click.option(
-    "--api-base",
-    help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio); it needs no API key "
-    "[default: $HEGELION_API_BASE].",
-)
 prompts_option = click.option(
     "--prompts",
     "prompts_file",
@@ -78,13 +60,6 @@ def format_option(what: str) -> Callable[[F], F]:
     return click.option(
         "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help=what
     )
-
-
-program_option = click.option(
-    "--program",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A compiled Dialectic saved by hegelion optimize or save_program().",
-)
 
 
 def _flag(name: str) -> str:
@@ -122,8 +97,13 @@ def _click_type(annotation: Any, info: FieldInfo) -> tuple[Any, bool]:
     if annotation is float:
         bounds = _bounds(info)
         return (click.FloatRange(**bounds) if bounds else click.FLOAT), False
+    if origin is tuple:
+        inner, _ = _click_type(get_args(annotation)[0], info)
+        return inner, True
     if annotation is datetime:
         return click.STRING, False  # pydantic parses dates and date-times, with or without a zone
+    if annotation is Path:
+        return click.Path(path_type=Path, dir_okay=False), False
     return click.STRING, False
 
 
@@ -187,3 +167,23 @@ def given_options(params: Mapping[str, Any], model: type[BaseModel]) -> dict[str
         else:
             given[name] = list(value) if isinstance(value, tuple) else value
     return given
+
+
+# The CLI spellings of RunSpec fields whose flag is not simply --field-name.
+RUN_FLAG_NAMES: dict[str, tuple[str, ...]] = {
+    "model": ("--model", "-m"),
+    "iterations": ("--iterations", "-n"),
+    "tags": ("--tag",),
+}
+
+
+def run_options(*names: str) -> Callable[[F], F]:
+    """One option per named ``RunSpec`` field (``hegelion run``, ``hegelion optimize``): ``given_options(params,
+    RunSpec)`` reads them back."""
+    return fields_as_options(RunSpec, only=names, names=RUN_FLAG_NAMES)
+
+
+model_option = run_options("model")
+max_tokens_option = run_options("max_tokens")
+api_base_option = run_options("api_base")
+program_option = run_options("program")
