@@ -21,9 +21,9 @@ from typing import Any
 
 from hegelion_dspy.collect.run import run_dialectic
 from hegelion_dspy.curate.driver import export_dataset
-from hegelion_dspy.curate.quality import FLAGS
 from hegelion_dspy.lms.base import ChatMessages, Completion
 from hegelion_dspy.lms.scripted import ScriptedLM
+from hegelion_dspy.quality import FLAGS
 from hegelion_dspy.store import TraceStore
 
 TOPICS = (

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
+from ..quality import flags_of
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
 from ._common import run

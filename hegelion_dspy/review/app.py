@@ -28,10 +28,10 @@ from starlette.routing import Route
 
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
-from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
 from ..curate.verdict import Verdict, example_pair, judged_examples
 from ..errors import InvalidTraceError
+from ..quality import flags_of
 from ..review.index import PairView, TraceIndex, TraceQuery
 from ..types import TraceRecord
 from . import charts

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..curate.labels import Label, labels_path, parse_pair
-from ..curate.quality import FLAGS, flags_of
 from ..curate.selection import TraceFilter
 from ..curate.verdict import Verdict
 from ..errors import InvalidTraceError
+from ..quality import FLAGS, flags_of
 from ..store import normalize_task, parse_line
 from ..types import TraceRecord
 

@@ -15,7 +15,8 @@
   stutter "the the the ..." and a sentence said over and over both count).
 
 The collect side stores the flags in each trace it writes (``TraceRecord.flags``); a trace without them (a v2 log,
-a record built by hand) gets them from ``flags_of`` when read. The verdict (``verdict.py``) decides with them.
+a record built by hand) gets them from ``flags_of`` when read. The export's verdict (``curate/verdict.py``) decides
+with them. This module is core (like ``checks.py``): pure, no dspy, imported by collect/ and curate/ alike.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import Counter
 from functools import cache
 from importlib.resources import files
 
-from ..types import Round, TraceRecord
+from .types import Round, TraceRecord
 
 FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 
@@ -35,11 +36,15 @@ FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 # judge's copy threshold too (checks.COPY_THRESHOLD, there on characters): at 0.9 a 100-word answer may differ from
 # the other text in about 5 words (a greeting, a reworded clause) and still count; a real rewrite keeps far fewer
 # words in order. Words, not characters: any two English texts share most letters, so the cheap bounds below would
-# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair.
+# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair. difflib's own heuristic for
+# long sequences (autojunk: from 200 words, a word making up over 1% of the other text is matched only next to a
+# matched block) keeps the exact ratio fast on repetitive text, where it was seconds a pair ('word ' * 2000); on prose
+# it moves the ratio by under 0.001 (README text, 300-1000 words, 3-8% of words replaced). A text so repetitive that
+# most of its words are junk to difflib scores low here and is flagged as a loop instead.
 COPY_THRESHOLD = 0.9
 LOOP_WORDS = 8
 LOOP_TIMES = 4
-_MAX_COMPARE_WORDS = 4000  # difflib is quadratic in the worst case: compare at most this many words of each text
+_MAX_COMPARE_WORDS = 4000  # compare (and look for loops in) at most this many words of each text
 
 
 def copy_similarity(text: str, other: str) -> float:
@@ -67,7 +72,7 @@ def _similarity(a: list[str], b: list[str], counted: Counter[str] | None = None)
     bound = 2 * sum(((counted or Counter(a)) & Counter(b)).values()) / total
     if bound < COPY_THRESHOLD:
         return bound
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 # -- no critique ---------------------------------------------------------------------------------------------------
