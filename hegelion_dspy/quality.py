@@ -9,7 +9,8 @@
 - ``no_critique``: a round's antithesis lists no contradiction and does not object: it praises or agrees
   (``_PRAISE``) and says nothing critical (``_OBJECTION``) outside those phrases. The pair then teaches nothing.
 - ``leak``: adapter or prompt scaffolding in a step's text: DSPy field markers (``[[ ## synthesis ## ]]``), DSPy's
-  ChatAdapter instructions ("Respond with the corresponding output fields..."), or a sentence of our signatures'
+  ChatAdapter instructions ("Respond with the corresponding output fields..."), a field label as our WholeReplyAdapter
+  writes it ("Thesis (the answer under attack):", which the embedded model echoes), or a sentence of our signatures'
   instructions or field descriptions (read from ``signatures.py`` without importing dspy).
 - ``loop``: a synthesis repeats itself: some run of ``LOOP_WORDS`` words occurs ``LOOP_TIMES`` times or more (a
   stutter "the the the ..." and a sentence said over and over both count).
@@ -129,11 +130,16 @@ def _prompt_phrases() -> tuple[str, ...]:
     text has one home and this module need not import dspy."""
     source = files("hegelion_dspy").joinpath("signatures.py").read_text(encoding="utf-8")
     texts: list[str] = []
+    labels: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef) and (doc := ast.get_docstring(node)):
             texts.append(doc)
         elif isinstance(node, ast.keyword) and node.arg == "desc" and isinstance(node.value, ast.Constant):
             texts.append(str(node.value.value))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(node.value, ast.Call):
+            found = [k.value for k in node.value.keywords if k.arg == "desc"]
+            descs = [v.value for v in found if isinstance(v, ast.Constant)]
+            labels |= {_field_label(node.target.id, desc) for desc in descs if isinstance(desc, str)}
         elif isinstance(node, ast.AnnAssign) and node.value and getattr(node.target, "id", "") == "CODING_INSTRUCTIONS":
             texts += [v.value for v in ast.walk(node.value) if isinstance(v, ast.Constant) and isinstance(v.value, str)]
     sentences = {
@@ -142,7 +148,12 @@ def _prompt_phrases() -> tuple[str, ...]:
         for s in re.split(r"(?<=[.:])\s+", " ".join(text.casefold().split()))
         if len(s.strip()) >= _MIN_PROMPT_SENTENCE
     }
-    return (*_ADAPTER_PHRASES, *sorted(sentences))
+    return (*_ADAPTER_PHRASES, *sorted(labels), *sorted(sentences))
+
+
+def _field_label(name: str, desc: str) -> str:
+    """A field as the WholeReplyAdapter labels it in a prompt, case-folded: 'thesis (the answer under attack)'."""
+    return f"{name.replace('_', ' ')} ({desc.strip().rstrip('.')})".casefold()
 
 
 def has_leak(text: str) -> bool:

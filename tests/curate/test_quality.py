@@ -147,6 +147,8 @@ def test_an_antithesis_that_objects_is_a_critique(antithesis: str, contradiction
         "Critique the thesis as a rigorous opponent. The thesis is fine.",
         # a coding-mode instruction
         "Review the proposed change as a strict code reviewer. Looks fine.",
+        # a field label as the WholeReplyAdapter writes it (the embedded model echoes it)
+        "Thesis (the answer under attack): cars should go.",
     ],
 )
 def test_adapter_and_prompt_scaffolding_is_a_leak(text: str) -> None:
