@@ -4,8 +4,10 @@
 
 - ``truncated``: a chosen side (the synthesis of a round; the last one is the final synthesis) stopped at the token
   cap (``Round.truncated`` lists it): the text is probably cut off mid-answer.
-- ``copy``: a round's synthesis is equal or near-equal to its thesis or its antithesis (``copy_similarity`` at or
-  above ``COPY_THRESHOLD``): the dialectic changed nothing, or the synthesis parroted the critique.
+- ``copy``: a synthesis is equal or near-equal (``copy_similarity`` at or above ``COPY_THRESHOLD``) to its round's
+  antithesis (it parroted the critique), or the first synthesis or the final one to the first thesis (the dialectic
+  changed nothing). A later round's synthesis that only repeats the one before it (a round that changed nothing) is
+  not a copy: the first-last pair still carries the first round's change.
 - ``no_critique``: a round's antithesis lists no contradiction and does not object: it praises or agrees
   (``_PRAISE``) and says nothing critical (``_OBJECTION``) outside those phrases. The pair then teaches nothing.
 - ``leak``: adapter or prompt scaffolding in a step's text: DSPy field markers (``[[ ## synthesis ## ]]``), DSPy's
@@ -190,16 +192,17 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     """Every quality flag of ``trace`` (a sub-list of ``FLAGS``, in its order); ``[]`` when none applies."""
     rounds = trace.rounds
     found = set()
+    first_thesis = _words(rounds[0].thesis) if rounds else []
     for r in rounds:
         if "synthesis" in r.truncated:
             found.add("truncated")
         words = _words(r.synthesis)
         if "copy" not in found:
             counted = Counter(words)
-            if (
-                _similarity(words, _words(r.thesis), counted) >= COPY_THRESHOLD
-                or _similarity(words, _words(r.antithesis), counted) >= COPY_THRESHOLD
-            ):
+            against = [_words(r.antithesis)]
+            if r.index == 1 or r is rounds[-1]:
+                against.append(first_thesis)
+            if any(_similarity(words, other, counted) >= COPY_THRESHOLD for other in against):
                 found.add("copy")
         if "no_critique" not in found and is_no_critique(r):
             found.add("no_critique")
