@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from ..errors import StepFailedError
 from ..lms.metering import CallMeter, metering
+from ..quality import with_flags
 from ..store import TraceStore
 from ..types import Mode, Source, TraceFailure, TraceRecord
 from .context import RunContext, check_task, model_of
@@ -94,7 +95,7 @@ class _TaskRun:
                 self.outcome = exc
 
     def record(self) -> TraceRecord:
-        """The trace of the outcome (before any judging)."""
+        """The trace of the outcome (before any judging), with its quality flags."""
         from ..lms.base import describe_lm
         from ..lms.manners import unwrapped
 
@@ -125,7 +126,7 @@ class _TaskRun:
                     message=outcome.message[:20_000],
                 ),
             )
-        return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
+        return with_flags(TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok"))
 
     def logged(self, record: TraceRecord, spent: CallMeter) -> TraceRecord:
         """The trace with what its LM calls cost (every call: failed ones and the judge's too), appended to the
