@@ -18,7 +18,7 @@ import click
 from ..curate.selection import TraceFilter
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
-from ._common import run
+from ._common import prog, run
 from .options import FLAG_NAMES, fields_as_options, given_options
 
 PROG = "hegelion logs"
@@ -82,7 +82,7 @@ def logs(
             click.echo(record.model_dump_json())
         return 0
     if not latest:
-        click.echo(f"{PROG}: no traces match in {store.path}", err=True)
+        click.echo(f"{prog()}: no traces match in {store.path}", err=True)
         return 0
     click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  task")
     for record in latest:
