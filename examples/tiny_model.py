@@ -52,7 +52,8 @@ def texts_from_jsonl(paths: Iterable[Path]) -> Iterator[str]:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise DataError(f"{path}:{number}: not a JSON line ({exc.msg}); give a hegelion dataset file") from None
+                        reason = f"{path}:{number}: not a JSON line ({exc.msg}); give a hegelion dataset file"
+                        raise DataError(reason) from None
                     yield from strings_in(row)
 
 
