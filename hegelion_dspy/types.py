@@ -75,6 +75,21 @@ class TraceFailure(_Model):
     message: str = Field(max_length=20_000)
 
 
+class ModelIdentity(_Model):
+    """What model actually answered, as far as it could be known when the run started (``lms/identity.py``)."""
+
+    source: Literal["file", "server"] = Field(
+        description="'file': a GGUF file read on this machine; 'server': what the server behind api_base reported."
+    )
+    path: str | None = Field(default=None, max_length=4096, description="The model file (as the server reports it).")
+    sha256: str | None = Field(default=None, max_length=64, description="sha256 of the model file's bytes.")
+    name: str | None = Field(default=None, max_length=500, description="The GGUF metadata's general.name.")
+    served: str | None = Field(default=None, max_length=500, description="The model ids the server lists.")
+    api_base: str | None = Field(default=None, max_length=2000, description="The server that was asked.")
+    demo: bool = Field(default=False, description="The shipped demo model, or a model trained from one.")
+    demo_reason: str | None = Field(default=None, max_length=500, description="Why it counts as demo.")
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 

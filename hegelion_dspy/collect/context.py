@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..store import Provenance
-from ..types import MAX_TEXT_CHARS, Mode
+from ..types import MAX_TEXT_CHARS, Mode, ModelIdentity
 
 if TYPE_CHECKING:
     import dspy
@@ -30,6 +30,13 @@ class RunContext:
     program_path: str | None = None
     judge: TraceJudge | None = None  # scores ok traces (record.score) when set
     program_digest: str | None = None  # which program file wrote a trace, whatever its path (resume keys on it)
+    identity: ModelIdentity | None = None  # which model file answers, when known (lms.identity), asked once here
+
+    @property
+    def demo(self) -> bool:
+        """Its traces are a demo model's: the route says so (embedded, scripted) or the model file does (the shipped
+        file behind gguf:PATH or a server, a model trained from a demo model)."""
+        return bool(getattr(self.lm, "demo", False)) or (self.identity is not None and self.identity.demo)
 
     def provenance(self) -> Provenance:
         """What makes a trace of this context count as done for resume: mode, model and program."""
@@ -59,7 +66,8 @@ class RunContext:
         ``parallel``: calls at once (a local model's slots); both only for an LM built here.
         """
         from ..lms.chooser import adapter_for, make_lm
-        from ..lms.manners import polite
+        from ..lms.identity import identify
+        from ..lms.manners import PoliteLM, polite
         from ..program import Dialectic, load_program, program_digest
         from .judge import TraceJudge
 
@@ -86,6 +94,7 @@ class RunContext:
             program_path=program_path,
             judge=_trace_judge(judge, lm),
             program_digest=digest,
+            identity=identify(lm.inners if isinstance(lm, PoliteLM) else [lm]),
         )
 
 

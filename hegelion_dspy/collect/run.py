@@ -100,7 +100,7 @@ class _TaskRun:
             "adapter": type(ctx.adapter).__name__,
             "program": ctx.program_path,
             "program_digest": ctx.program_digest,
-            "demo": bool(getattr(ctx.lm, "demo", False)),
+            "demo": ctx.demo,
             "tags": list(self.tags),
         }
         if isinstance(outcome, StepFailedError):
