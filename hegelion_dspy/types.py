@@ -135,6 +135,11 @@ class TraceRecord(_Model):
         description="Quality flags (truncated, copy, no_critique, leak, loop: curate/quality.py) computed when the "
         "trace was written; None when they were not (a v2 line, a record built by hand): readers compute them then.",
     )
+    model_identity: ModelIdentity | None = Field(
+        default=None,
+        description="Which model file answered, when that could be known: a gguf: file's sha256 and GGUF name, or what "
+        "the server behind api_base reported (lms/identity.py); None for a hosted provider or an older line.",
+    )
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -183,9 +188,10 @@ def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
-    """v3 added ``flags``, the quality flags. A v2 line has none: they stay None here (this module holds the contract,
-    not the curation rules, and must not import them) and ``curate.quality.flags_of`` computes them on read, which
-    every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes through."""
+    """v3 added ``flags``, the quality flags, and ``model_identity``. A v2 line has no flags: they stay None here
+    (this module holds the contract, not the curation rules, and must not import them) and
+    ``curate.quality.flags_of`` computes them on read, which every reader of flags (the export's verdict, the review
+    app, ``hegelion logs``) goes through. Its model identity stays None: what answered was not recorded then."""
     return {**data, "schema_version": 3}
 
 

@@ -102,6 +102,7 @@ class _TaskRun:
             "program": ctx.program_path,
             "program_digest": ctx.program_digest,
             "demo": ctx.demo,
+            "model_identity": ctx.identity,
             "tags": list(self.tags),
         }
         if isinstance(outcome, StepFailedError):

@@ -247,4 +247,6 @@ async def test_a_batch_through_api_base_asks_the_server_once_and_marks_its_trace
     result = await run_batch(["a", "b", "c"], ctx=ctx, store=store, concurrency=2)
     assert result.ok == 3
     assert [r.demo for r in store] == [True, True, True]
+    assert {r.model_identity.served for r in store if r.model_identity} == {"/srv/smollm2.gguf"}
+    assert all(r.schema_version == 3 for r in store)
     assert handler.asked == ["/v1/models", "/props"]  # once for the batch, not once per call
