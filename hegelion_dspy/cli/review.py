@@ -97,8 +97,8 @@ def review(
         raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
     sock.listen(1024)  # connections made from now on wait for the server: the URL printed below already works
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    click.echo(f"{prog()}: index {index_path(log)} (a cache beside the log; safe to delete)", err=True)
     click.echo(f"{prog()}: serving {log} at {url} (Ctrl-C stops)", err=True)
+    click.echo(f"{prog()}: index {index_path(log)} (a cache beside the log; safe to delete)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     if open_browser:
         threading.Timer(0.5, _open_browser, args=(url, prog())).start()
