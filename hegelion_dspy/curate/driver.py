@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import ExportError, InvalidTraceError
+from ..quality import FLAGS, flags_of
 from ..store import normalize_task, read_records
 from ..types import TraceRecord
 from .card import card_text, write_card
@@ -36,7 +37,6 @@ from .formats import (
 )
 from .labels import OUTCOMES, Label, LabelBook, LabelStore, labels_path
 from .options import ExportOptions
-from .quality import FLAGS, flags_of
 from .report import ExportReport
 from .verdict import DROP_REASONS, TRACE_REASONS, Verdict, _reviewed
 
@@ -200,15 +200,13 @@ def export_dataset(
         ranked = _stream(opts, input_paths, files, report)
         if report.rows_written == 0:
             raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report, opts)}")
+        if opts.split and 0 in report.rows.values():
+            raise ExportError(_empty_split(report, opts.split))
         if ranked is not None:
             for index, name in enumerate(files):
                 if ranked.dead[index]:
                     files[name].cut(ranked.dead[index])
-        for name, f in files.items():
-            if report.rows[name] == 0:
-                report.warnings.append(
-                    f"the {name} split is empty ({final[name]}); use more traces or another split fraction"
-                )
+        for f in files.values():
             f.commit()
         if staging is not None:
             text = card_text(
@@ -375,6 +373,17 @@ def _stream(
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
     return ranked
+
+
+def _empty_split(report: ExportReport, split: float) -> str:
+    """Why a split export is refused: an empty split would be written (and listed by the card) that
+    ``datasets.load_dataset`` cannot load."""
+    counts = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
+    empty = next(name for name, n in report.rows.items() if n == 0)
+    return (
+        f"option 'split' {split}: the {empty} split would be empty (rows per split: {counts}); nothing was written. "
+        "Use more traces, another split fraction or seed, or no split"
+    )
 
 
 def _no_label(trace_id: str, pair: str) -> Label | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hegelion_dspy.collect.traces import build_trace
-from hegelion_dspy.curate.quality import (
+from hegelion_dspy.quality import (
     COPY_THRESHOLD,
     FLAGS,
     LOOP_TIMES,

@@ -15,7 +15,8 @@
   stutter "the the the ..." and a sentence said over and over both count).
 
 The collect side stores the flags in each trace it writes (``TraceRecord.flags``); a trace without them (a v2 log,
-a record built by hand) gets them from ``flags_of`` when read. The verdict (``verdict.py``) decides with them.
+a record built by hand) gets them from ``flags_of`` when read. The export's verdict (``curate/verdict.py``) decides
+with them. This module is core (like ``checks.py``): pure, no dspy, imported by collect/ and curate/ alike.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections import Counter
 from functools import cache
 from importlib.resources import files
 
-from ..types import Round, TraceRecord
+from .types import Round, TraceRecord
 
 FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 
@@ -35,11 +36,15 @@ FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 # judge's copy threshold too (checks.COPY_THRESHOLD, there on characters): at 0.9 a 100-word answer may differ from
 # the other text in about 5 words (a greeting, a reworded clause) and still count; a real rewrite keeps far fewer
 # words in order. Words, not characters: any two English texts share most letters, so the cheap bounds below would
-# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair.
+# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair. difflib's own heuristic for
+# long sequences (autojunk: from 200 words, a word making up over 1% of the other text is matched only next to a
+# matched block) keeps the exact ratio fast on repetitive text, where it was seconds a pair ('word ' * 2000); on prose
+# it moves the ratio by under 0.001 (README text, 300-1000 words, 3-8% of words replaced). A text so repetitive that
+# most of its words are junk to difflib scores low here and is flagged as a loop instead.
 COPY_THRESHOLD = 0.9
 LOOP_WORDS = 8
 LOOP_TIMES = 4
-_MAX_COMPARE_WORDS = 4000  # difflib is quadratic in the worst case: compare at most this many words of each text
+_MAX_COMPARE_WORDS = 4000  # compare (and look for loops in) at most this many words of each text
 
 
 def copy_similarity(text: str, other: str) -> float:
@@ -47,8 +52,15 @@ def copy_similarity(text: str, other: str) -> float:
 
     Pairs that cannot reach ``COPY_THRESHOLD`` get a cheap upper bound instead (the length ratio, then the shared
     word multiset), so the exact ratio runs only on likely copies."""
-    a = text.casefold().split()[:_MAX_COMPARE_WORDS]
-    b = other.casefold().split()[:_MAX_COMPARE_WORDS]
+    return _similarity(_words(text), _words(other))
+
+
+def _words(text: str) -> list[str]:
+    return text.casefold().split()[:_MAX_COMPARE_WORDS]
+
+
+def _similarity(a: list[str], b: list[str], counted: Counter[str] | None = None) -> float:
+    """``copy_similarity`` of two word lists (``counted``: ``Counter(a)``, when the caller has it)."""
     if a == b:
         return 1.0
     total = len(a) + len(b)
@@ -57,10 +69,10 @@ def copy_similarity(text: str, other: str) -> float:
     bound = 2 * min(len(a), len(b)) / total
     if bound < COPY_THRESHOLD:
         return bound
-    bound = 2 * sum((Counter(a) & Counter(b)).values()) / total
+    bound = 2 * sum(((counted or Counter(a)) & Counter(b)).values()) / total
     if bound < COPY_THRESHOLD:
         return bound
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 # -- no critique ---------------------------------------------------------------------------------------------------
@@ -137,7 +149,9 @@ def has_leak(text: str) -> bool:
     """Whether ``text`` carries adapter or prompt scaffolding (see the module docstring)."""
     if "[[ ##" in text and _FIELD_MARKER.search(text):
         return True
-    folded = " ".join(text.casefold().split())
+    # line breaks as spaces (a leaked instruction may be wrapped), not a full whitespace normalisation: this runs on
+    # every text of a v2 log an export reads
+    folded = text.casefold().replace("\n", " ")
     return any(phrase in folded for phrase in _prompt_phrases())
 
 
@@ -146,11 +160,16 @@ def has_leak(text: str) -> bool:
 
 def has_loop(text: str) -> bool:
     """Whether some run of ``LOOP_WORDS`` words occurs ``LOOP_TIMES`` times or more in ``text``."""
-    words = text.casefold().split()
+    return _has_loop(text.casefold().split())
+
+
+def _has_loop(words: list[str]) -> bool:
     if len(words) < LOOP_WORDS + LOOP_TIMES - 1:
         return False
-    runs = Counter(zip(*(words[i:] for i in range(LOOP_WORDS)), strict=False))
-    return max(runs.values()) >= LOOP_TIMES
+    runs = list(zip(*(words[i:] for i in range(LOOP_WORDS)), strict=False))
+    if len(set(runs)) > len(runs) - (LOOP_TIMES - 1):  # too few repeats for any run to occur LOOP_TIMES times
+        return False
+    return max(Counter(runs).values()) >= LOOP_TIMES
 
 
 # -- the flags -----------------------------------------------------------------------------------------------------
@@ -163,16 +182,19 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     for r in rounds:
         if "synthesis" in r.truncated:
             found.add("truncated")
-        if "copy" not in found and (
-            copy_similarity(r.synthesis, r.thesis) >= COPY_THRESHOLD
-            or copy_similarity(r.synthesis, r.antithesis) >= COPY_THRESHOLD
-        ):
-            found.add("copy")
+        words = _words(r.synthesis)
+        if "copy" not in found:
+            counted = Counter(words)
+            if (
+                _similarity(words, _words(r.thesis), counted) >= COPY_THRESHOLD
+                or _similarity(words, _words(r.antithesis), counted) >= COPY_THRESHOLD
+            ):
+                found.add("copy")
         if "no_critique" not in found and is_no_critique(r):
             found.add("no_critique")
         if "leak" not in found and any(has_leak(t) for t in (r.thesis, r.antithesis, r.synthesis)):
             found.add("leak")
-        if "loop" not in found and has_loop(r.synthesis):
+        if "loop" not in found and _has_loop(words):
             found.add("loop")
     return [flag for flag in FLAGS if flag in found]
 
