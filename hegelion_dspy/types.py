@@ -75,6 +75,21 @@ class TraceFailure(_Model):
     message: str = Field(max_length=20_000)
 
 
+class ModelIdentity(_Model):
+    """What model actually answered, as far as it could be known when the run started (``lms/identity.py``)."""
+
+    source: Literal["file", "server"] = Field(
+        description="'file': a GGUF file read on this machine; 'server': what the server behind api_base reported."
+    )
+    path: str | None = Field(default=None, max_length=4096, description="The model file (as the server reports it).")
+    sha256: str | None = Field(default=None, max_length=64, description="sha256 of the model file's bytes.")
+    name: str | None = Field(default=None, max_length=500, description="The GGUF metadata's general.name.")
+    served: str | None = Field(default=None, max_length=500, description="The model ids the server lists.")
+    api_base: str | None = Field(default=None, max_length=2000, description="The server that was asked.")
+    demo: bool = Field(default=False, description="The shipped demo model, or a model trained from one.")
+    demo_reason: str | None = Field(default=None, max_length=500, description="Why it counts as demo.")
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -119,6 +134,11 @@ class TraceRecord(_Model):
         max_length=20,
         description="Quality flags (truncated, copy, no_critique, leak, loop: quality.py) computed when the "
         "trace was written; None when they were not (a v2 line, a record built by hand): readers compute them then.",
+    )
+    model_identity: ModelIdentity | None = Field(
+        default=None,
+        description="Which model file answered, when that could be known: a gguf: file's sha256 and GGUF name, or what "
+        "the server behind api_base reported (lms/identity.py); None for a hosted provider or an older line.",
     )
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -168,9 +188,10 @@ def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
-    """v3 added ``flags``, the quality flags. A v2 line has none: they stay None here (this module holds the contract,
-    not the curation rules, and must not import them) and ``quality.flags_of`` computes them on read, which
-    every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes through."""
+    """v3 added ``flags``, the quality flags, and ``model_identity``. A v2 line has no flags: they stay None here
+    (this module holds the contract, not the curation rules, and must not import them) and ``quality.flags_of``
+    computes them on read, which every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes
+    through. Its model identity stays None: what answered was not recorded then."""
     return {**data, "schema_version": 3}
 
 

@@ -12,7 +12,7 @@ import click
 from ..collect.spec import RunSpec
 from ..errors import InvalidTraceError
 from ..store import default_log_path
-from ._common import run
+from ._common import prog, run
 from .options import (
     api_base_option,
     format_option,
@@ -205,7 +205,7 @@ def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, ski
 
     tasks = tasks_from_log(path, mode=mode, skip_invalid=skip_invalid, on_invalid=count)  # type: ignore[arg-type]
     if skipped:
-        click.echo(f"hegelion-optimize: skipped {skipped} invalid lines of {path}", err=True)
+        click.echo(f"{prog()}: skipped {skipped} invalid lines of {path}", err=True)
     if not tasks:
         raise ConfigError(f"{path}: no ok {mode} traces to take tasks from; collect some with hegelion-agent first")
     return tasks

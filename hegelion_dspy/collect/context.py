@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..store import Provenance
-from ..types import MAX_TEXT_CHARS
+from ..types import MAX_TEXT_CHARS, ModelIdentity
 from .spec import RunRecipe, RunSpec
 
 __all__ = ["RunContext", "RunRecipe", "RunSpec", "check_task", "model_of"]
@@ -32,6 +32,13 @@ class RunContext:
     program_path: str | None = None
     judge: TraceJudge | None = None  # scores ok traces (record.score) when set
     program_digest: str | None = None  # which program file wrote a trace, whatever its path (resume keys on it)
+    identity: ModelIdentity | None = None  # which model file answers, when known (lms.identity), asked once here
+
+    @property
+    def demo(self) -> bool:
+        """Its traces are a demo model's: the route says so (embedded, scripted) or the model file does (the shipped
+        file behind gguf:PATH or a server, a model trained from a demo model)."""
+        return bool(getattr(self.lm, "demo", False)) or (self.identity is not None and self.identity.demo)
 
     def provenance(self) -> Provenance:
         """What makes a trace of this context count as done for resume: mode, model and program."""
@@ -60,7 +67,8 @@ class RunContext:
         retries on 429/5xx, cost per call).
         """
         from ..lms.chooser import adapter_for, make_lm
-        from ..lms.manners import polite
+        from ..lms.identity import identify
+        from ..lms.manners import PoliteLM, polite
         from ..program import Dialectic, load_program, program_digest
         from .judge import TraceJudge
 
@@ -96,6 +104,7 @@ class RunContext:
             program_path=program_path,
             judge=_trace_judge(judge, lm),
             program_digest=digest,
+            identity=identify(lm.inners if isinstance(lm, PoliteLM) else [lm]),
         )
 
 

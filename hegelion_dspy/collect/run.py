@@ -109,7 +109,8 @@ class _TaskRun:
             "adapter": type(ctx.adapter).__name__,
             "program": ctx.program_path,
             "program_digest": ctx.program_digest,
-            "demo": bool(getattr(ctx.lm, "demo", False)),
+            "demo": ctx.demo,
+            "model_identity": ctx.identity,
             "tags": list(self.tags),
         }
         if isinstance(outcome, StepFailedError):
