@@ -77,3 +77,8 @@ class UnsafePathError(ConfigError):
 
 class ClusterError(HegelionError):
     """A batch on a cluster cannot go on (every worker died, the cluster cannot be reached)."""
+
+
+class EvalError(HegelionError):
+    """An evaluation cannot run as asked (unknown suite, no test split, models with different tokenizers, an output
+    folder holding another evaluation, a model that cannot be loaded)."""

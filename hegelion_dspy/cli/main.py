@@ -5,6 +5,7 @@ hegelion dataset traces.jsonl dpo.jsonl     # curation (= hegelion-dataset)
 hegelion logs / hegelion logs show ID       # read the trace log back
 hegelion optimize ... / hegelion serve ...  # = hegelion-optimize / hegelion-server
 hegelion review [LOG]                       # review and label the log in the browser (= hegelion-review)
+hegelion eval --model M --base M0 --suite S # measure a model against its base (report.json/.md/.svg)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .. import __version__
 from ._common import run
 from .agent import agent
 from .dataset import dataset
+from .eval import eval_command
 from .logs import logs
 from .optimize import optimize
 from .review import review
@@ -43,6 +45,7 @@ def hegelion() -> None:
 
 hegelion.add_command(agent, "run")
 hegelion.add_command(dataset, "dataset")
+hegelion.add_command(eval_command, "eval")
 hegelion.add_command(logs, "logs")
 hegelion.add_command(optimize, "optimize")
 hegelion.add_command(serve, "serve")
