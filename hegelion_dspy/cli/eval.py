@@ -39,7 +39,7 @@ class _Progress:
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    help="Report folder [default: MODEL/eval for a hegelion train folder]; a rerun with the same setup resumes it.",
+    help="Report folder [default: beside the model card of a hegelion train folder]; the same setup resumes it.",
 )
 @click.option(
     "--data",

@@ -42,15 +42,21 @@ class Scorer:
     def load(cls, weights: tuple[Path, str | None], *, name: str = "model") -> Scorer:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         folder, gguf_file = weights
         extra = {"gguf_file": gguf_file} if gguf_file else {}
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # the eval's own progress line is the one the user reads
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **extra)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise EvalError(f"cannot load the weights of {name} from {folder / (gguf_file or '')}: {first}") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         model.eval()
         return cls(model, tokenizer, name=name)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import EvalContext
+from .models import TRAIN_CARD
 from .results import SCHEMA_VERSION, write_whole
 from .stats import NO_DIFFERENCE
 
@@ -37,7 +38,25 @@ def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Any]) -> dict
     write_whole(folder / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     write_whole(folder / "report.md", markdown(report))
     write_whole(folder / "report.svg", svg_chart(report))
+    if ctx.model.train_folder is not None and folder.resolve() == ctx.model.train_folder.resolve():
+        record_on_card(folder, report)
     return report
+
+
+def record_on_card(folder: Path, report: dict[str, Any]) -> None:
+    """Put the headline of each suite into the ``evals`` of the ``hegelion train`` card beside the report."""
+    card_path = folder / TRAIN_CARD
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    evals = card.get("evals") if isinstance(card.get("evals"), dict) else {}
+    for name, suite in report["suites"].items():
+        evals[name] = {
+            "base": report["base"],
+            "created_at": report["created_at"],
+            "report": "report.md",
+            "metrics": {e["metric"]: {"m": e["m"]["mean"], "diff": e["diff"]} for e in suite["metrics"]},
+        }
+    card["evals"] = evals
+    write_whole(card_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
 def _num(value: float | None, digits: int = 3) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalError
+from .models import TRAIN_CARD
 
 SCHEMA_VERSION = 1
 SETUP = "eval.json"
@@ -27,13 +28,20 @@ def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> dict
     }
 
 
-def check_out(out: Path, setup: dict[str, Any]) -> None:
-    """EvalError when ``out`` is a file, or holds an evaluation of other models, seed or data (nothing is written)."""
+def check_out(out: Path, setup: dict[str, Any], *, model_folder: Path | None = None) -> None:
+    """EvalError when ``out`` is a file, holds another model (a ``hegelion train`` folder other than M's own,
+    ``model_folder``), or holds an evaluation of other models, seed or data. Nothing is written."""
     if out.exists() and not out.is_dir():
         raise EvalError(f"--out {str(out)!r} is a file; give a folder for the report")
+    own = model_folder is not None and out.is_dir() and out.resolve() == model_folder.resolve()
+    if (out / TRAIN_CARD).is_file() and not own:
+        raise EvalError(
+            f"--out {str(out)!r} holds a different model (a hegelion train folder, not {setup['model']!r}); write "
+            "the report to a new folder, or omit --out to write it beside M's own model card"
+        )
     path = out / SETUP
     if not path.is_file():
-        if out.is_dir() and any(p.name != ".DS_Store" for p in out.iterdir()):
+        if out.is_dir() and not own and any(p.name != ".DS_Store" for p in out.iterdir()):
             raise EvalError(
                 f"--out {str(out)!r} holds files but no {SETUP}: it is not an evaluation folder; choose "
                 "an empty or new folder"

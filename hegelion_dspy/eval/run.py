@@ -35,13 +35,13 @@ def parse_suites(suites: str | Sequence[str]) -> list[str]:
 
 
 def default_out(model_spec: str, out: str | Path | None) -> Path:
-    """``out``, or ``MODEL/eval`` beside the model card of a ``hegelion train`` folder."""
+    """``out``, or the ``hegelion train`` folder itself (the report beside its model card)."""
     if out is not None:
         return Path(out)
     model = resolve_eval_model(model_spec)
     if model.train_folder is None:
-        raise EvalError("give --out DIR for the report (only a hegelion train folder has a default: MODEL/eval)")
-    return model.train_folder / "eval"
+        raise EvalError("give --out DIR for the report (only a hegelion train folder has a default: the folder itself)")
+    return model.train_folder
 
 
 def evaluate(
@@ -78,7 +78,7 @@ def evaluate(
         raise EvalError(f"--data {str(ctx.data)!r} does not exist; give an export folder (hegelion dataset --card)")
     folder = default_out(model, out)
     setup = setup_of(ctx.model.name, ctx.base.name if ctx.base else None, seed, ctx.data)
-    check_out(folder, setup)
+    check_out(folder, setup, model_folder=ctx.model.train_folder)
     ctx.trained_on = training_prompts([p for p in (ctx.data, ctx.model.training_data()) if p is not None])
     modules = suite_modules()
     planned = {name: modules[name].items(ctx) for name in names}
