@@ -152,3 +152,17 @@ def svg_chart(report: dict[str, Any]) -> str:
         out.append(f'<text x="{_LEFT + _PLOT + 40}" y="{y + 4}">{escape(verdict)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def find_reports(root: Path, *, max_depth: int = 4) -> list[Path]:
+    """The ``report.json`` files of evaluations under ``root`` (at most ``max_depth`` folders down), newest first."""
+    found: list[Path] = []
+    for depth in range(max_depth + 1):
+        for path in root.glob("/".join(["*"] * depth + ["report.json"])):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "suites" in data and "schema_version" in data:
+                found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
