@@ -5,6 +5,7 @@ hegelion dataset traces.jsonl dpo.jsonl     # curation (= hegelion-dataset)
 hegelion logs / hegelion logs show ID       # read the trace log back
 hegelion optimize ... / hegelion serve ...  # = hegelion-optimize / hegelion-server
 hegelion review [LOG]                       # review and label the log in the browser (= hegelion-review)
+hegelion train DATA --base M --out DIR      # a LoRA on exported rows -> DIR/model.gguf (needs .[train])
 hegelion eval --model M --base M0 --suite S # measure a model against its base (report.json/.md/.svg)
 """
 
@@ -21,6 +22,7 @@ from .logs import logs
 from .optimize import optimize
 from .review import review
 from .serve import serve
+from .train import train
 
 
 class _RunByDefault(click.Group):
@@ -50,6 +52,7 @@ hegelion.add_command(logs, "logs")
 hegelion.add_command(optimize, "optimize")
 hegelion.add_command(serve, "serve")
 hegelion.add_command(review, "review")
+hegelion.add_command(train, "train")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,8 +46,8 @@ class EvalModel:
         """The export folder or JSONL file this model was trained on, when its card says so."""
         for key in ("data_folder", "data", "data_path"):
             value = self.card.get(key)
-            if isinstance(value, dict):
-                value = value.get("folder") or value.get("path")
+            if isinstance(value, dict):  # train/card.py DataInfo: source (folder or file as given), file (trained on)
+                value = value.get("source") or value.get("file")
             if isinstance(value, str) and value:
                 return Path(value)
         return None

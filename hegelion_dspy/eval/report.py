@@ -47,14 +47,25 @@ def record_on_card(folder: Path, report: dict[str, Any]) -> None:
     """Put the headline of each suite into the ``evals`` of the ``hegelion train`` card beside the report."""
     card_path = folder / TRAIN_CARD
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    evals = card.get("evals") if isinstance(card.get("evals"), dict) else {}
-    for name, suite in report["suites"].items():
-        evals[name] = {
+    evals = card.get("evals") if isinstance(card.get("evals"), list) else []
+    folder_name = str(folder)
+    evals = [
+        e
+        for e in evals
+        if not (isinstance(e, dict) and e.get("report") == "report.json" and e.get("base") == report["base"])
+    ]  # a rerun replaces its entry
+    evals.append(
+        {
+            "report": "report.json",
             "base": report["base"],
             "created_at": report["created_at"],
-            "report": "report.md",
-            "metrics": {e["metric"]: {"m": e["m"]["mean"], "diff": e["diff"]} for e in suite["metrics"]},
+            "folder": folder_name,
+            "suites": {
+                name: {e["metric"]: {"m": e["m"]["mean"], "diff": e["diff"]} for e in suite["metrics"]}
+                for name, suite in report["suites"].items()
+            },
         }
+    )
     card["evals"] = evals
     write_whole(card_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
