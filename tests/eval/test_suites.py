@@ -101,3 +101,15 @@ def test_mtbench_needs_a_base_and_a_judge_and_reads_the_80_questions():
 
 def test_mtbench_verdicts_follow_fastchat():
     assert [mtbench.verdict(t) for t in ("x [[A]]", "[[B]]", "tie [[C]]", "??")] == ["A", "B", "C", "error"]
+
+
+def test_a_gguf_llama_cpp_cannot_load_is_one_line_and_exit_2(tmp_path, capsys):
+    from hegelion_dspy.cli.main import main
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)  # the magic, then nothing llama.cpp can read
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", f"gguf:{bad}", "--suite", "selfcorrect", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not load" in err[0] and not (tmp_path / "out").exists()
