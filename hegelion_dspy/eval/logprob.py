@@ -18,6 +18,7 @@ from ..errors import EvalError
 
 Prompt = str | list[dict[str, str]]
 MAX_TOKENS = 1024  # longer sequences are cut from the left of the prompt (the completion is always scored whole)
+MIN_SHARED = 32  # a shared prompt prefix shorter than this is recomputed (not worth the cache bookkeeping)
 
 
 def completion_text(completion: Any) -> str:
@@ -37,6 +38,8 @@ class Scorer:
         self.tokenizer = tokenizer
         self.name = name
         self._lock = threading.Lock()
+        self._cache: Any = None  # the KV cache of the last forced-choice prompt, and its token ids
+        self._cache_ids: list[int] = []
 
     @classmethod
     def load(cls, weights: tuple[Path, str | None], *, name: str = "model") -> Scorer:
@@ -94,14 +97,38 @@ class Scorer:
         total = sum(float(logprobs[start - 1 + i, tok]) for i, tok in enumerate(target))
         return total, len(target)
 
+    def _next_token_logprobs(self, ids: list[int]) -> Any:
+        """Log-probabilities of the token after ``ids``. The tokens shared with the previous call's prompt (a suite's
+        fixed instruction, hundreds of tokens) are not recomputed: the KV cache is cut back to them and reused."""
+        import torch
+
+        with self._lock, torch.inference_mode():
+            shared = 0
+            for a, b in zip(self._cache_ids, ids, strict=False):
+                if a != b:
+                    break
+                shared += 1
+            shared = min(shared, len(ids) - 1)
+            cache = None
+            if self._cache is not None and shared >= MIN_SHARED and hasattr(self._cache, "crop"):
+                extra = self._cache.get_seq_length() - shared
+                if extra > 0:
+                    self._cache.crop(-extra)  # transformers 5: a negative count drops that many trailing tokens
+                cache = self._cache
+            else:
+                shared = 0
+            out = self.model(torch.tensor([ids[shared:]]), cache=cache, use_cache=True)  # transformers 5: `cache`
+            self._cache, self._cache_ids = out.cache, list(ids)
+            return torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+
     def choice_logprobs(self, prompt: Prompt, choices: Sequence[str]) -> list[float]:
         """The log-probability of each choice as the reply to ``prompt`` (forced choice). Choices of one token each
-        are scored from one forward pass of the prompt."""
+        are scored from one forward pass of the prompt (its shared prefix with the last prompt taken from cache)."""
         prompt_ids = self.prompt_ids(prompt)[-MAX_TOKENS:]
         firsts = [self.completion_ids(c, eos=False) for c in choices]
         if all(len(ids) == 1 for ids in firsts):
-            logprobs = self._forward_logprobs(prompt_ids)
-            return [float(logprobs[-1, ids[0]]) for ids in firsts]
+            logprobs = self._next_token_logprobs(prompt_ids)
+            return [float(logprobs[ids[0]]) for ids in firsts]
         return [self.logprob(prompt, c, eos=False)[0] for c in choices]
 
     def vocabulary_digest(self) -> str:
