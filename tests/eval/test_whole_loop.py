@@ -30,6 +30,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.filterwarnings(r"ignore:`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated:FutureWarning")
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # a dozen dialectics, a short training, a conversion and an eval on 2 busy cores
 def test_collect_export_train_serve_and_evaluate_on_the_shipped_model(tmp_path: Path) -> None:
     (tmp_path / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
     log = tmp_path / "traces.jsonl"
