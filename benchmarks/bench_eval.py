@@ -85,10 +85,10 @@ def main() -> None:
     logprob.Scorer._forward_logprobs = timed(logprob.Scorer._forward_logprobs)  # type: ignore[method-assign]
     logprob.Scorer._next_token_logprobs = timed(logprob.Scorer._next_token_logprobs)  # type: ignore[method-assign]
     import hegelion_dspy.collect.run as collect_run
-    import hegelion_dspy.eval.context as context
+    import hegelion_dspy.eval.halueval as halueval
 
     collect_run.run_dialectic = timed(collect_run.run_dialectic)
-    context.chat_text = timed(context.chat_text)
+    halueval.chat_text = timed(halueval.chat_text)
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_export(Path(tmp) / "export", args.pairs)
         base = baseline_pairs(args.pairs, data)
