@@ -151,3 +151,22 @@ class UnsafePathError(ConfigError):
 
 class ClusterError(HegelionError):
     """A batch on a cluster cannot go on (every worker died, the cluster cannot be reached)."""
+
+
+class TrainError(HegelionError):
+    """Training cannot run as asked (rows of no known shape, no train split, an output folder holding another model,
+    a base that cannot be loaded, a missing training package)."""
+
+
+class TrainingInterrupted(TrainError):
+    """Training stopped early on Ctrl-C; ``checkpoint`` is the folder ``resume`` continues from (None if none yet)."""
+
+    def __init__(self, message: str, *, checkpoint: Path | None = None, step: int = 0):
+        self.checkpoint = checkpoint
+        self.step = step
+        super().__init__(message)
+
+
+class EvalError(HegelionError):
+    """An evaluation cannot run as asked (unknown suite, no test split, models with different tokenizers, an output
+    folder holding another evaluation, a model that cannot be loaded)."""

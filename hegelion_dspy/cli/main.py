@@ -5,6 +5,8 @@ hegelion dataset traces.jsonl dpo.jsonl     # curation (= hegelion-dataset)
 hegelion logs / hegelion logs show ID       # read the trace log back
 hegelion optimize ... / hegelion serve ...  # = hegelion-optimize / hegelion-server
 hegelion review [LOG]                       # review and label the log in the browser (= hegelion-review)
+hegelion train DATA --base M --out DIR      # a LoRA on exported rows -> DIR/model.gguf (needs .[train])
+hegelion eval --model M --base M0 --suite S # measure a model against its base (report.json/.md/.svg)
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from .. import __version__
 from ._common import run
 from .agent import agent
 from .dataset import dataset
+from .eval import eval_command
 from .logs import logs
 from .optimize import optimize
 from .review import review
 from .serve import serve
+from .train import train
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -77,10 +81,12 @@ def hegelion() -> None:
 
 hegelion.add_command(agent, "run")
 hegelion.add_command(dataset, "dataset")
+hegelion.add_command(eval_command, "eval")
 hegelion.add_command(logs, "logs")
 hegelion.add_command(optimize, "optimize")
 hegelion.add_command(serve, "serve")
 hegelion.add_command(review, "review")
+hegelion.add_command(train, "train")
 
 
 def main(argv: list[str] | None = None) -> None:
