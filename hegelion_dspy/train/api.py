@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TrainError, TrainingInterrupted
-from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, BaseModel, load_base, resolve_base
+from ..lms.llamacpp import env_threads
+from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
@@ -36,6 +37,7 @@ from .trainer import (
     last_checkpoint,
     losses_of,
     stop_on_interrupt,
+    torch_threads,
 )
 
 log = logging.getLogger("hegelion_dspy.train")
@@ -82,7 +84,7 @@ def check_packages(*, gguf: bool = True) -> None:
         )
 
 
-def _run_spec(base: BaseModel, data: TrainingData, method: str, settings: TrainSettings) -> dict[str, Any]:
+def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainSettings) -> dict[str, Any]:
     """What makes two runs the same model (the step count apart: a resumed run may go further)."""
     return {
         "schema_version": 1,
@@ -155,13 +157,15 @@ def train_model(
     device: str = "auto",
     gguf: bool = True,
     outtype: str = "q8_0",
+    threads: int | None = None,
     progress: Emit | None = None,
 ) -> TrainedModel:
     """Train a LoRA of ``base`` on ``data`` with TRL, merge it, and write ``out`` (see the module docstring).
 
     ``data``: an export folder (its train split) or a JSONL file; ``method``: dpo or sft [default: the rows'];
     ``base``: ``embedded``, ``gguf:PATH``, a Hugging Face folder or a Hub id; ``resume``: continue an interrupted run
-    in ``out``; ``gguf``: also write ``model.gguf`` (``outtype``); ``progress``: called with one line per logged step
+    in ``out``; ``gguf``: also write ``model.gguf`` (``outtype``); ``threads``: torch's CPU threads while training
+    [default: ``$HEGELION_THREADS``, else torch's choice]; ``progress``: called with one line per logged step
     [default: the ``hegelion_dspy.train`` logger]. Raises TrainError (bad input, nothing written) or
     TrainingInterrupted (Ctrl-C; the checkpoint is kept).
     """
@@ -172,6 +176,7 @@ def train_model(
         raise TrainError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     if device not in ("auto", "cpu", "cuda"):
         raise TrainError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    threads = threads or env_threads()
     rows = load_training_data(data)
     chosen = choose_method(rows, method)
     check_packages(gguf=gguf)
@@ -188,7 +193,8 @@ def train_model(
     work.mkdir(parents=True, exist_ok=True)
     (work / RUN_JSON).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     try:
-        return _train(rows, chosen, base_model, model, tokenizer, folder, settings, device, gguf, outtype, progress)
+        with torch_threads(threads):
+            return _train(rows, chosen, base_model, model, tokenizer, folder, settings, device, gguf, outtype, progress)
     except TrainingInterrupted:
         raise
     except BaseException:
@@ -200,7 +206,7 @@ def train_model(
 def _train(
     rows: TrainingData,
     method: str,
-    base: BaseModel,
+    base: TrainBase,
     model: Any,
     tokenizer: Any,
     folder: Path,
@@ -281,7 +287,7 @@ def _size(path: Path) -> int:
 
 
 def _finish(
-    trainer: Any, tokenizer: Any, folder: Path, card: ModelCard, base: BaseModel, outtype: str, emit: Emit
+    trainer: Any, tokenizer: Any, folder: Path, card: ModelCard, base: TrainBase, outtype: str, emit: Emit
 ) -> None:
     """Save the adapter, the merged model, model.gguf and the card in the work folder, then move them into place."""
     staging = folder / WORK / "final"

@@ -58,6 +58,20 @@ def device_flags(device: str = "auto") -> tuple[str, dict[str, bool]]:
     return "cuda", {"use_cpu": False, "bf16": bf16, "fp16": not bf16}
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block (None: torch's own choice, all cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class StopRequest:
     """Set by the first Ctrl-C; the callback then saves a checkpoint and stops after the current step."""
 
