@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hegelion_dspy.train.bases import load_base, resolve_base
 from hegelion_dspy.train.rows import trainer_rows
-from hegelion_dspy.train.trainer import TrainSettings, build_trainer
+from hegelion_dspy.train.trainer import TrainSettings, build_trainer, torch_threads
 
 
 def pairs(n: int) -> list[dict[str, Any]]:
@@ -58,21 +58,18 @@ def time_steps(
     settings: TrainSettings,
     threads: int | None,
     work: Path,
-) -> float:
-    """Steps/s after the first (warm-up) step."""
-    import torch
+) -> tuple[float, float]:
+    """Steps/s (wall clock) after the first (warm-up) step, and CPU seconds per step (this process, every thread):
+    on a loaded machine the wall clock measures the neighbours as much as the trainer, the CPU time does not."""
     from transformers import TrainerCallback
 
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         shaped = trainer_rows(rows, "dpo-chat", method)
         trainer = build_trainer(
             method,
@@ -85,9 +82,8 @@ def time_steps(
             extra_callbacks=[Clock()],
         )
         trainer.train()
-    finally:
-        torch.set_num_threads(before)
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    steps = len(stamps) - 1
+    return steps / (stamps[-1][0] - stamps[0][0]), (stamps[-1][1] - stamps[0][1]) / steps
 
 
 def main() -> None:
@@ -110,10 +106,10 @@ def main() -> None:
     rows = pairs(max(16, args.steps * args.batch_size))
     configs = [("dpo", None), ("dpo", 1), ("sft", None)]
     for method, threads in configs:
-        rate = time_steps(method, model, tokenizer, rows, settings, threads, args.work / f"{method}-{threads}")
+        rate, cpu = time_steps(method, model, tokenizer, rows, settings, threads, args.work / f"{method}-{threads}")
         label = f"{threads} thread" if threads else f"{torch.get_num_threads()} threads (default)"
         print(
-            f"{method}  {label:<22} {rate:6.3f} steps/s  {1 / rate:6.2f} s/step  "
+            f"{method}  {label:<22} {rate:6.3f} steps/s  {1 / rate:6.2f} s/step  {cpu:6.2f} CPU s/step  "
             f"({args.batch_size} rows x {args.max_length} tokens, LoRA r{settings.lora_r})"
         )
     load = os.getloadavg()
