@@ -91,6 +91,20 @@ def test_dpo_on_the_embedded_model_writes_a_gguf_that_llama_cpp_runs_as_demo(dpo
     reply = runtime.chat([{"role": "user", "content": "What is the capital of France?"}], max_tokens=16)
     assert reply.text.strip() and reply.completion_tokens
 
+    if importlib.util.find_spec("hegelion_dspy.lms.identity") is not None:  # demo follows model identity (newcomer)
+        log = tmp_path / "traces.jsonl"
+        question = ["run", "What is 2+2?", "--model", f"gguf:{out / 'model.gguf'}", "--max-tokens", "16"]
+        run = subprocess.run(
+            [str(HEGELION), *question, "--log-file", str(log)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        [trace] = [json.loads(line) for line in log.read_text().splitlines()]
+        assert trace["status"] == "ok" and trace["model"] == f"gguf:{out / 'model.gguf'}" and trace["demo"] is True
+
     again = hegelion_train(str(dpo_folder), "--base", "embedded", "--out", str(out), "--steps", "2", *QUICK)
     assert again.returncode == 0 and "already holds this model; nothing to train" in again.stderr
 
