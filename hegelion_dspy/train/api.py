@@ -36,6 +36,7 @@ from .trainer import (
     device_flags,
     last_checkpoint,
     losses_of,
+    quiet_trl_deprecations,
     stop_on_interrupt,
     torch_threads,
 )
@@ -193,7 +194,7 @@ def train_model(
     work.mkdir(parents=True, exist_ok=True)
     (work / RUN_JSON).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     try:
-        with torch_threads(threads):
+        with torch_threads(threads), quiet_trl_deprecations():
             return _train(rows, chosen, base_model, model, tokenizer, folder, settings, device, gguf, outtype, progress)
     except TrainingInterrupted:
         raise
@@ -249,7 +250,26 @@ def _train(
             checkpoint=kept,
             step=done,
         )
-    card = ModelCard(
+    card = _card(rows, method, base, settings, device_name, losses_of(trainer), gguf=gguf)
+    card.seconds = round(seconds, 3)
+    card.steps_done = done
+    card.steps_per_second = round((done - first) / seconds, 4) if seconds > 0 else 0.0
+    _finish(trainer, tokenizer, folder, card, base, outtype, emit)
+    return TrainedModel(folder, card, resumed=checkpoint is not None)
+
+
+def _card(
+    rows: TrainingData,
+    method: str,
+    base: TrainBase,
+    settings: TrainSettings,
+    device: str,
+    losses: list[tuple[int, float]],
+    *,
+    gguf: bool,
+) -> ModelCard:
+    """The card of a run that finished (its timings are filled in by the caller)."""
+    return ModelCard(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         hegelion_version=_version(),
         base=BaseInfo(spec=base.spec, kind=base.kind, name=base.name, sha256=base.sha256, demo=base.demo),
@@ -263,17 +283,15 @@ def _train(
         ),
         method=method,  # type: ignore[arg-type]
         steps=settings.steps,
-        steps_done=done,
+        steps_done=0,
         hyperparameters=settings.as_dict(method),
-        device=device_name,
-        seconds=round(seconds, 3),
-        steps_per_second=round((done - first) / seconds, 4) if seconds > 0 else 0.0,
-        losses=losses_of(trainer),
+        device=device,
+        seconds=0.0,
+        steps_per_second=0.0,
+        losses=losses,
         demo=base.demo or rows.demo,
         gguf=GGUF_NAME if gguf else None,
     )
-    _finish(trainer, tokenizer, folder, card, base, outtype, emit)
-    return TrainedModel(folder, card, resumed=checkpoint is not None)
 
 
 def _version() -> str:
