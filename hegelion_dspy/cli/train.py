@@ -43,6 +43,12 @@ from ._common import EXIT_INTERRUPTED, prog
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--save-every", type=click.IntRange(min=1), default=25, show_default=True, help="Checkpoint every N.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch [default: $HEGELION_THREADS, else every core this process may use].",
+)
 @click.option("--gguf/--no-gguf", default=True, show_default=True, help="Also write model.gguf for llama.cpp.")
 @click.option("--outtype", type=click.Choice(["q8_0", "f16", "bf16", "f32"]), default="q8_0", show_default=True)
 def train(
@@ -63,6 +69,7 @@ def train(
     seed: int,
     save_every: int,
     device: str,
+    threads: int | None,
     gguf: bool,
     outtype: str,
 ) -> int:
@@ -101,6 +108,7 @@ def train(
             device=device,
             gguf=gguf,
             outtype=outtype,
+            threads=threads,
             progress=progress,
         )
     except TrainingInterrupted as exc:

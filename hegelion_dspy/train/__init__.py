@@ -3,7 +3,7 @@
 """
 
 from .api import TrainedModel, check_packages, train_model
-from .bases import CARD_JSON, DEMO_KEY, BaseModel, resolve_base
+from .bases import CARD_JSON, DEMO_KEY, TrainBase, resolve_base
 from .card import ModelCard, read_card
 from .data import TrainingData, load_training_data
 from .trainer import TrainSettings
@@ -11,8 +11,8 @@ from .trainer import TrainSettings
 __all__ = [
     "CARD_JSON",
     "DEMO_KEY",
-    "BaseModel",
     "ModelCard",
+    "TrainBase",
     "TrainSettings",
     "TrainedModel",
     "TrainingData",

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TrainError, TrainingInterrupted
-from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, BaseModel, load_base, resolve_base
+from ..lms.llamacpp import env_threads
+from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
@@ -35,7 +36,9 @@ from .trainer import (
     device_flags,
     last_checkpoint,
     losses_of,
+    quiet_trl_deprecations,
     stop_on_interrupt,
+    torch_threads,
 )
 
 log = logging.getLogger("hegelion_dspy.train")
@@ -82,7 +85,7 @@ def check_packages(*, gguf: bool = True) -> None:
         )
 
 
-def _run_spec(base: BaseModel, data: TrainingData, method: str, settings: TrainSettings) -> dict[str, Any]:
+def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainSettings) -> dict[str, Any]:
     """What makes two runs the same model (the step count apart: a resumed run may go further)."""
     return {
         "schema_version": 1,
@@ -155,13 +158,15 @@ def train_model(
     device: str = "auto",
     gguf: bool = True,
     outtype: str = "q8_0",
+    threads: int | None = None,
     progress: Emit | None = None,
 ) -> TrainedModel:
     """Train a LoRA of ``base`` on ``data`` with TRL, merge it, and write ``out`` (see the module docstring).
 
     ``data``: an export folder (its train split) or a JSONL file; ``method``: dpo or sft [default: the rows'];
     ``base``: ``embedded``, ``gguf:PATH``, a Hugging Face folder or a Hub id; ``resume``: continue an interrupted run
-    in ``out``; ``gguf``: also write ``model.gguf`` (``outtype``); ``progress``: called with one line per logged step
+    in ``out``; ``gguf``: also write ``model.gguf`` (``outtype``); ``threads``: torch's CPU threads while training
+    [default: ``$HEGELION_THREADS``, else torch's choice]; ``progress``: called with one line per logged step
     [default: the ``hegelion_dspy.train`` logger]. Raises TrainError (bad input, nothing written) or
     TrainingInterrupted (Ctrl-C; the checkpoint is kept).
     """
@@ -172,6 +177,7 @@ def train_model(
         raise TrainError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     if device not in ("auto", "cpu", "cuda"):
         raise TrainError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    threads = threads or env_threads()
     rows = load_training_data(data)
     chosen = choose_method(rows, method)
     check_packages(gguf=gguf)
@@ -188,7 +194,8 @@ def train_model(
     work.mkdir(parents=True, exist_ok=True)
     (work / RUN_JSON).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     try:
-        return _train(rows, chosen, base_model, model, tokenizer, folder, settings, device, gguf, outtype, progress)
+        with torch_threads(threads), quiet_trl_deprecations():
+            return _train(rows, chosen, base_model, model, tokenizer, folder, settings, device, gguf, outtype, progress)
     except TrainingInterrupted:
         raise
     except BaseException:
@@ -200,7 +207,7 @@ def train_model(
 def _train(
     rows: TrainingData,
     method: str,
-    base: BaseModel,
+    base: TrainBase,
     model: Any,
     tokenizer: Any,
     folder: Path,
@@ -243,7 +250,26 @@ def _train(
             checkpoint=kept,
             step=done,
         )
-    card = ModelCard(
+    card = _card(rows, method, base, settings, device_name, losses_of(trainer), gguf=gguf)
+    card.seconds = round(seconds, 3)
+    card.steps_done = done
+    card.steps_per_second = round((done - first) / seconds, 4) if seconds > 0 else 0.0
+    _finish(trainer, tokenizer, folder, card, base, outtype, emit)
+    return TrainedModel(folder, card, resumed=checkpoint is not None)
+
+
+def _card(
+    rows: TrainingData,
+    method: str,
+    base: TrainBase,
+    settings: TrainSettings,
+    device: str,
+    losses: list[tuple[int, float]],
+    *,
+    gguf: bool,
+) -> ModelCard:
+    """The card of a run that finished (its timings are filled in by the caller)."""
+    return ModelCard(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         hegelion_version=_version(),
         base=BaseInfo(spec=base.spec, kind=base.kind, name=base.name, sha256=base.sha256, demo=base.demo),
@@ -257,17 +283,15 @@ def _train(
         ),
         method=method,  # type: ignore[arg-type]
         steps=settings.steps,
-        steps_done=done,
+        steps_done=0,
         hyperparameters=settings.as_dict(method),
-        device=device_name,
-        seconds=round(seconds, 3),
-        steps_per_second=round((done - first) / seconds, 4) if seconds > 0 else 0.0,
-        losses=losses_of(trainer),
+        device=device,
+        seconds=0.0,
+        steps_per_second=0.0,
+        losses=losses,
         demo=base.demo or rows.demo,
         gguf=GGUF_NAME if gguf else None,
     )
-    _finish(trainer, tokenizer, folder, card, base, outtype, emit)
-    return TrainedModel(folder, card, resumed=checkpoint is not None)
 
 
 def _version() -> str:
@@ -281,7 +305,7 @@ def _size(path: Path) -> int:
 
 
 def _finish(
-    trainer: Any, tokenizer: Any, folder: Path, card: ModelCard, base: BaseModel, outtype: str, emit: Emit
+    trainer: Any, tokenizer: Any, folder: Path, card: ModelCard, base: TrainBase, outtype: str, emit: Emit
 ) -> None:
     """Save the adapter, the merged model, model.gguf and the card in the work folder, then move them into place."""
     staging = folder / WORK / "final"

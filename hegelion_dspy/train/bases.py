@@ -31,7 +31,7 @@ Kind = Literal["embedded", "gguf", "folder", "hub"]
 
 
 @dataclass(frozen=True)
-class BaseModel:
+class TrainBase:
     """A base model, named (``spec`` as given), not loaded. ``folder`` + ``gguf_file`` for a GGUF file; ``folder``
     for a Hugging Face folder; ``hub_id`` for a Hub id. ``sha256``: of the GGUF file, when there is one."""
 
@@ -88,14 +88,14 @@ def _shipped_sha256() -> str | None:
         return None
 
 
-def _gguf_base(spec: str, path: Path, *, embedded: bool) -> BaseModel:
+def _gguf_base(spec: str, path: Path, *, embedded: bool) -> TrainBase:
     sha = sha256_file(path)
     demo = embedded or bool(gguf_metadata(path, DEMO_KEY)) or card_says_demo(path.parent) or sha == _shipped_sha256()
     kind: Kind = "embedded" if embedded else "gguf"
-    return BaseModel(spec, kind, folder=path.parent, gguf_file=path.name, sha256=sha, demo=demo)
+    return TrainBase(spec, kind, folder=path.parent, gguf_file=path.name, sha256=sha, demo=demo)
 
 
-def resolve_base(spec: str) -> BaseModel:
+def resolve_base(spec: str) -> TrainBase:
     """The base named by ``spec`` (see the module docstring), checked without loading it."""
     given = spec.strip()
     if given in ("embedded", EMBEDDED_MODEL):
@@ -109,7 +109,7 @@ def resolve_base(spec: str) -> BaseModel:
                 f"base {spec!r} is a folder without config.json, not a Hugging Face model folder; give a model "
                 f"folder, a Hub id, gguf:PATH for a .gguf file, or 'embedded'"
             )
-        return BaseModel(spec, "folder", folder=path.resolve(), demo=card_says_demo(path))
+        return TrainBase(spec, "folder", folder=path.resolve(), demo=card_says_demo(path))
     if path.suffix == ".gguf" and path.is_file():
         raise TrainError(f"base {spec!r} is a GGUF file; write it as --base {GGUF_PREFIX}{spec}")
     if given.startswith((".", "/", "~")) or given.count("/") != 1:  # a path, never a Hub id ("org/name")
@@ -117,10 +117,10 @@ def resolve_base(spec: str) -> BaseModel:
             f"base {spec!r}: no such model folder; give a Hugging Face model folder, a Hub id (org/name), "
             f"gguf:PATH for a .gguf file, or 'embedded' (the shipped SmolLM2-135M-Instruct)"
         )
-    return BaseModel(spec, "hub", hub_id=given)
+    return TrainBase(spec, "hub", hub_id=given)
 
 
-def _load_message(base: BaseModel, exc: BaseException) -> str:
+def _load_message(base: TrainBase, exc: BaseException) -> str:
     """One line saying why ``base`` could not be loaded and what to do instead."""
     chain: list[BaseException] = []
     cause: BaseException | None = exc
@@ -154,7 +154,7 @@ def _dequantised(folder: Path, gguf_file: str) -> Any:
     return model
 
 
-def load_base(base: BaseModel) -> tuple[Any, Any]:
+def load_base(base: TrainBase) -> tuple[Any, Any]:
     """The base as a float32 transformers model and its tokenizer (a pad token set); TrainError when it cannot load."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

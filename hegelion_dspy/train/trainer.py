@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -56,6 +57,31 @@ def device_flags(device: str = "auto") -> tuple[str, dict[str, bool]]:
         return "cpu", {"use_cpu": True, "bf16": False, "fp16": False}
     bf16 = torch.cuda.is_bf16_supported()
     return "cuda", {"use_cpu": False, "bf16": bf16, "fp16": not bf16}
+
+
+@contextmanager
+def quiet_trl_deprecations() -> Iterator[None]:
+    """TRL 1.16 still calls transformers 5's deprecated gradient-checkpointing names (``is_gradient_checkpointing``...):
+    their FutureWarning is theirs to fix and says nothing to a user of ``hegelion train``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated", category=FutureWarning
+        )
+        yield
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block (None: torch's own choice, all cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class StopRequest:
@@ -119,23 +145,10 @@ def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[Any]:
     return [Progress(), CheckpointOnStop()]
 
 
-def build_trainer(
-    method: str,
-    model: Any,
-    tokenizer: Any,
-    rows: list[dict[str, Any]],
-    *,
-    settings: TrainSettings,
-    work: Path,
-    device: str,
-    extra_callbacks: list[Any],
-) -> Any:
-    """The TRL trainer for ``method`` over ``rows`` (already in its row shape), checkpoints in ``work``."""
-    from datasets import Dataset
-    from peft import LoraConfig
-
+def trainer_arguments(settings: TrainSettings, work: Path, device: str) -> dict[str, Any]:
+    """The DPOConfig/SFTConfig keyword arguments both trainers share."""
     _, flags = device_flags(device)
-    common: dict[str, Any] = {
+    return {
         "output_dir": str(work),
         "max_steps": settings.steps,
         "per_device_train_batch_size": settings.batch_size,
@@ -153,6 +166,24 @@ def build_trainer(
         "activation_checkpointing": False,  # a LoRA on a small model fits without; recomputing costs a third more
         **flags,
     }
+
+
+def build_trainer(
+    method: str,
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    *,
+    settings: TrainSettings,
+    work: Path,
+    device: str,
+    extra_callbacks: list[Any],
+) -> Any:
+    """The TRL trainer for ``method`` over ``rows`` (already in its row shape), checkpoints in ``work``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+
+    common = trainer_arguments(settings, work, device)
     lora = LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,

@@ -196,3 +196,51 @@ def test_the_loss_curve_is_an_svg_and_the_readme_says_demo() -> None:
     text = readme_text(card)
     assert text.startswith("---\nlibrary_name: transformers") and "- demo" in text and "**Demo model.**" in text
     assert "0.6900 → 0.5000" in text and "![training loss](loss.svg)" in text
+
+
+def tiny_gguf(path: Path, **metadata: bool | str) -> Path:
+    """A GGUF file of one tensor, written with gguf's own writer."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    writer = GGUFWriter(path, arch="llama")
+    for key, value in metadata.items():
+        writer.add_bool(key, value) if isinstance(value, bool) else writer.add_string(key, value)
+    writer.add_tensor("token_embd.weight", np.arange(8, dtype=np.float32).reshape(2, 4))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_the_hegelion_keys_are_added_to_a_gguf_file_and_keep_everything_else(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    from gguf import GGUFReader
+
+    from hegelion_dspy.train.bases import gguf_metadata
+    from hegelion_dspy.train.gguf_out import add_metadata
+
+    source = tiny_gguf(tmp_path / "a.gguf", **{"general.name": "tiny"})
+    add_metadata(source, tmp_path / "b.gguf", {"hegelion.demo": True, "hegelion.base_sha256": "ab" * 32})
+
+    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.demo") is True
+    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.base_sha256") == "ab" * 32
+    assert gguf_metadata(tmp_path / "b.gguf", "general.name") == "tiny"
+    [before], [after] = GGUFReader(source).tensors, GGUFReader(tmp_path / "b.gguf").tensors
+    assert after.name == before.name and after.data.tolist() == before.data.tolist()
+
+
+def test_a_base_trained_from_a_demo_model_is_demo(tmp_path: Path) -> None:
+    pytest.importorskip("gguf")
+    from hegelion_dspy.train import resolve_base
+
+    marked = resolve_base(f"gguf:{tiny_gguf(tmp_path / 'marked.gguf', **{'hegelion.demo': True})}")
+    plain = resolve_base(f"gguf:{tiny_gguf(tmp_path / 'plain.gguf')}")
+    assert (marked.kind, marked.demo, plain.demo) == ("gguf", True, False)
+    assert marked.sha256 is not None and len(marked.sha256) == 64
+    folder = tmp_path / "trained"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "hegelion-model.json").write_text(json.dumps({"demo": True}))
+    assert resolve_base(str(folder)).demo and resolve_base(str(folder)).kind == "folder"
