@@ -104,7 +104,9 @@ def check_writable(path: str | Path, *, what: str = "trace log", min_free: int =
     path = Path(path)
     try:
         if path.is_dir():
-            raise ConfigError(f"the {what} {path} is a folder; give a file path (set option 'log_file')")
+            raise ConfigError(
+                f"the {what} {path} is a folder; give a file path (set option 'log_file')", options=("log_file",)
+            )
         if path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
         else:
@@ -118,13 +120,15 @@ def check_writable(path: str | Path, *, what: str = "trace log", min_free: int =
     except OSError as exc:
         raise ConfigError(
             f"cannot write the {what} {path}: {exc.strerror or exc} ({errno_name(exc)}); nothing was run. Put it "
-            "on a writable disk (set option 'log_file')"
+            "on a writable disk (set option 'log_file')",
+            options=("log_file",),
         ) from None
     free = disk.f_bavail * disk.f_frsize
     if free < min_free:
         raise ConfigError(
             f"the disk of the {what} {path} has {free >> 10:,} KiB free, less than the {min_free >> 20:,} MiB a run "
-            "needs to start; nothing was run. Free some space or put it elsewhere (set option 'log_file')"
+            "needs to start; nothing was run. Free some space or put it elsewhere (set option 'log_file')",
+            options=("log_file",),
         )
 
 

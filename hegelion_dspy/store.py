@@ -24,18 +24,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InvalidTraceError, LogWriteError
-from .logwrite import (  # the log writing every append-only log here shares
-    MIN_FREE_BYTES,
-    append_lines,
-    check_writable,
-    errno_name,
-    fallback_paths,
-    repair_torn_tail,
-)
+from .errors import ConfigError, InvalidTraceError, LogWriteError, from_validation, option
+from .logwrite import MIN_FREE_BYTES, errno_name, fallback_paths
 from .logwrite import TORN_SUFFIX as TORN_SUFFIX  # re-exported: where every log here puts a torn line
 from .logwrite import UNSAVED_SUFFIX as UNSAVED_SUFFIX
 from .logwrite import IsWholeLine as IsWholeLine
+from .logwrite import append_lines as append_lines  # re-exported: the log writing every append-only log shares
+from .logwrite import check_writable as check_writable
+from .logwrite import repair_torn_tail as repair_torn_tail
 from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
 
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -112,13 +108,6 @@ def normalize_task(task: str) -> str:
     return " ".join(task.split()).casefold()
 
 
-def _validation_reason(exc: ValidationError) -> tuple[str | None, str]:
-    first = exc.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return (loc or None), f"{first.get('msg', 'invalid value')}{extra}; fix or remove this line"
-
-
 def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
     """Parse one log line into a TraceRecord, or raise InvalidTraceError naming path, line and field."""
     try:
@@ -158,8 +147,8 @@ def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
     try:
         return TraceRecord.model_validate(upgrade_record(data))
     except ValidationError as exc:
-        loc, reason = _validation_reason(exc)
-        raise InvalidTraceError(reason, path=path, lineno=lineno, field=loc) from None
+        fix = "fix or remove this line"
+        raise from_validation(exc, source="field", error=InvalidTraceError, fix=fix, path=path, lineno=lineno) from None
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
@@ -204,10 +193,11 @@ def read_records(
             elif not complete:
                 problem = InvalidTraceError(
                     f"torn last line (no newline at the end: a write was interrupted); {error.reason} — the next "
-                    "append to this log repairs it, or set option 'skip_invalid'",
+                    f"append to this log repairs it, or set {option('skip_invalid')}",
                     path=path,
                     lineno=lineno,
                     field=error.field,
+                    options=("skip_invalid",),
                 )
             if not skip_invalid:
                 raise problem from None

@@ -32,9 +32,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dspy
+from dspy.utils.usage_tracker import UsageTracker
 
 from ..errors import ConfigError
 from .base import current_step
+from .dspy_private import adapter_message_call
 from .hosted import with_timeout
 from .metering import CallMeter, active_meters, call_cost, release_budget, reserve_budget
 from .pacing import (  # the rules this wrapper keeps; imported from here by callers and tests
@@ -66,32 +68,6 @@ __all__ = [
 BUDGET_POLL_SECONDS = 0.05  # how often a call that does not fit the budget yet asks again
 
 # -- the wrapper ------------------------------------------------------------------------------------------------------
-
-try:  # DSPy 3.4 warns when an adapter's message list reaches an LM it did not call; we call it for the adapter
-    from dspy.clients._deprecation import adapter_message_call
-except ImportError:  # pragma: no cover - gone with the messages= interface in DSPy 3.5
-
-    def adapter_message_call(lm: Any, messages: Any) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-class _CallUsage:
-    """Installed as DSPy's usage tracker for one call: keeps the call's token counts and passes them on to the
-    tracker that was active (the dialectic step's), so nothing is counted twice or lost."""
-
-    def __init__(self, outer: Any):
-        self.outer = outer
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.reported = False
-
-    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
-        if usage_entry:
-            self.reported = True
-            self.prompt_tokens += int(usage_entry.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage_entry.get("completion_tokens") or 0)
-        if self.outer is not None:
-            self.outer.add_usage(lm, usage_entry)
 
 
 class PoliteLM(dspy.BaseLM):
@@ -268,9 +244,8 @@ class _Call:
         self.tries += 1
         lm = self.owner._next_lm()
         held, self.held = self.held, ()
-        usage = _CallUsage(dspy.settings.usage_tracker)
         try:
-            with dspy.settings.context(usage_tracker=usage):
+            with dspy.track_usage() as usage:  # this call's usage, rolled up into the step's tracker on exit
                 yield lm
         finally:
             try:
@@ -278,14 +253,16 @@ class _Call:
             finally:
                 release_budget(held, self.worst)
 
-    def _settle(self, lm: dspy.BaseLM, usage: _CallUsage) -> None:
-        used = usage.prompt_tokens + usage.completion_tokens
-        if self.owner._tokens is not None and usage.reported:
-            self.owner._tokens.settle(self.reserved, used)
-        self.reserved = 0
-        if not usage.reported:
+    def _settle(self, lm: dspy.BaseLM, usage: UsageTracker) -> None:
+        totals = list(usage.get_total_tokens().values())
+        if not totals:
             return  # nothing came back (refused before any work): no call to count
-        usd = call_cost(str(lm.model), usage.prompt_tokens, usage.completion_tokens)
+        prompt_tokens = sum(int(total.get("prompt_tokens") or 0) for total in totals)
+        completion_tokens = sum(int(total.get("completion_tokens") or 0) for total in totals)
+        if self.owner._tokens is not None:
+            self.owner._tokens.settle(self.reserved, prompt_tokens + completion_tokens)
+        self.reserved = 0
+        usd = call_cost(str(lm.model), prompt_tokens, completion_tokens)
         step = current_step()
         if step is not None:
             step.add_cost(usd)
