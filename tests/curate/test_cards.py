@@ -1,11 +1,12 @@
-"""Card folders of every format, with and without a split, load as written (the autouse check in conftest.py loads
-each folder these tests leave); a split too small for its log is refused and leaves no folder."""
+"""Card folders of every format, with and without a split, load as written (tests/card_check.py's autouse check
+loads each folder these tests leave); a split too small for its log is refused and leaves no folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from card_check import every_card_folder_loads  # noqa: F401  (loads every card folder a test writes)
 
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.curate.driver import export_dataset

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from card_check import every_card_folder_loads  # noqa: F401  (loads every card folder a test writes)
 
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.curate.driver import export_dataset

@@ -1,5 +1,7 @@
-"""Every dataset card folder a curate test writes must load with ``datasets.load_dataset(folder)`` (issue 21: an
-empty split listed by the card made it raise)."""
+"""Every dataset card folder a test writes must load with ``datasets.load_dataset(folder)`` (issue 21: an empty
+split listed by the card made it raise). A test module that writes card folders imports the autouse fixture:
+``from card_check import every_card_folder_loads  # noqa: F401``. (Not a conftest.py: tests import the shared
+``conftest`` by name, which a second conftest module would shadow.)"""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ def card_folders(root: Path) -> list[Path]:
 
 
 @pytest.fixture(autouse=True)
-def _every_card_folder_loads(tmp_path: Path) -> Iterator[None]:
+def every_card_folder_loads(tmp_path: Path) -> Iterator[None]:
     yield
     folders = card_folders(tmp_path)
     if not folders:
