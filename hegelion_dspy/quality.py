@@ -158,10 +158,20 @@ def _field_label(name: str, desc: str) -> str:
     return f"{name.replace('_', ' ')} ({desc.strip().rstrip('.')})".casefold()
 
 
-def has_leak(text: str) -> bool:
-    """Whether ``text`` carries adapter or prompt scaffolding (see the module docstring)."""
+@cache
+def _anchors() -> frozenset[str]:
+    """One inner word of each phrase (its longest): a text holding a phrase holds that word as a whole word."""
+    return frozenset(max(phrase.split()[1:-1], key=len) for phrase in _prompt_phrases())
+
+
+def has_leak(text: str, words: list[str] | None = None) -> bool:
+    """Whether ``text`` carries adapter or prompt scaffolding (see the module docstring); ``words``: the text's
+    case-folded words, when the caller has them."""
     if "[[ ##" in text and _FIELD_MARKER.search(text):
         return True
+    # most texts hold no phrase's anchor word: one set intersection instead of a search per phrase
+    if _anchors().isdisjoint(words if words is not None else text.casefold().split()):
+        return False
     # line breaks as spaces (a leaked instruction may be wrapped), not a full whitespace normalisation: this runs on
     # every text of a v2 log an export reads
     folded = text.casefold().replace("\n", " ")
@@ -196,7 +206,8 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     for r in rounds:
         if "synthesis" in r.truncated:
             found.add("truncated")
-        words = _words(r.synthesis)
+        full = r.synthesis.casefold().split()
+        words = full[:_MAX_COMPARE_WORDS]
         if "copy" not in found:
             counted = Counter(words)
             against = [_words(r.antithesis)]
@@ -206,7 +217,7 @@ def quality_flags(trace: TraceRecord) -> list[str]:
                 found.add("copy")
         if "no_critique" not in found and is_no_critique(r):
             found.add("no_critique")
-        if "leak" not in found and any(has_leak(t) for t in (r.thesis, r.antithesis, r.synthesis)):
+        if "leak" not in found and (has_leak(r.thesis) or has_leak(r.antithesis) or has_leak(r.synthesis, full)):
             found.add("leak")
         if "loop" not in found and _has_loop(words):
             found.add("loop")

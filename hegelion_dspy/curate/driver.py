@@ -253,9 +253,9 @@ def _stream(
     ranked = _Ranked(opts.keep) if opts.dedupe and opts.keep != "first" else None
     seen: set[bytes] | None = set() if opts.dedupe and opts.keep == "first" else None
     origins = _Origins()
-    # under ranking, the label outcomes of each kept trace (per slot, in OUTCOMES order): a replaced trace's labels
-    # must not count, so they are added up at the end
-    kept_labels, n_outcomes = array("q"), len(OUTCOMES)
+    # under ranking, the label outcomes of each kept trace (per slot: its unreviewed examples when its input has no
+    # labels, else its outcome counts): a replaced trace's labels must not count, so they are added up at the end
+    kept_unreviewed, kept_labelled = array("q"), dict[int, dict[str, int]]()
     keyed = opts.dedupe or bool(opts.split)  # both need the normalised task
     key, digest = b"", b""
     # orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py).
@@ -303,14 +303,14 @@ def _stream(
                 dropped["duplicate_prompt"] += 1
                 continue
             examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
+            counted: dict[str, int] | None = None
             if label_of is None:  # no labels for this input: every example is unreviewed, skip the lookups
-                counted = {"unreviewed": len(examples)}
+                unreviewed = len(examples)
             else:
-                counted = dict.fromkeys(OUTCOMES, 0)
+                counted, unreviewed = dict.fromkeys(OUTCOMES, 0), 0
                 examples = _reviewed(record, examples, label_of, counted, dropped, reviewed_only)
             if ranked is None:
-                for outcome, n in counted.items():
-                    outcomes[outcome] += n
+                _count_labels(outcomes, counted, unreviewed)
             lines: list[bytes] = []
             for ex in examples:
                 reason = row_reason(ex, flag_drop)
@@ -324,8 +324,7 @@ def _stream(
                     dropped[reason] += 1
             if not lines:
                 if ranked is not None:  # not kept, so never replaced: its labels count now
-                    for outcome, n in counted.items():
-                        outcomes[outcome] += n
+                    _count_labels(outcomes, counted, unreviewed)
                 continue
             part = 0
             if threshold >= 0:
@@ -350,7 +349,9 @@ def _stream(
                     last_created = created_at
             elif slot < 0:
                 ranked.add(slot, short, (part, offset, len(data), len(lines), origin), rank)
-                kept_labels.extend(counted.get(outcome, 0) for outcome in OUTCOMES)
+                kept_unreviewed.append(unreviewed)
+                if counted is not None:
+                    kept_labelled[len(kept_unreviewed) - 1] = counted
             else:  # this trace outranks the one kept for its prompt: that one is dropped after all
                 old_part, _, _, old_rows, old_origin = ranked.place(slot)
                 rows[parts[old_part]] -= old_rows
@@ -358,14 +359,16 @@ def _stream(
                 report.traces_kept -= 1
                 dropped["duplicate_prompt"] += 1
                 ranked.replace(slot, (part, offset, len(data), len(lines), origin), rank)
-                kept_labels[slot * n_outcomes : (slot + 1) * n_outcomes] = array(
-                    "q", (counted.get(outcome, 0) for outcome in OUTCOMES)
-                )
+                kept_unreviewed[slot] = unreviewed
+                kept_labelled.pop(slot, None)
+                if counted is not None:
+                    kept_labelled[slot] = counted
         if report.traces_read == read_before and report.invalid == invalid_before:
             report.warnings.append(f"{path}: no traces (empty file)")
     origins.tally(report)
-    for i, outcome in enumerate(OUTCOMES):  # the labels of the traces ranking kept (replaced ones do not count)
-        outcomes[outcome] += sum(kept_labels[i::n_outcomes])
+    outcomes["unreviewed"] += sum(kept_unreviewed)  # the labels of the traces ranking kept (not replaced ones)
+    for counted_labels in kept_labelled.values():
+        _count_labels(outcomes, counted_labels, 0)
     if ranked is not None and len(ranked.keys):
         created_times = ranked.created()
         first_created = datetime.fromtimestamp(min(created_times), UTC)
@@ -384,6 +387,14 @@ def _empty_split(report: ExportReport, split: float) -> str:
         f"option 'split' {split}: the {empty} split would be empty (rows per split: {counts}); nothing was written. "
         "Use more traces, another split fraction or seed, or no split"
     )
+
+
+def _count_labels(outcomes: dict[str, int], counted: dict[str, int] | None, unreviewed: int) -> None:
+    if counted is None:
+        outcomes["unreviewed"] += unreviewed
+    else:
+        for outcome, n in counted.items():
+            outcomes[outcome] += n
 
 
 def _no_label(trace_id: str, pair: str) -> Label | None:

@@ -183,3 +183,18 @@ def test_running_counts_recount_after_another_writer(store: TraceStore) -> None:
     counted = store.counts()
     counted.total = 99  # a copy: the caller cannot change the store's counts
     assert store.counts().total == 4
+
+
+def test_schema_v3_lines_keep_their_flags_and_older_lines_read_as_v3(log_path: Path) -> None:
+    flagged = ok_trace("flagged").model_copy(update={"flags": ["copy"]})
+    old = ok_trace("old").model_dump(mode="json")
+    old.pop("flags")
+    with open(log_path, "wb") as fh:
+        fh.write(flagged.to_json_line())
+        fh.write(json.dumps({**old, "schema_version": 2}).encode() + b"\n")
+        fh.write(json.dumps({**old, "schema_version": 4}).encode() + b"\n")
+    found: list[InvalidTraceError] = []
+    first, second = read_records(log_path, skip_invalid=True, on_invalid=found.append)
+    assert (first.schema_version, first.flags) == (3, ["copy"])
+    assert (second.schema_version, second.flags) == (3, None)  # computed by quality.flags_of when read for curation
+    assert [e.lineno for e in found] == [3] and "newer than this hegelion-dspy" in str(found[0])

@@ -1,5 +1,5 @@
-"""Card folders of every format, with and without a split, load as written (the autouse check in conftest.py loads
-each folder these tests leave); a split too small for its log is refused and leaves no folder."""
+"""Card folders of every format, with and without a split, load as written (tests/conftest.py's autouse check
+loads each folder these tests leave); a split too small for its log is refused and leaves no folder."""
 
 from __future__ import annotations
 
