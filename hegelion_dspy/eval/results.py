@@ -13,14 +13,14 @@ from typing import Any
 from ..errors import EvalError
 from .models import TRAIN_CARD
 
-SCHEMA_VERSION = 1
+EVAL_SCHEMA_VERSION = 1
 SETUP = "eval.json"
 ITEMS = "items.jsonl"
 
 
 def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_SCHEMA_VERSION,
         "model": model,
         "base": base,
         "seed": seed,
@@ -85,7 +85,7 @@ class ItemLog:
                 fh.write(b"\n")
 
     def append(self, suite: str, item_id: str, result: dict[str, Any]) -> None:
-        line = json.dumps({"schema_version": SCHEMA_VERSION, "suite": suite, "id": item_id, "result": result})
+        line = json.dumps({"schema_version": EVAL_SCHEMA_VERSION, "suite": suite, "id": item_id, "result": result})
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")

@@ -22,7 +22,12 @@ OnProgress = Callable[[str, int, int], None]  # (suite, items done, items in the
 def suite_modules() -> dict[str, ModuleType]:
     from . import halueval, mtbench, preference, selfcorrect
 
-    return {m.NAME: m for m in (preference, halueval, selfcorrect, mtbench)}
+    return {
+        preference.PREFERENCE: preference,
+        halueval.HALUEVAL: halueval,
+        selfcorrect.SELFCORRECT: selfcorrect,
+        mtbench.MTBENCH: mtbench,
+    }
 
 
 def parse_suites(suites: str | Sequence[str]) -> list[str]:
@@ -89,7 +94,7 @@ def evaluate(
     log = ItemLog(folder)
     summaries = {}
     for name in names:
-        results = _run_suite(ctx, modules[name], planned[name], log, on_progress)
+        results = _run_suite(ctx, name, modules[name], planned[name], log, on_progress)
         summaries[name] = modules[name].summarise(ctx, results)
         summaries[name]["counts"]["refused (in the training data)"] = ctx.refused.get(name, 0)
     from .report import write_report
@@ -98,9 +103,13 @@ def evaluate(
 
 
 def _run_suite(
-    ctx: EvalContext, module: ModuleType, items: list[dict[str, Any]], log: ItemLog, on_progress: OnProgress | None
+    ctx: EvalContext,
+    name: str,
+    module: ModuleType,
+    items: list[dict[str, Any]],
+    log: ItemLog,
+    on_progress: OnProgress | None,
 ) -> list[dict[str, Any]]:
-    name = module.NAME
     todo = [item for item in items if (name, item["id"]) not in log.done]
     done = len(items) - len(todo)
     if on_progress:
