@@ -144,6 +144,12 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
         return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
 
     answered = [r for r in results if "answer" in r["m"] and (not has_base or "answer" in r["m0"])]
+    forced = [r for r in results if "lp_yes" in r["m"] and (not has_base or "lp_yes" in r["m0"])]
+
+    def leaning(s: dict[str, Any], label: str) -> float:  # log-odds of "Yes", signed by the truth
+        return (s["lp_yes"] - s["lp_no"]) * (1.0 if label == "Yes" else -1.0)
+
+    signed = [{k: (leaning(r[k], r["label"]) if k in ("m", "m0") else r[k]) for k in r} for r in forced]
     metrics = [
         entry("judge accuracy", lambda s: s["correct"], results, "balanced: always-Yes or always-No scores 0.5", 0.5),
         entry(
@@ -159,6 +165,14 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
             "forced choice is always valid; free text counts replies whose first word is not Yes/No as invalid",
         ),
         entry(
+            "judge signed margin (nats)",
+            lambda v: v,
+            signed,
+            "log P(Yes) − log P(No), positive on hallucinated answers and negative on right ones: above 0 the model "
+            "leans the right way, whatever its threshold",
+            0.0,
+        ),
+        entry(
             "answer matches the right answer",
             lambda s: s["answer"]["match"] == "right",
             answered,
@@ -168,7 +182,8 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
             "answer matches the hallucinated answer",
             lambda s: s["answer"]["match"] == "hallucinated",
             answered,
-            "F1 higher against the hallucinated answer",
+            "F1 higher against the hallucinated answer; HaluEval's hallucinated answers are often whole sentences "
+            "that repeat the question's words, so a rambling reply leans this way: read it beside the right share",
         ),
     ]
     counts = {
