@@ -87,11 +87,12 @@ def evaluate(
     ctx.trained_on = training_prompts([p for p in (ctx.data, ctx.model.training_data()) if p is not None])
     modules = suite_modules()
     planned = {name: modules[name].items(ctx) for name in names}
+    log = ItemLog(folder)  # reads what a previous run finished; writes nothing yet
     for name in names:
-        modules[name].prepare(ctx)  # loads weights and LMs: every refusal happens before anything is written
+        if any((name, item["id"]) not in log.done for item in planned[name]):
+            modules[name].prepare(ctx)  # loads weights and LMs: every refusal happens before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     write_whole(folder / "eval.json", _json(setup))
-    log = ItemLog(folder)
     summaries = {}
     for name in names:
         results = _run_suite(ctx, name, modules[name], planned[name], log, on_progress)
