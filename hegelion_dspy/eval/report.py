@@ -12,7 +12,7 @@ from typing import Any
 
 from .context import EvalContext
 from .models import TRAIN_CARD
-from .results import SCHEMA_VERSION, write_whole
+from .results import EVAL_SCHEMA_VERSION, write_whole
 from .stats import NO_DIFFERENCE
 
 FILES = ("report.json", "report.md", "report.svg")
@@ -22,7 +22,7 @@ def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Any]) -> dict
     from .. import __version__
 
     report = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_SCHEMA_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hegelion_dspy": __version__,
         "model": ctx.model.name,

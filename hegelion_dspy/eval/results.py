@@ -13,14 +13,14 @@ from typing import Any
 from ..errors import EvalError
 from .models import TRAIN_CARD
 
-SCHEMA_VERSION = 1
+EVAL_SCHEMA_VERSION = 1
 SETUP = "eval.json"
 ITEMS = "items.jsonl"
 
 
 def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> dict[str, Any]:
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_SCHEMA_VERSION,
         "model": model,
         "base": base,
         "seed": seed,
@@ -67,6 +67,7 @@ class ItemLog:
         self.path = out / ITEMS
         self.done: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._torn = False
         if self.path.is_file():
             self._read()
 
@@ -80,15 +81,14 @@ class ItemLog:
                 continue  # a line torn by an interrupted run; the item runs again
             if isinstance(record, dict) and "suite" in record and "id" in record:
                 self.done[(record["suite"], str(record["id"]))] = record["result"]
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "ab") as fh:
-                fh.write(b"\n")
+        self._torn = bool(data) and not data.endswith(b"\n")  # repaired by the first append, not by reading
 
     def append(self, suite: str, item_id: str, result: dict[str, Any]) -> None:
-        line = json.dumps({"schema_version": SCHEMA_VERSION, "suite": suite, "id": item_id, "result": result})
+        line = json.dumps({"schema_version": EVAL_SCHEMA_VERSION, "suite": suite, "id": item_id, "result": result})
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
+                fh.write(("\n" if self._torn else "") + line + "\n")
+                self._torn = False
                 fh.flush()
                 os.fsync(fh.fileno())
             self.done[(suite, item_id)] = result

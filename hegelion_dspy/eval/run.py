@@ -22,7 +22,12 @@ OnProgress = Callable[[str, int, int], None]  # (suite, items done, items in the
 def suite_modules() -> dict[str, ModuleType]:
     from . import halueval, mtbench, preference, selfcorrect
 
-    return {m.NAME: m for m in (preference, halueval, selfcorrect, mtbench)}
+    return {
+        preference.PREFERENCE: preference,
+        halueval.HALUEVAL: halueval,
+        selfcorrect.SELFCORRECT: selfcorrect,
+        mtbench.MTBENCH: mtbench,
+    }
 
 
 def parse_suites(suites: str | Sequence[str]) -> list[str]:
@@ -82,14 +87,15 @@ def evaluate(
     ctx.trained_on = training_prompts([p for p in (ctx.data, ctx.model.training_data()) if p is not None])
     modules = suite_modules()
     planned = {name: modules[name].items(ctx) for name in names}
+    log = ItemLog(folder)  # reads what a previous run finished; writes nothing yet
     for name in names:
-        modules[name].prepare(ctx)  # loads weights and LMs: every refusal happens before anything is written
+        if any((name, item["id"]) not in log.done for item in planned[name]):
+            modules[name].prepare(ctx)  # loads weights and LMs: every refusal happens before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     write_whole(folder / "eval.json", _json(setup))
-    log = ItemLog(folder)
     summaries = {}
     for name in names:
-        results = _run_suite(ctx, modules[name], planned[name], log, on_progress)
+        results = _run_suite(ctx, name, modules[name], planned[name], log, on_progress)
         summaries[name] = modules[name].summarise(ctx, results)
         summaries[name]["counts"]["refused (in the training data)"] = ctx.refused.get(name, 0)
     from .report import write_report
@@ -98,9 +104,13 @@ def evaluate(
 
 
 def _run_suite(
-    ctx: EvalContext, module: ModuleType, items: list[dict[str, Any]], log: ItemLog, on_progress: OnProgress | None
+    ctx: EvalContext,
+    name: str,
+    module: ModuleType,
+    items: list[dict[str, Any]],
+    log: ItemLog,
+    on_progress: OnProgress | None,
 ) -> list[dict[str, Any]]:
-    name = module.NAME
     todo = [item for item in items if (name, item["id"]) not in log.done]
     done = len(items) - len(todo)
     if on_progress:

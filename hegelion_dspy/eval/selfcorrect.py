@@ -21,9 +21,9 @@ from .context import EvalContext
 from .metrics import metric
 from .stats import mcnemar_exact
 
-NAME = "selfcorrect"
-DEFAULT_N = 30
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+SELFCORRECT = "selfcorrect"
+SELFCORRECT_DEFAULT_N = 30
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 SUFFIX = " End your answer with the final number."
 
@@ -97,7 +97,7 @@ def extract(text: str, answer_type: str) -> str | None:
     if answer_type == "date":
         found = _DATE.findall(text)
         return "-".join(found[-1]) if found else None
-    numbers = _NUMBER.findall(text)
+    numbers = _NUMBER_RE.findall(text)
     if not numbers:
         return None
     try:
@@ -112,12 +112,16 @@ def is_correct(text: str, item: dict[str, Any]) -> bool:
 
 
 def items(ctx: EvalContext) -> list[dict[str, Any]]:
-    return [item for item in generate_items(ctx.seed, ctx.n or DEFAULT_N) if ctx.held_out(NAME, item["question"])]
+    return [
+        item
+        for item in generate_items(ctx.seed, ctx.n or SELFCORRECT_DEFAULT_N)
+        if ctx.held_out(SELFCORRECT, item["question"])
+    ]
 
 
 def prepare(ctx: EvalContext) -> None:
     for side, _ in ctx.sides():
-        ctx.lm(side, NAME)
+        ctx.lm(side, SELFCORRECT)
 
 
 def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +129,7 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     for side, _ in ctx.sides():
-        trace = run_dialectic(item["question"], lm=ctx.lm(side, NAME), iterations=1, tags=["eval", NAME])
+        trace = run_dialectic(item["question"], lm=ctx.lm(side, SELFCORRECT), iterations=1, tags=["eval", SELFCORRECT])
         t1 = trace.rounds[0].thesis if trace.rounds else ""
         t2 = trace.synthesis if trace.status == "ok" else ""
         result[side] = {

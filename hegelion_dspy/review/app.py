@@ -7,7 +7,6 @@ fixed when the app is made; no request ever names a file.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -37,6 +36,7 @@ from ..review.index import PairView, TraceIndex, TraceQuery
 from ..types import TraceRecord
 from . import charts
 from .diff import diff_ratio, word_diff
+from .evals import evals_page
 from .security import CSRF_FIELD, CSRF_HEADER, MAX_FORM_BYTES, Guard, new_csrf_token, token_matches
 
 HERE = Path(__file__).parent
@@ -324,22 +324,6 @@ def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
         drawn = [(title, Markup(svg)) for title, svg in charts.all_charts(shape)]  # escaped in charts.py
         return render(request, "charts.html", params=params, charts=drawn, shape=shape, index_state=index_state)
 
-    def evals_page(request: Request) -> Response:
-        from ..eval.report import find_reports
-
-        root = config.log_path.parent
-        paths = find_reports(root)  # a fixed list: the request picks an index, never a path
-        pick = request.query_params.get("i")
-        if pick is None:
-            reports = [_report_row(p) for p in paths]
-            return render(request, "evals.html", report=None, reports=reports, root=root)
-        if not pick.isdigit() or int(pick) >= len(paths):
-            return bad_request(request, f"There is no evaluation report number {pick[:20]!r}.", 404)
-        path = paths[int(pick)]
-        chart = path.with_name("report.svg")
-        svg = base64.b64encode(chart.read_bytes()).decode() if chart.is_file() else None
-        return render(request, "evals.html", report=json.loads(path.read_text("utf-8")), chart=svg, path=path)
-
     def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in statics:  # a fixed set of files: no path from the request reaches the file system
@@ -355,23 +339,13 @@ def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
         Route("/trace/{trace_id}", trace_page),
         Route("/trace/{trace_id}/label", label, methods=["POST"]),
         Route("/charts", charts_page),
-        Route("/evals", evals_page),
+        Route("/evals", lambda request: evals_page(request, config.log_path.parent, render, bad_request)),
         Route("/static/{name}", static),
         Route("/api/state", api_state),
     ]
     app = Starlette(routes=routes)
     app.state.review = state
     return Guard(app, csrf_token=token, allowed_hosts=config.allowed_hosts)
-
-
-def _report_row(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text("utf-8"))
-    return {
-        "model": data.get("model"),
-        "base": data.get("base"),
-        "suites": list(data.get("suites", {})),
-        "created_at": data.get("created_at"),
-    }
 
 
 def mount_review(app: Starlette, log_path: str | Path, *, path: str = "/review", **options: Any) -> str:
