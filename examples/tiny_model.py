@@ -40,12 +40,21 @@ def strings_in(value: Any) -> Iterator[str]:
             yield from strings_in(item)
 
 
+class DataError(Exception):
+    """A --data file that cannot be read; its message is the one line the script prints."""
+
+
 def texts_from_jsonl(paths: Iterable[Path]) -> Iterator[str]:
     for path in paths:
         with open(path, encoding="utf-8") as f:
-            for line in f:
+            for number, line in enumerate(f, start=1):
                 if line.strip():
-                    yield from strings_in(json.loads(line))
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        reason = f"{path}:{number}: not a JSON line ({exc.msg}); give a hegelion dataset file"
+                        raise DataError(reason) from None
+                    yield from strings_in(row)
 
 
 def build_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> Any:
@@ -104,7 +113,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="JSONL file(s) to train the tokenizer on")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    save_tiny_model(args.output, texts_from_jsonl(args.data), seed=args.seed)
+    missing = [str(path) for path in args.data if not path.is_file()]
+    if missing:
+        print(
+            f"tiny_model.py: error: no such file: {', '.join(missing)}; export one with hegelion dataset",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        save_tiny_model(args.output, texts_from_jsonl(args.data), seed=args.seed)
+    except DataError as exc:
+        print(f"tiny_model.py: error: {exc}", file=sys.stderr)
+        return 2
     print(args.output)
     return 0
 

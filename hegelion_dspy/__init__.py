@@ -1,17 +1,14 @@
 """hegelion-dspy: thesis -> antithesis -> synthesis as an optimizable DSPy program, logged as training data.
 
 Names that need dspy are imported lazily, so readers of trace logs (the exporter, the MCP server) start fast.
+Importing it changes nothing outside itself: no environment variable, no other library's settings (LiteLLM is set up
+in ``lms/chooser``, when an LM is built).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
-
-# litellm (under dspy) fetches a model price list from the network on import; use its bundled copy instead, so
-# nothing here touches the network unless a hosted model is actually called.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .errors import ConfigError, ExportError, HegelionError, InvalidTraceError, LMError, StepFailedError
 from .store import TraceStore, read_records
@@ -37,7 +34,8 @@ _LAZY = {
     "arun_dialectic": "collect.run",
     "run_batch": "collect.batch",
     "RunContext": "collect.context",
-    "RunRecipe": "collect.context",
+    "RunRecipe": "collect.spec",
+    "RunSpec": "collect.spec",
     "run_ray_batch": "collect.distributed",
     "Manners": "lms.manners",
     "log_trace": "collect.traces",
@@ -71,6 +69,7 @@ __all__ = [
     "Round",
     "RunContext",
     "RunRecipe",
+    "RunSpec",
     "ScriptedLM",
     "StepFailedError",
     "Synthesis",

@@ -1,13 +1,38 @@
-"""Errors raised by hegelion-dspy. Each message says what failed, quotes the value and gives the fix."""
+"""Errors raised by hegelion-dspy. Each message says what failed, quotes the value and gives the fix.
+
+An error carries the names it is about, so the edges phrase them in their own words without reading the text:
+``field`` is the offending field (of a trace, a label, or the options), and ``options`` are the library options the
+message names as ``option 'NAME'`` (the CLI says them as its flags, ``--name``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 
 class HegelionError(Exception):
     """Base class of every error this library raises on purpose."""
+
+    def __init__(self, *args: object, field: str | None = None, options: Iterable[str] = ()):
+        super().__init__(*args)
+        self.field = field
+        self.options = tuple(options)
+
+
+def option(name: str) -> str:
+    """How a message names a library option: ``option 'force'`` (the CLI shows ``--force``; list it in ``options``)."""
+    return f"option {name!r}"
+
+
+class OptionProblem(ValueError):
+    """A validator's complaint that names options: raised inside a pydantic validator, it reaches the error that
+    ``from_validation`` builds with its ``options``."""
+
+    def __init__(self, message: str, *, options: Iterable[str]):
+        super().__init__(message)
+        self.options = tuple(options)
 
 
 class ConfigError(HegelionError):
@@ -21,24 +46,73 @@ class InvalidTraceError(HegelionError):
     """
 
     def __init__(
-        self, reason: str, *, path: str | Path | None = None, lineno: int | None = None, field: str | None = None
+        self,
+        reason: str,
+        *,
+        path: str | Path | None = None,
+        lineno: int | None = None,
+        field: str | None = None,
+        options: Iterable[str] = (),
     ):
         self.reason = reason
         self.path = str(path) if path is not None else None
         self.lineno = lineno
-        self.field = field
-        super().__init__(self._render())
+        super().__init__(self._render(field), field=field, options=options)
 
-    def _render(self) -> str:
+    def _render(self, field: str | None) -> str:
         where = ""
         if self.path is not None:
             where = f"{self.path}:{self.lineno}: " if self.lineno is not None else f"{self.path}: "
-        field = f"field {self.field!r}: " if self.field else ""
-        return f"{where}{field}{self.reason}"
+        named = f"field {field!r}: " if field else ""
+        return f"{where}{named}{self.reason}"
 
 
 class InvalidLabelError(InvalidTraceError):
     """A line of a labels sidecar (``<log>.labels``) is not a valid label; ``path``/``lineno`` locate it."""
+
+
+class _Validation(Protocol):  # pydantic.ValidationError, without importing pydantic here
+    def errors(self, *, include_url: bool = ...) -> Any: ...
+
+    def error_count(self) -> int: ...
+
+
+E = TypeVar("E", bound=HegelionError)
+
+
+def from_validation(
+    exc: _Validation,
+    *,
+    source: str,
+    error: type[E],
+    fix: str = "",
+    path: str | Path | None = None,
+    lineno: int | None = None,
+) -> E:
+    """The ``error`` for pydantic's ``exc``: its first problem, where it is and the fix, with ``field`` set.
+
+    ``source`` says what was validated and how the message names the place: ``"option"`` (``option 'split': Input
+    should be less than 1 (got 1.0)``, and the field is one of the error's ``options``), ``"field"`` (a trace, a
+    label, a tool's arguments: ``field 'rounds.0.thesis': ...``), ``""`` (the caller names the place itself).
+    An ``InvalidTraceError`` (or child) names field, path and line itself. ``fix`` ends the message (``"fix or
+    remove this line"``); with ``path``, further problems are counted.
+    """
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or None
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if path is not None and exc.error_count() > 1:
+        message += f" (and {exc.error_count() - 1} more problems)"
+    named = tuple(getattr((first.get("ctx") or {}).get("error"), "options", ()))
+    if source == "option" and where is not None:
+        value = first.get("input")
+        message = f"{option(where)}: {message}" + ("" if isinstance(value, dict) else f" (got {value!r})")
+        named = (where, *named)
+    tail = f"; {fix}" if fix else ""
+    if issubclass(error, InvalidTraceError):
+        return error(message + tail, path=path, lineno=lineno, field=where, options=named)
+    if source not in ("option", "") and where is not None:
+        message = f"{source} {where!r}: {message}"
+    return error(message + tail, field=where, options=named)
 
 
 class ExportError(HegelionError):
@@ -91,3 +165,8 @@ class TrainingInterrupted(TrainError):
         self.checkpoint = checkpoint
         self.step = step
         super().__init__(message)
+
+
+class EvalError(HegelionError):
+    """An evaluation cannot run as asked (unknown suite, no test split, models with different tokenizers, an output
+    folder holding another evaluation, a model that cannot be loaded)."""

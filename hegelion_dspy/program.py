@@ -88,7 +88,7 @@ class Dialectic(dspy.Module):
         return self.iterations if iterations is None else check_iterations(iterations)
 
     def forward(self, task: str, iterations: int | None = None, on_step: OnStep | None = None) -> dspy.Prediction:
-        run = _Run(task, self._iterations(iterations), on_step)
+        run = _RunRounds(task, self._iterations(iterations), on_step)
         for state in run.rounds():
             for step in state.steps():
                 with state.running(step):
@@ -98,7 +98,7 @@ class Dialectic(dspy.Module):
     async def aforward(
         self, task: str, iterations: int | None = None, on_step: OnStep | None = None
     ) -> dspy.Prediction:
-        run = _Run(task, self._iterations(iterations), on_step)
+        run = _RunRounds(task, self._iterations(iterations), on_step)
         for state in run.rounds():
             for step in state.steps():
                 with state.running(step):
@@ -150,7 +150,7 @@ def _contradictions(value: Any) -> list[Contradiction]:
     return out
 
 
-class _Run:
+class _RunRounds:
     """The rounds of one run: what is finished, and what the next round starts from."""
 
     def __init__(self, task: str, iterations: int, on_step: OnStep | None):
@@ -181,7 +181,7 @@ class _Run:
 class _RoundState:
     """One round in progress: its steps' texts, timings, usage and adapters; finishing or failing a step."""
 
-    def __init__(self, run: _Run, index: int, thesis: str | None):
+    def __init__(self, run: _RunRounds, index: int, thesis: str | None):
         self.run = run
         self.index = index
         self.texts: dict[Step, str] = {} if thesis is None else {"thesis": thesis}

@@ -65,5 +65,6 @@ def signature_for(step: str, mode: Mode = "general") -> type[dspy.Signature]:
     """The signature of ``step`` ("thesis", "antithesis", "synthesis") worded for ``mode``."""
     base = SIGNATURES[step]
     if mode == "coding":
-        return base.with_instructions(CODING_INSTRUCTIONS[step])
+        worded: type[dspy.Signature] = base.with_instructions(CODING_INSTRUCTIONS[step])
+        return worded
     return base

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InvalidTraceError
+from .errors import ConfigError, InvalidTraceError, from_validation, option
 from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
 
 TORN_SUFFIX = ".torn"
@@ -100,13 +100,6 @@ def normalize_task(task: str) -> str:
     return " ".join(task.split()).casefold()
 
 
-def _validation_reason(exc: ValidationError) -> tuple[str | None, str]:
-    first = exc.errors(include_url=False)[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return (loc or None), f"{first.get('msg', 'invalid value')}{extra}; fix or remove this line"
-
-
 def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
     """Parse one log line into a TraceRecord, or raise InvalidTraceError naming path, line and field."""
     try:
@@ -146,8 +139,8 @@ def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
     try:
         return TraceRecord.model_validate(upgrade_record(data))
     except ValidationError as exc:
-        loc, reason = _validation_reason(exc)
-        raise InvalidTraceError(reason, path=path, lineno=lineno, field=loc) from None
+        fix = "fix or remove this line"
+        raise from_validation(exc, source="field", error=InvalidTraceError, fix=fix, path=path, lineno=lineno) from None
 
 
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
@@ -192,10 +185,11 @@ def read_records(
             elif not complete:
                 problem = InvalidTraceError(
                     f"torn last line (no newline at the end: a write was interrupted); {error.reason} — the next "
-                    "append to this log repairs it, or set option 'skip_invalid'",
+                    f"append to this log repairs it, or set {option('skip_invalid')}",
                     path=path,
                     lineno=lineno,
                     field=error.field,
+                    options=("skip_invalid",),
                 )
             if not skip_invalid:
                 raise problem from None

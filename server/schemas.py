@@ -11,19 +11,19 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from hegelion_dspy.curate.options import ExportOptions
 from hegelion_dspy.curate.report import ExportReport
+from hegelion_dspy.paths import MAX_NAME_CHARS  # a file name in the data folder
 from hegelion_dspy.types import Mode, Step
 
 # Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this
 # large is almost certainly a mistake, and a smaller bound keeps one call from filling the log.
 MAX_TASK_CHARS = 20_000
 MAX_STEP_CHARS = 100_000
-MAX_NOTE_CHARS = 10_000
+MAX_CONTRADICTION_CHARS = 10_000  # a contradiction's description or evidence
 MAX_CONTRADICTIONS = 50
 MAX_LATER_ROUNDS = 9
 MAX_TAGS = 20
 MAX_TAG_CHARS = 64
 MAX_MODEL_CHARS = 200
-MAX_NAME_CHARS = 200
 MAX_SYSTEM_CHARS = 20_000
 
 LmSource = Literal["server", "sampling", "prompt"]
@@ -61,9 +61,11 @@ class ContradictionIn(_Input):
     """One flaw the antithesis found in the thesis."""
 
     description: str = Field(
-        min_length=1, max_length=MAX_NOTE_CHARS, description="What in the thesis is wrong or missing."
+        min_length=1, max_length=MAX_CONTRADICTION_CHARS, description="What in the thesis is wrong or missing."
     )
-    evidence: str = Field(default="", max_length=MAX_NOTE_CHARS, description="The fact or example that shows it.")
+    evidence: str = Field(
+        default="", max_length=MAX_CONTRADICTION_CHARS, description="The fact or example that shows it."
+    )
 
 
 class LaterRound(_Input):

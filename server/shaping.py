@@ -17,7 +17,9 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, EmptyResult, SetLevelRequestParams, TextContent
 from pydantic import ValidationError
 
-from hegelion_dspy.errors import HegelionError
+from hegelion_dspy.errors import HegelionError, from_validation
+
+from .sdk_private import add_request_handler
 
 
 @contextlib.contextmanager
@@ -28,10 +30,7 @@ def tool_errors() -> Iterator[None]:
     except HegelionError as exc:
         raise ToolError(str(exc)) from None
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ToolError(f"field {where!r}: {message}" if where else message) from None
+        raise ToolError(str(from_validation(exc, source="field", error=HegelionError))) from None
 
 
 @contextlib.contextmanager
@@ -92,8 +91,7 @@ class ClientLog:
             self.level = params.level
             return EmptyResult()
 
-        # MCPServer has no public hook for it; its low-level server does (the one MCPServer registers tools on).
-        server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+        add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)  # no public hook: see there
 
     async def send_log_message(self, ctx: Context[Any, Any], level: Literal["info", "warning"], text: str) -> None:
         """Send ``text`` as a ``notifications/message`` about this request.

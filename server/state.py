@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 
 from hegelion_dspy.errors import ConfigError, UnsafePathError
+from hegelion_dspy.lms.env import ENV_MODEL
 from hegelion_dspy.paths import safe_path
 from hegelion_dspy.store import LOG_NAME, LogStats, TraceStore, default_data_dir
 from hegelion_dspy.types import Mode, TraceRecord
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hegelion_server")
 
 ENV_PROGRAM = "HEGELION_PROGRAM"
-ENV_MODEL = "HEGELION_MODEL"
 
 
 @dataclass(frozen=True)

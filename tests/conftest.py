@@ -8,6 +8,8 @@ from pathlib import Path
 
 # DSPy reads its request-cache folder when it is imported (below): a fresh one per run, never a developer's cache.
 os.environ["DSPY_CACHEDIR"] = tempfile.mkdtemp(prefix="hegelion-test-dspy-cache-")
+# LiteLLM's bundled price map, never one fetched on import, whichever test imports it first (make_lm sets it too).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import pytest
 

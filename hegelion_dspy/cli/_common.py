@@ -29,6 +29,14 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _CurrentProg(logging.Formatter):
+    """Library log lines carry the prefix of the command running now (``hegelion:``), like every other line it
+    prints, also when one process runs several commands (tests)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{prog()}: {super().format(record)}"
+
+
 class _NotTruncationWarnings(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "response was truncated" not in record.getMessage()
@@ -39,12 +47,13 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
     library_log = logging.getLogger("hegelion_dspy")
     if not library_log.handlers:  # once per process, also when main() is called repeatedly (tests)
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+        handler.setFormatter(_CurrentProg("%(message)s"))
         library_log.addHandler(handler)
         library_log.setLevel(logging.INFO)
         # DSPy warns on stderr for every reply cut at max_tokens; the trace records it per step (Round.truncated)
         logging.getLogger("dspy.clients.lm").addFilter(_NotTruncationWarnings())
     args = list(sys.argv[1:] if argv is None else argv)
+    prefix = _running[0] = prog.split()[0]
     try:
         code = command.main(
             args=args, prog_name=prog, standalone_mode=False, obj={"command_line": shlex.join([prog, *args])}
@@ -52,20 +61,20 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.Abort:
-        click.echo(f"{prog}: interrupted", err=True)
+        click.echo(f"{prefix}: interrupted", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else prog  # `hegelion dataset --help`, not `hegelion --help`
-        click.echo(f"{prog}: error: {exc.format_message()} (see {where} --help)", err=True)
+        click.echo(f"{prefix}: error: {exc.format_message()} (see {where} --help)", err=True)
         code = EXIT_USAGE
     except HegelionError as exc:
         from .options import as_flags
 
-        click.echo(f"{prog}: error: {as_flags(str(exc))}", err=True)
+        click.echo(f"{prefix}: error: {as_flags(str(exc), exc.options)}", err=True)
         code = EXIT_USAGE
     except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
+        click.echo(f"{prefix}: interrupted", err=True)
         code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else 0)
 
@@ -77,7 +86,12 @@ def command_line() -> str | None:
     return obj.get("command_line") if isinstance(obj, dict) else None
 
 
+_running = ["hegelion"]  # the program run() runs now, for lines printed outside a click context
+
+
 def prog() -> str:
-    """The name the user ran the command by (``hegelion``, ``hegelion-agent``), for message prefixes."""
+    """The prefix of every line a command prints about itself: the program the user ran (``hegelion`` for
+    ``hegelion dataset ...``, the old script name when run by it), so one run speaks with one prefix."""
     ctx = click.get_current_context(silent=True)
-    return (ctx.find_root().info_name if ctx is not None else None) or "hegelion"
+    name = ctx.find_root().info_name if ctx is not None else None
+    return name.split()[0] if name else _running[0]

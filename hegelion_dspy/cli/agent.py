@@ -10,23 +10,18 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..collect.batch import BatchOptions, BatchResult, read_prompts, run_batch
-from ..collect.context import RunRecipe
+from ..collect.context import RunContext
 from ..collect.run import run_dialectic
+from ..collect.spec import RunSpec
 from ..store import TraceStore, default_log_path
 from ..types import TraceRecord
 from ._common import EXIT_BUDGET, EXIT_FAILED, EXIT_INTERRUPTED, prog, run
-from .options import (
-    api_base_option,
-    format_option,
-    max_tokens_option,
-    model_option,
-    program_option,
-    prompts_option,
-)
+from .options import format_option, given_options, prompts_option, run_options
 from .watch import StepDisplay
 
 
@@ -35,22 +30,12 @@ from .watch import StepDisplay
 @prompts_option
 @click.option("--coding", is_flag=True, help="Word the three steps for software tasks.")
 @click.option(
-    "--iterations",
-    "-n",
-    type=click.IntRange(1, 10),
-    default=None,
-    help="Rounds; each synthesis becomes the next thesis [default: 1, or what a --program was saved with].",
-)
-@click.option(
     "--log-file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Trace log to append to [default: $HEGELION_LOG_FILE or $HEGELION_DATA_DIR/traces.jsonl].",
 )
 @click.option("--no-log", is_flag=True, help="Do not append the trace to any log.")
-@model_option
-@api_base_option
-@max_tokens_option
-@program_option
+@run_options("iterations", "model", "api_base", "max_tokens", "program")
 @format_option("Print the synthesis, or the whole trace as JSON (one line per trace).")
 @click.option(
     "--concurrency",
@@ -82,25 +67,6 @@ from .watch import StepDisplay
     help="With --ray: worker processes, each running --concurrency dialectics [default: one per CPU of the cluster].",
 )
 @click.option(
-    "--rpm",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    help="At most this many LM requests per minute, shared by all concurrent calls (and split across Ray workers).",
-)
-@click.option(
-    "--tpm",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    help="At most this many LM tokens (prompt + completion) per minute, shared like --rpm.",
-)
-@click.option(
-    "--max-retries",
-    type=click.IntRange(0, 100),
-    default=5,
-    show_default=True,
-    help="Retries of a call answered 429 or 5xx (exponential backoff with jitter, or the server's Retry-After).",
-)
-@click.option(
     "--max-cost",
     type=click.FloatRange(0, min_open=True),
     default=None,
@@ -108,14 +74,7 @@ from .watch import StepDisplay
     help="Stop the batch once its LM calls have cost this much (LiteLLM's prices); finished traces are kept and a "
     "rerun with a higher budget resumes.",
 )
-@click.option("--tag", "tags", multiple=True, help="Tag the traces (repeatable).")
-@click.option(
-    "--judge",
-    is_flag=True,
-    help="Score each ok trace 0..1 with the judge (synthesis vs thesis) and log it as its score, for "
-    "hegelion-dataset --min-score.",
-)
-@click.option("--judge-model", help="The LM that judges (implies --judge) [default: the --model LM].")
+@run_options("rpm", "tpm", "max_retries", "tags", "judge", "judge_model")
 @click.option(
     "--quiet",
     "-q",
@@ -127,26 +86,16 @@ def agent(
     task: str | None,
     prompts_file: Path | None,
     coding: bool,
-    iterations: int | None,
     log_file: Path | None,
     no_log: bool,
-    model: str | None,
-    api_base: str | None,
-    max_tokens: int | None,
-    program: Path | None,
     fmt: str,
     concurrency: int,
     no_resume: bool,
     ray_address: str | None,
     workers: int | None,
-    rpm: float | None,
-    tpm: float | None,
-    max_retries: int,
     max_cost: float | None,
-    tags: tuple[str, ...],
-    judge: bool,
-    judge_model: str | None,
     quiet: bool,
+    **options: Any,
 ) -> int:
     """Make an LM argue with itself: thesis -> antithesis -> synthesis, and log it as training data.
 
@@ -169,22 +118,14 @@ def agent(
         from ..collect.distributed import import_ray
 
         import_ray()  # without Ray, say what to install before anything else is done
-    from ..lms.manners import Manners
-
-    bases = [b.strip() for b in (api_base or "").split(",") if b.strip()]
-    recipe = RunRecipe(
-        model=model,
-        api_base=tuple(bases) if len(bases) > 1 else (bases[0] if bases else None),
+    spec = RunSpec.of(
+        given_options(options, RunSpec),
         mode="coding" if coding else "general",
-        iterations=iterations or 1,
-        program=str(program) if program is not None else None,
-        judge=judge_model or judge,
-        manners=Manners(rpm=rpm, tpm=tpm, max_retries=max_retries),
-        max_tokens=max_tokens,
         parallel=concurrency if task is None else 1,
     )
+    iterations, tags = spec.iterations, spec.tags
     if task is None:
-        options: BatchOptions = {
+        batch: BatchOptions = {
             "concurrency": concurrency,
             "iterations": iterations,
             "source": "cli",
@@ -192,8 +133,8 @@ def agent(
             "resume": not no_resume,
             "max_cost": max_cost,
         }
-        return _run_prompts(prompts, recipe, store, fmt, options, ray_address, workers)
-    ctx = recipe.build()
+        return _run_prompts(prompts, spec, store, fmt, batch, ray_address, workers)
+    ctx = RunContext.build(spec)
     watch = None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
     try:
         record = run_dialectic(
@@ -221,7 +162,7 @@ def _print_record(record: TraceRecord, fmt: str) -> None:
 
 def _run_prompts(
     prompts: list[str],
-    recipe: RunRecipe,
+    recipe: RunSpec,
     store: TraceStore | None,
     fmt: str,
     options: BatchOptions,
@@ -239,7 +180,7 @@ def _run_prompts(
             bar.update(1)
 
     options = {**options, "on_result": on_result}
-    ctx = recipe.build() if ray_address is None else None  # a mistake is reported before the bar shows
+    ctx = RunContext.build(recipe) if ray_address is None else None  # a mistake is reported before the bar shows
     try:
         if bar is not None:
             bar.__enter__()

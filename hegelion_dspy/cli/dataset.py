@@ -14,7 +14,7 @@ from ..curate.driver import demo_hint, export_dataset
 from ..curate.options import ExportOptions
 from ..curate.report import ExportReport
 from ..curate.verdict import DROP_REASONS, TRACE_REASONS
-from ._common import command_line, run
+from ._common import command_line, prog, run
 from .options import FLAG_NAMES, INVERTED, as_flags, fields_as_options, given_options
 
 PROG = "hegelion-dataset"
@@ -39,23 +39,23 @@ def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) 
     report = export_dataset(list(inputs), output, opts, command=command_line())
     if report.invalid:
         click.echo(
-            f"{PROG}: skipped {report.invalid:,} invalid {_plural(report.invalid, 'line')}; the first:", err=True
+            f"{prog()}: skipped {report.invalid:,} invalid {_plural(report.invalid, 'line')}; the first:", err=True
         )
         for location in report.invalid_locations:
-            click.echo(f"  {as_flags(location)}", err=True)
+            click.echo(f"  {as_flags(location, ['skip_invalid'])}", err=True)
     for warning in report.warnings:
-        click.echo(f"{PROG}: warning: {warning}", err=True)
+        click.echo(f"{prog()}: warning: {warning}", err=True)
     if stats:
         click.echo(stats_text(report))
     elif report.dropped.get("demo"):
-        click.echo(f"{PROG}: {as_flags(demo_hint(report.dropped['demo']))}", err=True)
+        click.echo(f"{prog()}: {as_flags(demo_hint(report.dropped['demo']), ['include_demo'])}", err=True)
     written = ", ".join(f"{n:,} {_plural(n, 'row')} -> {report.outputs[name]}" for name, n in report.rows.items())
     if report.folder:
         written += f" (dataset folder {report.folder} with README.md)"
     dropped = sum(report.dropped.values())
     hint = "" if stats or not dropped else " (--stats says why)"
     click.echo(
-        f"{PROG}: {written}; {report.traces_read:,} {_plural(report.traces_read, 'trace')} read, "
+        f"{prog()}: {written}; {report.traces_read:,} {_plural(report.traces_read, 'trace')} read, "
         f"{dropped:,} dropped{hint}",
         err=True,
     )
@@ -79,6 +79,11 @@ def stats_text(report: ExportReport) -> str:
     for reason in DROP_REASONS:
         unit = "traces" if reason in TRACE_REASONS else "rows"
         lines.append(f"  {reason:<24} {report.dropped.get(reason, 0):>9,} {unit}")
+    allowed = set(report.options.get("allow_flags") or ())
+    lines.append("quality flags (traces carrying each, of those that passed the trace checks)")
+    for flag, n in report.flagged.items():
+        fate = "kept (--allow-flag)" if flag in allowed else f"{report.dropped.get(flag, 0):,} rows left out"
+        lines.append(f"  {flag:<24} {n:>9,} traces  {fate}")
     lines.append(f"labels        {', '.join(report.label_files) or 'none'}")
     for outcome, n in report.labels.items():
         lines.append(f"  {outcome:<24} {n:>9,} examples")
@@ -92,7 +97,7 @@ def stats_text(report: ExportReport) -> str:
             f"{report.traces_read:,} traces read carry a cost)"
         )
     if report.dropped.get("demo"):
-        lines.append(f"note: {as_flags(demo_hint(report.dropped['demo']))}")
+        lines.append(f"note: {as_flags(demo_hint(report.dropped['demo']), ['include_demo'])}")
     lines.append(f"seconds       {report.seconds:.2f}")
     return "\n".join(lines)
 

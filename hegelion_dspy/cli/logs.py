@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from ..curate.selection import TraceFilter
+from ..quality import flags_of
 from ..store import TraceStore, default_log_path
-from ..types import STEPS, TraceRecord
-from ._common import run
+from ..types import STEPS, ModelIdentity, TraceRecord
+from ._common import prog, run
 from .options import FLAG_NAMES, fields_as_options, given_options
 
 PROG = "hegelion logs"
@@ -82,7 +83,7 @@ def logs(
             click.echo(record.model_dump_json())
         return 0
     if not latest:
-        click.echo(f"{PROG}: no traces match in {store.path}", err=True)
+        click.echo(f"{prog()}: no traces match in {store.path}", err=True)
         return 0
     click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  task")
     for record in latest:
@@ -95,9 +96,11 @@ def _row(record: TraceRecord) -> str:
     model = _clip(record.model or "?", 34 - len(suffix)) + suffix
     score = "" if record.score is None else f"{record.score:.2f}"
     task = (record.task.strip().splitlines() or [""])[0]
+    flags = flags_of(record) if record.ok else []
+    marks = f"  [{', '.join(flags)}]" if flags else ""  # quality flags last, so the task column stays put
     return (
         f"{record.id[:12]:<12}  {record.created_at:%Y-%m-%d %H:%M}  {model:<34}  "
-        f"{record.status:<6}  {score:>5}  {_clip(task, 60)}"
+        f"{record.status:<6}  {score:>5}  {_clip(task, 60)}{marks}"
     )
 
 
@@ -134,6 +137,18 @@ def show(ctx: click.Context, trace_id: str, log_file: Path | None, as_json: bool
     return 0
 
 
+def identity_text(identity: ModelIdentity) -> str:
+    """Which model file answered, in one line: its name, digest, path or served ids, and why it is demo."""
+    parts = [identity.name or identity.served or identity.path or "?"]
+    if identity.sha256:
+        parts.append(f"sha256 {identity.sha256[:16]}")
+    if identity.source == "server" and identity.api_base:
+        parts.append(f"served by {identity.api_base}")
+    if identity.demo:
+        parts.append(f"demo: {identity.demo_reason or 'a demo model'}")
+    return ", ".join(parts)
+
+
 def trace_text(record: TraceRecord) -> str:
     """A trace for reading in a terminal."""
     out = [
@@ -144,8 +159,13 @@ def trace_text(record: TraceRecord) -> str:
         + (f"  score {record.score:.2f}" if record.score is not None else "")
         + (f"  cost ${record.cost_usd:.4f}" if record.cost_usd is not None else ""),
     ]
+    flags = flags_of(record) if record.ok else []
+    if flags:
+        out.append(f"flags     {', '.join(flags)}  (its pairs are left out of exports unless --allow-flag)")
     if record.program:
         out.append(f"program   {record.program} ({record.program_digest or 'no digest'})")
+    if record.model_identity is not None:
+        out.append(f"answered  {identity_text(record.model_identity)}")
     if record.tags:
         out.append(f"tags      {', '.join(record.tags)}")
     out += ["", "task", textwrap.indent(record.task.strip(), "  ")]

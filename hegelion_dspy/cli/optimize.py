@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
+from ..collect.spec import RunSpec
 from ..errors import InvalidTraceError
 from ..store import default_log_path
-from ._common import run
+from ._common import prog, run
 from .options import (
     api_base_option,
     format_option,
@@ -99,7 +100,7 @@ def optimize(
     iterations: int,
     program: Path | None,
     model: str | None,
-    api_base: str | None,
+    api_base: tuple[str, ...],
     max_tokens: int | None,
     judge_model: str | None,
     reflection_model: str | None,
@@ -145,7 +146,7 @@ def optimize(
         tasks = random.Random(seed).sample(tasks, max_tasks)
     train, dev = split_examples(tasks, dev_fraction, seed)
     # Optimizers evaluate the same prompts many times: DSPy's request cache saves those calls here.
-    lm = make_lm(model, api_base=api_base, max_tokens=max_tokens, cache=True)
+    lm = make_lm(model, api_base=_one_server(api_base), max_tokens=max_tokens, cache=True)
     judge_lm = make_lm(judge_model, cache=True) if judge_model else None  # $HEGELION_API_BASE applies, --api-base not
     reflection_lm = make_lm(reflection_model, cache=True) if reflection_model else None
     # DSPy's optimizers print progress to stdout; keep stdout for our summary.
@@ -204,7 +205,7 @@ def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, ski
 
     tasks = tasks_from_log(path, mode=mode, skip_invalid=skip_invalid, on_invalid=count)  # type: ignore[arg-type]
     if skipped:
-        click.echo(f"hegelion-optimize: skipped {skipped} invalid lines of {path}", err=True)
+        click.echo(f"{prog()}: skipped {skipped} invalid lines of {path}", err=True)
     if not tasks:
         raise ConfigError(f"{path}: no ok {mode} traces to take tasks from; collect some with hegelion-agent first")
     return tasks
@@ -224,6 +225,13 @@ def _summary(path: Path, info: dict[str, object]) -> str:
         f"saved {path}: {info['optimizer']} on {info['train_size']} tasks in {info['seconds']:.1f}s{scores}; "
         + "; ".join(parts)
     )
+
+
+def _one_server(api_base: tuple[str, ...]) -> str | None:
+    bases = RunSpec.of(api_base=api_base).api_base
+    if len(bases) > 1:
+        raise click.UsageError("--api-base: the optimizer calls one server; give one URL")
+    return bases[0] if bases else None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,6 @@ the library's model appears on every command that takes it."""
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -15,6 +14,9 @@ import annotated_types
 import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+
+from ..collect.spec import RunSpec
+from ..errors import option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,41 +29,25 @@ FLAG_NAMES: dict[str, tuple[str, ...]] = {
     "tags": ("--tag",),
     "exclude_tags": ("--exclude-tag",),
     "labels_file": ("--labels",),
+    "allow_flags": ("--allow-flag",),
 }
 INVERTED = {"dedupe": "--keep-duplicates", "labels": "--no-labels"}  # fields that default to True, off by a flag
-_OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")
 
 
-def as_flags(message: str) -> str:
-    """A library message in the command line's words: "set option 'include_demo'" -> "pass --include-demo"."""
-
-    def flag(match: re.Match[str]) -> str:
-        name = match.group(1)
-        spelled = INVERTED.get(name) or FLAG_NAMES.get(name, ("--" + name.replace("_", "-"),))[0]
-        return ("pass " if match.group(0).startswith("set ") else "") + spelled
-
-    return _OPTION.sub(flag, message)
+def flag_of(name: str) -> str:
+    """The flag of the library option ``name``: ``labels_file`` -> ``--labels``, ``sources.0`` -> ``--source``."""
+    field = name.split(".")[0]
+    return INVERTED.get(field) or FLAG_NAMES.get(field, (_flag(field),))[0]
 
 
-model_option = click.option(
-    "--model",
-    "-m",
-    help="Any model string DSPy/LiteLLM accepts (openai/gpt-4o-mini, ollama_chat/llama3.2, hosted_vllm/NAME with "
-    "--api-base), gguf:PATH (a local GGUF file, run in-process by llama.cpp), 'scripted' (an offline fake) or "
-    "'embedded' [default: $HEGELION_MODEL, else the embedded model].",
-)
-max_tokens_option = click.option(
-    "--max-tokens",
-    type=click.IntRange(1, 1_000_000),
-    default=None,
-    help="New tokens per step; a step that stops there is marked truncated in the trace [default: 2048 for hosted "
-    "models, 1024 for gguf:PATH, 256 for the embedded model].",
-)
-api_base_option = click.option(
-    "--api-base",
-    help="Base URL of an OpenAI-compatible server (vLLM, llama.cpp, LM Studio); it needs no API key "
-    "[default: $HEGELION_API_BASE].",
-)
+def as_flags(message: str, options: Iterable[str]) -> str:
+    """A library message in the command line's words: each of the ``options`` it names (an error's ``options``) as
+    its flag, "set option 'include_demo'" -> "pass --include-demo", "option 'format'" -> "--format"."""
+    for name in options:
+        message = message.replace(f"set {option(name)}", f"pass {flag_of(name)}").replace(option(name), flag_of(name))
+    return message
+
+
 prompts_option = click.option(
     "--prompts",
     "prompts_file",
@@ -75,13 +61,6 @@ def format_option(what: str) -> Callable[[F], F]:
     return click.option(
         "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help=what
     )
-
-
-program_option = click.option(
-    "--program",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="A compiled Dialectic saved by hegelion optimize or save_program().",
-)
 
 
 def _flag(name: str) -> str:
@@ -119,8 +98,13 @@ def _click_type(annotation: Any, info: FieldInfo) -> tuple[Any, bool]:
     if annotation is float:
         bounds = _bounds(info)
         return (click.FloatRange(**bounds) if bounds else click.FLOAT), False
+    if origin is tuple:
+        inner, _ = _click_type(get_args(annotation)[0], info)
+        return inner, True
     if annotation is datetime:
         return click.STRING, False  # pydantic parses dates and date-times, with or without a zone
+    if annotation is Path:
+        return click.Path(path_type=Path, dir_okay=False), False
     return click.STRING, False
 
 
@@ -184,3 +168,23 @@ def given_options(params: Mapping[str, Any], model: type[BaseModel]) -> dict[str
         else:
             given[name] = list(value) if isinstance(value, tuple) else value
     return given
+
+
+# The CLI spellings of RunSpec fields whose flag is not simply --field-name.
+RUN_FLAG_NAMES: dict[str, tuple[str, ...]] = {
+    "model": ("--model", "-m"),
+    "iterations": ("--iterations", "-n"),
+    "tags": ("--tag",),
+}
+
+
+def run_options(*names: str) -> Callable[[F], F]:
+    """One option per named ``RunSpec`` field (``hegelion run``, ``hegelion optimize``): ``given_options(params,
+    RunSpec)`` reads them back."""
+    return fields_as_options(RunSpec, only=names, names=RUN_FLAG_NAMES)
+
+
+model_option = run_options("model")
+max_tokens_option = run_options("max_tokens")
+api_base_option = run_options("api_base")
+program_option = run_options("program")

@@ -12,7 +12,7 @@ import click
 from ..curate.formats import PAIRS_CHOICES, REJECTED_CHOICES
 from ..errors import ConfigError
 from ..store import default_log_path
-from ._common import run
+from ._common import prog, run
 
 PROG = "hegelion-review"
 HOST = "127.0.0.1"
@@ -67,12 +67,13 @@ def review(
     hegelion-review data/traces.jsonl --open --labeller ann
     hegelion-review data/traces.jsonl --pairs rounds --rejected both --port 0
 
-    Labels go to LOG.labels beside the log (the log itself is never written); hegelion-dataset honours them.
+    Labels go to LOG.labels beside the log (the log itself is never written); hegelion-dataset honours them. The
+    app keeps an index (a cache, safe to delete) in .LOG.index.sqlite beside the log.
     """
     import uvicorn
 
     from ..review import ReviewConfig, create_app
-    from ..review.index import PairView
+    from ..review.index import PairView, index_path
 
     log = log if log is not None else default_log_path()
     if not log.exists():
@@ -96,12 +97,23 @@ def review(
         raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
     sock.listen(1024)  # connections made from now on wait for the server: the URL printed below already works
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    click.echo(f"{PROG}: serving {log} at {url} (Ctrl-C stops)", err=True)
+    click.echo(f"{prog()}: serving {log} at {url} (Ctrl-C stops)", err=True)
+    click.echo(f"{prog()}: index {index_path(log)} (a cache beside the log; safe to delete)", err=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        threading.Timer(0.5, _open_browser, args=(url, prog())).start()
     server.run(sockets=[sock])
     return 0
+
+
+def _open_browser(url: str, prefix: str) -> None:
+    """Open ``url`` in the default browser, or say that none opened (a server, ssh, no display) and where to go."""
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        click.echo(f"{prefix}: no browser opened; open {url} yourself", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

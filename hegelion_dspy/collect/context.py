@@ -1,16 +1,18 @@
-"""The run context: the LM, the adapter and the program a run needs besides its task, built once and shared; and the
-picklable recipe a Ray worker builds its own from."""
+"""The run context: the LM, the adapter and the program a run needs besides its task, built once and shared, from a
+``RunSpec`` (the run's options as plain values, ``spec.py``) and any live objects the caller has."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..store import Provenance
-from ..types import MAX_TEXT_CHARS, Mode
+from ..types import MAX_TEXT_CHARS, ModelIdentity
+from .spec import RunRecipe, RunSpec
+
+__all__ = ["RunContext", "RunRecipe", "RunSpec", "check_task", "model_of"]
 
 if TYPE_CHECKING:
     import dspy
@@ -30,6 +32,13 @@ class RunContext:
     program_path: str | None = None
     judge: TraceJudge | None = None  # scores ok traces (record.score) when set
     program_digest: str | None = None  # which program file wrote a trace, whatever its path (resume keys on it)
+    identity: ModelIdentity | None = None  # which model file answers, when known (lms.identity), asked once here
+
+    @property
+    def demo(self) -> bool:
+        """Its traces are a demo model's: the route says so (embedded, scripted) or the model file does (the shipped
+        file behind gguf:PATH or a server, a model trained from a demo model)."""
+        return bool(getattr(self.lm, "demo", False)) or (self.identity is not None and self.identity.demo)
 
     def provenance(self) -> Provenance:
         """What makes a trace of this context count as done for resume: mode, model and program."""
@@ -38,45 +47,54 @@ class RunContext:
     @classmethod
     def build(
         cls,
+        spec: RunSpec | None = None,
         *,
         lm: dspy.BaseLM | None = None,
-        model: str | None = None,
-        api_base: str | Sequence[str] | None = None,
-        mode: Mode = "general",
-        iterations: int = 1,
         program: Dialectic | str | Path | None = None,
         adapter: dspy.Adapter | None = None,
-        judge: bool | dspy.BaseLM | TraceJudge = False,
+        judge: bool | dspy.BaseLM | TraceJudge | None = None,
         manners: Manners | None = None,
-        max_tokens: int | None = None,
-        parallel: int | None = None,
+        **options: Any,
     ) -> RunContext:
-        """``judge``: True scores each ok trace with the run's own LM, an LM scores with that LM, a TraceJudge as is.
+        """The context of ``spec`` (a ``RunSpec``) with ``options`` (its fields: ``model``, ``api_base``, ``mode``,
+        ``iterations``, ``max_tokens``, ``parallel``, ``rpm``...) applied; ConfigError names a bad one.
 
-        The LM (``lm``, else ``make_lm(model, api_base=..., max_tokens=..., parallel=...)``; several base URLs give one
-        LM each, called in turn) is wrapped in ``manners`` (``lms.manners.PoliteLM``: rate limits, retries on 429/5xx,
-        cost per call), the defaults when none are given; so is a judge's own LM. ``max_tokens``: new tokens per step;
-        ``parallel``: calls at once (a local model's slots); both only for an LM built here.
+        The keyword arguments here take live objects: ``lm`` (else ``spec.lm()``, else ``make_lm(model, api_base=...,
+        max_tokens=..., parallel=...)``; several base URLs give one LM each, called in turn), a loaded ``program``,
+        an ``adapter``, ``judge`` (True scores each ok trace with the run's own LM, an LM scores with that LM, a
+        TraceJudge as is; default: ``spec.judge_model`` or ``spec.judge``) and ``manners`` (default: the spec's
+        rpm, tpm and max_retries), which wrap the LM and a judge's own LM (``lms.manners.PoliteLM``: rate limits,
+        retries on 429/5xx, cost per call).
         """
         from ..lms.chooser import adapter_for, make_lm
-        from ..lms.manners import polite
+        from ..lms.identity import identify
+        from ..lms.manners import PoliteLM, polite
         from ..program import Dialectic, load_program, program_digest
         from .judge import TraceJudge
 
+        spec = RunSpec.of(spec, **options)
+        manners = manners or spec.manners()
+        program = program if program is not None else spec.program
         program_path = digest = None
         if isinstance(program, (str, Path)):
             program_path = str(program)
             program = load_program(program)
             digest = program_digest(program_path)
         if program is None:
-            program = Dialectic(mode=mode, iterations=iterations)
+            program = Dialectic(mode=spec.mode, iterations=spec.iterations or 1)
+        if lm is None and spec.lm is not None:
+            lm = spec.lm()
         if lm is None:
-            bases = [api_base] if isinstance(api_base, str) or api_base is None else list(api_base)
-            lms = [make_lm(model, api_base=base, max_tokens=max_tokens, parallel=parallel) for base in bases or [None]]
+            lms = [
+                make_lm(spec.model, api_base=base, max_tokens=spec.max_tokens, parallel=spec.parallel)
+                for base in spec.api_base or [None]
+            ]
             lm = polite(lms, manners)
         else:
             lm = polite(lm, manners)
         adapter = adapter or adapter_for(lm)
+        if judge is None:
+            judge = make_lm(spec.judge_model) if spec.judge_model else spec.judge
         if judge is not True and judge is not False and not isinstance(judge, TraceJudge):
             judge = polite(judge, manners)
         return cls(
@@ -86,42 +104,7 @@ class RunContext:
             program_path=program_path,
             judge=_trace_judge(judge, lm),
             program_digest=digest,
-        )
-
-
-@dataclass(frozen=True)
-class RunRecipe:
-    """How to build a RunContext, as plain values that pickle: a Ray worker builds its own from it
-    (``RunContext.build`` with these arguments). ``judge`` is True, False or the judge's model string; ``lm``, a
-    picklable function returning the LM, replaces ``model``/``api_base`` (tests, custom LMs)."""
-
-    model: str | None = None
-    api_base: str | tuple[str, ...] | None = None
-    mode: Mode = "general"
-    iterations: int = 1
-    program: str | None = None
-    judge: bool | str = False
-    manners: Manners | None = None
-    lm: Callable[[], dspy.BaseLM] | None = None
-    max_tokens: int | None = None  # new tokens per step (make_lm's default when None)
-    parallel: int | None = None  # calls at once: a local model loads with at least this many slots
-
-    def build(self, *, manners: Manners | None = None) -> RunContext:
-        """The context; ``manners`` replaces the recipe's (a Ray worker's share of the rate limits)."""
-        from ..lms.chooser import make_lm
-
-        judge: bool | dspy.BaseLM = make_lm(self.judge) if isinstance(self.judge, str) else self.judge
-        return RunContext.build(
-            lm=self.lm() if self.lm is not None else None,
-            model=self.model,
-            api_base=self.api_base,
-            mode=self.mode,
-            iterations=self.iterations,
-            program=self.program,
-            judge=judge,
-            manners=manners or self.manners,
-            max_tokens=self.max_tokens,
-            parallel=self.parallel,
+            identity=identify(lm.inners if isinstance(lm, PoliteLM) else [lm]),
         )
 
 

@@ -23,7 +23,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -87,21 +87,15 @@ class WorkerPlan:
 
 def _worker_context(plan: WorkerPlan) -> RunContext:
     recipe = plan.recipe
-    manners = (recipe.manners or _default_manners()).share(plan.share)
+    manners = recipe.manners().share(plan.share)
     if plan.program_bytes is None:
-        return recipe.build(manners=manners)
+        return RunContext.build(recipe, manners=manners)
     with tempfile.TemporaryDirectory(prefix="hegelion-program-") as folder:
         local = Path(folder) / Path(recipe.program or "program.json").name
         local.write_bytes(plan.program_bytes)
-        ctx = replace(recipe, program=str(local)).build(manners=manners)
-    ctx.program_path = recipe.program  # the digest is of the same bytes; the path is the one the user gave
+        ctx = RunContext.build(recipe.model_copy(update={"program": local}), manners=manners)
+    ctx.program_path = str(recipe.program)  # the digest is of the same bytes; the path is the one the user gave
     return ctx
-
-
-def _default_manners() -> Any:
-    from ..lms.manners import Manners
-
-    return Manners()
 
 
 class DialecticWorker:
@@ -313,7 +307,7 @@ def run_ray_batch(
     batch = BatchSettings.of(options)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be at least 1, got {workers!r}")
-    todo, result = batch.plan(tasks, store, recipe.build())
+    todo, result = batch.plan(tasks, store, RunContext.build(recipe))
     if not todo:
         return result
     program_bytes = Path(recipe.program).read_bytes() if recipe.program is not None else None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from ..errors import StepFailedError
 from ..lms.metering import CallMeter, metering
+from ..quality import with_flags
 from ..store import TraceStore
 from ..types import Mode, Source, TraceFailure, TraceRecord
 from .context import RunContext, check_task, model_of
@@ -26,26 +27,34 @@ if TYPE_CHECKING:
 
 
 class RunOptions(TypedDict, total=False):
-    """The keyword options of ``run_dialectic`` / ``arun_dialectic`` (declared once for both)."""
+    """The keyword options of ``run_dialectic`` / ``arun_dialectic``, for type checkers: the run's own, then
+    ``RunContext.build``'s live objects, then the ``RunSpec`` fields (the one declaration of the values; a test
+    checks that this list follows it)."""
 
-    ctx: RunContext  # a prepared LM, adapter and program; without it one is built from the fields further down
+    ctx: RunContext  # a prepared LM, adapter and program; without it one is built from the options below
     store: TraceStore | None  # append the trace here
-    iterations: int | None  # rounds for this run [default: the program's]
     source: Source  # who asked: cli, mcp or python [default: python]
-    tags: Sequence[str]
     on_step: OnStep | None  # hears each step start, finish or fail
+    iterations: int | None  # rounds for this run [default: the program's]
+    tags: Sequence[str]
     # without ``ctx`` (see RunContext.build):
     lm: dspy.BaseLM
-    model: str | None
-    api_base: str | Sequence[str] | None
-    mode: Mode
     program: Dialectic | str | Path | None
     adapter: dspy.Adapter | None
     judge: bool | dspy.BaseLM | TraceJudge
-    manners: Manners | None  # rate limits and retries of the LM calls (lms.manners) [default: Manners()]
+    manners: Manners | None  # rate limits and retries of the LM calls (lms.manners) [default: the spec's]
+    model: str | None
+    api_base: str | Sequence[str] | None
+    mode: Mode
+    max_tokens: int | None
+    judge_model: str | None
+    rpm: float | None
+    tpm: float | None
+    max_retries: int
+    parallel: int | None
 
 
-_BUILD_OPTIONS = ("lm", "model", "api_base", "mode", "program", "adapter", "judge", "manners")
+_RUN_OWN = ("store", "source", "on_step", "iterations", "tags")  # the rest builds the context
 
 
 @dataclass
@@ -66,8 +75,8 @@ class _TaskRun:
         unknown = sorted(set(options) - set(RunOptions.__annotations__))
         if unknown:
             raise TypeError(f"unexpected options {unknown}; the options are {sorted(RunOptions.__annotations__)}")
-        own: dict[str, Any] = {k: v for k, v in options.items() if k not in _BUILD_OPTIONS and k != "ctx"}
-        build: dict[str, Any] = {k: v for k, v in options.items() if k in _BUILD_OPTIONS}
+        own: dict[str, Any] = {k: v for k, v in options.items() if k in _RUN_OWN}
+        build: dict[str, Any] = {k: v for k, v in options.items() if k not in _RUN_OWN and k != "ctx"}
         ctx = options.get("ctx") or RunContext.build(**build)
         return cls(task=check_task(task), ctx=ctx, **own)
 
@@ -86,7 +95,7 @@ class _TaskRun:
                 self.outcome = exc
 
     def record(self) -> TraceRecord:
-        """The trace of the outcome (before any judging)."""
+        """The trace of the outcome (before any judging), with its quality flags."""
         from ..lms.base import describe_lm
         from ..lms.manners import unwrapped
 
@@ -100,7 +109,8 @@ class _TaskRun:
             "adapter": type(ctx.adapter).__name__,
             "program": ctx.program_path,
             "program_digest": ctx.program_digest,
-            "demo": bool(getattr(ctx.lm, "demo", False)),
+            "demo": ctx.demo,
+            "model_identity": ctx.identity,
             "tags": list(self.tags),
         }
         if isinstance(outcome, StepFailedError):
@@ -117,7 +127,7 @@ class _TaskRun:
                     message=outcome.message[:20_000],
                 ),
             )
-        return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
+        return with_flags(TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok"))
 
     def logged(self, record: TraceRecord, spent: CallMeter) -> TraceRecord:
         """The trace with what its LM calls cost (every call: failed ones and the judge's too), appended to the

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import InvalidTraceError
+from ..errors import InvalidTraceError, from_validation
+from ..quality import with_flags
 from ..store import TraceStore
 from ..types import Contradiction, Mode, Round, Source, TraceRecord
 
@@ -30,7 +31,8 @@ def build_trace(
 
     ``thesis``/``antithesis``/``synthesis`` (+ ``contradictions``) are round 1; ``rounds`` are later rounds of an
     iterated run, each ``{antithesis, synthesis, contradictions?}`` whose thesis is the previous synthesis.
-    Raises InvalidTraceError naming the field when something is missing or malformed.
+    Raises InvalidTraceError naming the field when something is missing or malformed. The trace carries its quality
+    flags (``quality.py``).
     """
     try:
         first = Round(
@@ -46,7 +48,7 @@ def build_trace(
             data.setdefault("thesis", all_rounds[-1].synthesis)
             data["index"] = n
             all_rounds.append(Round.model_validate(data))
-        return TraceRecord(
+        record = TraceRecord(
             source=source,
             task=task,
             mode=mode,
@@ -58,11 +60,10 @@ def build_trace(
             tags=list(tags or []),
         )
     except ValidationError as exc:
-        first_error = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first_error.get("loc", ()))
-        raise InvalidTraceError(f"{first_error.get('msg')}; nothing was written", field=loc or None) from None
+        raise from_validation(exc, source="field", error=InvalidTraceError, fix="nothing was written") from None
     except TypeError as exc:
         raise InvalidTraceError(f"malformed value ({exc}); nothing was written") from None
+    return with_flags(record)
 
 
 def log_trace(store: TraceStore, **fields: Any) -> TraceRecord:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..errors import InvalidTraceError, LMError
+from ..errors import InvalidTraceError, LMError, from_validation
+from ..quality import with_flags
 from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ ANSWER_FORMAT: dict[Step, str] = {
 
 
 @dataclass
-class LaterRound:
+class RoundSoFar:
     """Round 2, 3, ...: its thesis is the previous synthesis; ``synthesis`` is empty while it is being answered."""
 
     antithesis: str
@@ -81,7 +82,7 @@ class PartialTrace:
     antithesis: str = ""
     contradictions: list[Contradiction] = field(default_factory=list)
     synthesis: str = ""
-    rounds: list[LaterRound] = field(default_factory=list)
+    rounds: list[RoundSoFar] = field(default_factory=list)
 
     @classmethod
     def from_answers(
@@ -96,7 +97,7 @@ class PartialTrace:
         """Answers handed in by a caller (texts stripped, contradictions validated); InvalidTraceError names the
         field of a malformed one."""
         later = [
-            LaterRound(
+            RoundSoFar(
                 antithesis=_text(r.get("antithesis")),
                 contradictions=_contradictions(r.get("contradictions"), f"rounds.{n}.contradictions"),
                 synthesis=_text(r.get("synthesis")),
@@ -165,7 +166,7 @@ class PartialTrace:
                 self.contradictions = _contradictions(fields.get("contradictions"), "contradictions")
         elif step == "antithesis":
             found = _contradictions(fields.get("contradictions"), f"rounds.{round_index - 2}.contradictions")
-            self.rounds.append(LaterRound(antithesis=text, contradictions=found))
+            self.rounds.append(RoundSoFar(antithesis=text, contradictions=found))
         else:
             self.rounds[round_index - 2].synthesis = text
 
@@ -261,14 +262,13 @@ class PartialTrace:
         }
         try:
             if failure is None:
-                return TraceRecord(**common, rounds=rounds, synthesis=rounds[-1].synthesis if rounds else "")
+                synthesis = rounds[-1].synthesis if rounds else ""
+                return with_flags(TraceRecord(**common, rounds=rounds, synthesis=synthesis))
             return TraceRecord(
                 **common, rounds=rounds, status="failed", error=failure, metadata=self._partial_round(len(rounds))
             )
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or None
-            raise InvalidTraceError(f"{first.get('msg')}; nothing was written", field=where) from None
+            raise from_validation(exc, source="field", error=InvalidTraceError, fix="nothing was written") from None
 
     def _partial_round(self, finished: int) -> dict[str, Any]:
         if finished == 0:

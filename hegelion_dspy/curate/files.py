@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
-from ..errors import ExportError
+from ..errors import ExportError, option
 from .labels import labels_path
 
 _GLOB_CHARS = frozenset("*?[")
@@ -60,7 +60,8 @@ def resolve_inputs(inputs: str | Path | Iterable[str | Path]) -> list[Path]:
     return found
 
 
-_REPLACE_HINT = "set option 'force' to replace it"
+_REPLACE_HINT = f"set {option('force')} to replace it"  # the error saying it names options=FORCE
+FORCE = ("force",)
 CARD_MARK = "<!-- written by hegelion-dspy -->"
 
 
@@ -75,7 +76,7 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool)
         if path.is_dir():
             raise ExportError(f"the output {str(path)!r} is a folder; give a file name such as '{path}/train.jsonl'")
         if path.exists() and not force:
-            raise ExportError(f"{str(path)!r} already exists; {_REPLACE_HINT}")
+            raise ExportError(f"{str(path)!r} already exists; {_REPLACE_HINT}", options=FORCE)
 
 
 def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
@@ -85,7 +86,7 @@ def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
         raise ExportError(f"the input logs live inside {str(folder)!r}; write the dataset folder elsewhere")
     if folder.is_dir() and any(folder.iterdir()):
         if not force:
-            raise ExportError(f"the folder {str(folder)!r} already exists; {_REPLACE_HINT}")
+            raise ExportError(f"the folder {str(folder)!r} already exists; {_REPLACE_HINT}", options=FORCE)
         readme = folder / "README.md"
         if not (readme.is_file() and CARD_MARK in readme.read_text(encoding="utf-8", errors="replace")):
             raise ExportError(
@@ -139,10 +140,11 @@ class _AtomicFile:
         try:
             os.link(self.tmp, self.target)  # never clobbers a file that appeared while we were writing
         except FileExistsError:
-            raise ExportError(f"{str(self.target)!r} appeared while exporting; {_REPLACE_HINT}") from None
+            appeared = f"{str(self.target)!r} appeared while exporting"
+            raise ExportError(f"{appeared}; {_REPLACE_HINT}", options=FORCE) from None
         except OSError:  # a filesystem without hard links
             if self.target.exists():
-                raise ExportError(f"{str(self.target)!r} already exists; {_REPLACE_HINT}") from None
+                raise ExportError(f"{str(self.target)!r} already exists; {_REPLACE_HINT}", options=FORCE) from None
             os.replace(self.tmp, self.target)
             return
         os.unlink(self.tmp)

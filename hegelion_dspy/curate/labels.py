@@ -26,7 +26,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import InvalidLabelError
+from ..errors import InvalidLabelError, from_validation
 from ..store import append_lines, iter_lines
 from ..types import MAX_ROUNDS, MAX_TEXT_CHARS
 
@@ -129,11 +129,8 @@ def parse_label_line(raw: bytes, path: str | Path, lineno: int) -> Label:
     try:
         return Label.model_validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or None
-        raise InvalidLabelError(
-            f"{first.get('msg', 'invalid value')}; fix or remove this line", path=path, lineno=lineno, field=loc
-        ) from None
+        fix = "fix or remove this line"
+        raise from_validation(exc, source="field", error=InvalidLabelError, fix=fix, path=path, lineno=lineno) from None
 
 
 def read_labels(

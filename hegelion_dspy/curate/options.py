@@ -6,14 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ExportError
+from ..errors import ExportError, OptionProblem, from_validation, option
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
 from .selection import TraceFilter
 
 Keep = Literal["best", "latest", "first"]
 KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
+Flag = Literal["truncated", "copy", "no_critique", "leak", "loop"]  # == quality.FLAGS (tests/curate/test_quality.py)
 # -- the options ---------------------------------------------------------------------------------------------------
 
 
@@ -47,6 +48,13 @@ class ExportOptions(TraceFilter):
     )
     min_score: float | None = Field(
         default=None, ge=0, le=1, strict=True, description="Drop traces whose judge score is below this, or unscored."
+    )
+    allow_flags: list[Flag] = Field(
+        default_factory=list,
+        description="Keep pairs of traces carrying these quality flags (truncated: a synthesis stopped at the token "
+        "cap; copy: a synthesis (near-)equal to its thesis or antithesis; no_critique: an antithesis that found "
+        "nothing and praises; leak: prompt or adapter scaffolding in the text; loop: a synthesis repeating itself). "
+        "By default pairs of flagged traces are left out and counted per flag.",
     )
     dedupe: bool = Field(default=True, description="Keep one trace per prompt (see keep); false keeps every trace.")
     keep: Keep = Field(
@@ -87,23 +95,31 @@ class ExportOptions(TraceFilter):
     skip_invalid: bool = Field(default=False, description="Skip (and count) invalid log lines instead of stopping.")
     force: bool = Field(default=False, description="Replace an existing output.")
 
+    @field_validator("allow_flags", mode="before")
+    @classmethod
+    def _one_flag_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _options_fit_the_format(self) -> ExportOptions:
         if self.format not in PREFERENCE_FORMATS:
             for name, default in (("rejected", "thesis"), ("pairs", "first-last")):
                 if getattr(self, name) != default:
-                    raise ValueError(
-                        f"option {name!r} chooses preference pairs and applies to the formats dpo and dpo-chat only, "
-                        f"not {self.format!r} (which trains on the final synthesis); drop it or use format dpo"
+                    raise OptionProblem(
+                        f"{option(name)} chooses preference pairs and applies to the formats dpo and dpo-chat only, "
+                        f"not {self.format!r} (which trains on the final synthesis); drop it or use format dpo",
+                        options=(name,),
                     )
         if self.system is not None and self.format not in CHAT_FORMATS:
-            raise ValueError(
-                f"option 'system' applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it"
+            raise OptionProblem(
+                f"{option('system')} applies to the formats dpo-chat and sft-chat only, not {self.format!r}; drop it",
+                options=("system",),
             )
         if not self.labels and (self.reviewed_only or self.labels_file is not None):
-            raise ValueError(
-                "option 'reviewed_only' and option 'labels_file' work on labels, and option 'labels' leaves them out; "
-                "drop one of them"
+            raise OptionProblem(
+                f"{option('reviewed_only')} and {option('labels_file')} work on labels, and {option('labels')} leaves "
+                "them out; drop one of them",
+                options=("reviewed_only", "labels_file", "labels"),
             )
         return self
 
@@ -114,13 +130,4 @@ class ExportOptions(TraceFilter):
         try:
             return cls.model_validate({**base, **changes})
         except ValidationError as exc:
-            raise ExportError(_first_problem(exc)) from None
-
-
-def _first_problem(exc: ValidationError) -> str:
-    first = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    value = first.get("input")
-    quoted = f" (got {value!r})" if where and not isinstance(value, dict) else ""
-    return f"option {where!r}: {message}{quoted}" if where else message
+            raise from_validation(exc, source="option", error=ExportError) from None

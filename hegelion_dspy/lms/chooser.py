@@ -18,11 +18,8 @@ from ..errors import ConfigError
 from .adapters import FallbackAdapter
 from .base import DEFAULT_MAX_TOKENS
 from .embedded import EMBEDDED_MODEL
+from .env import ENV_API_BASE, ENV_API_KEY, ENV_MODEL
 from .llamacpp import GGUF_PREFIX, parse_gguf_model
-
-ENV_MODEL = "HEGELION_MODEL"
-ENV_API_BASE = "HEGELION_API_BASE"
-ENV_API_KEY = "HEGELION_API_KEY"
 
 
 def resolve_model(model: str | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -41,11 +38,20 @@ def is_embedded(model: str) -> bool:
     return False
 
 
-def check_model_string(model: str) -> None:
-    """Raise ConfigError for a model string no provider accepts (before any call is made)."""
+def _litellm() -> Any:
+    """LiteLLM, imported for a hosted model (never when this module is imported) and set up as we use it: its bundled
+    price map, not one fetched from the network when it is imported, and no provider list printed to stdout on an
+    unknown model. Both settings are LiteLLM's own and process-wide, so they are made here, when an LM is built."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
-    litellm.suppress_debug_info = True  # it prints a provider list to stdout on this error otherwise
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def check_model_string(model: str) -> None:
+    """Raise ConfigError for a model string no provider accepts (before any call is made)."""
+    litellm = _litellm()
     try:
         litellm.get_llm_provider(model)
     except Exception as exc:  # litellm raises its own BadRequestError subclasses; any failure means "unknown"
@@ -72,7 +78,7 @@ NO_KEY = "no-key"
 def missing_credentials(model: str) -> list[str]:
     """The environment variables ``model``'s provider needs that are not set (empty when it needs none). LiteLLM reads
     them from ``os.environ`` when it calls, so that is where this looks."""
-    import litellm
+    litellm = _litellm()
 
     if model.split("/", 1)[0] in LOCAL_PROVIDERS:
         return []
@@ -120,6 +126,7 @@ def make_lm(
     """
     env = os.environ if env is None else env
     name = resolve_model(model, env)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before DSPy imports LiteLLM for any backend
     if max_tokens is not None and max_tokens < 1:
         raise ConfigError(f"max_tokens must be at least 1, got {max_tokens}")
     if is_embedded(name):

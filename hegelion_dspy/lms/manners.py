@@ -32,9 +32,11 @@ from typing import Any, Protocol
 
 import dspy
 from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError
+from dspy.utils.usage_tracker import UsageTracker
 
 from ..errors import ConfigError
 from .base import current_step
+from .dspy_private import adapter_message_call
 from .metering import active_meters, call_cost
 
 # -- settings ---------------------------------------------------------------------------------------------------------
@@ -194,32 +196,6 @@ def backoff_delay(manners: Manners, attempt: int, exc: BaseException, rng: rando
 
 # -- the wrapper ------------------------------------------------------------------------------------------------------
 
-try:  # DSPy 3.4 warns when an adapter's message list reaches an LM it did not call; we call it for the adapter
-    from dspy.clients._deprecation import adapter_message_call
-except ImportError:  # pragma: no cover - gone with the messages= interface in DSPy 3.5
-
-    def adapter_message_call(lm: Any, messages: Any) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-
-class _CallUsage:
-    """Installed as DSPy's usage tracker for one call: keeps the call's token counts and passes them on to the
-    tracker that was active (the dialectic step's), so nothing is counted twice or lost."""
-
-    def __init__(self, outer: Any):
-        self.outer = outer
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.reported = False
-
-    def add_usage(self, lm: str, usage_entry: dict[str, Any]) -> None:
-        if usage_entry:
-            self.reported = True
-            self.prompt_tokens += int(usage_entry.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage_entry.get("completion_tokens") or 0)
-        if self.outer is not None:
-            self.outer.add_usage(lm, usage_entry)
-
 
 class PoliteLM(dspy.BaseLM):
     """An LM with manners (see the module docstring). ``lms``: one LM, or several of the same model (one per base
@@ -356,20 +332,21 @@ class _Call:
     def attempt(self) -> Iterator[dspy.BaseLM]:
         self.tries += 1
         lm = self.owner._next_lm()
-        usage = _CallUsage(dspy.settings.usage_tracker)
         try:
-            with dspy.settings.context(usage_tracker=usage):
+            with dspy.track_usage() as usage:  # this call's usage, rolled up into the step's tracker on exit
                 yield lm
         finally:
             self._settle(lm, usage)
 
-    def _settle(self, lm: dspy.BaseLM, usage: _CallUsage) -> None:
-        used = usage.prompt_tokens + usage.completion_tokens
-        if self.owner._tokens is not None and usage.reported:
-            self.owner._tokens.settle(self.estimate, used)
-        if not usage.reported:
+    def _settle(self, lm: dspy.BaseLM, usage: UsageTracker) -> None:
+        totals = list(usage.get_total_tokens().values())
+        if not totals:
             return  # nothing came back (refused before any work): no call to count
-        usd = call_cost(str(lm.model), usage.prompt_tokens, usage.completion_tokens)
+        prompt_tokens = sum(int(total.get("prompt_tokens") or 0) for total in totals)
+        completion_tokens = sum(int(total.get("completion_tokens") or 0) for total in totals)
+        if self.owner._tokens is not None:
+            self.owner._tokens.settle(self.estimate, prompt_tokens + completion_tokens)
+        usd = call_cost(str(lm.model), prompt_tokens, completion_tokens)
         step = current_step()
         if step is not None:
             step.add_cost(usd)

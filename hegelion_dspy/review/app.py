@@ -7,6 +7,7 @@ fixed when the app is made; no request ever names a file.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -29,8 +30,9 @@ from starlette.routing import Route
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
 from ..curate.selection import TraceFilter
-from ..curate.verdict import example_pair, judged_examples
-from ..errors import InvalidTraceError
+from ..curate.verdict import Verdict, example_pair, judged_examples
+from ..errors import HegelionError, InvalidTraceError, from_validation
+from ..quality import flags_of
 from ..review.index import PairView, TraceIndex, TraceQuery
 from ..types import TraceRecord
 from . import charts
@@ -122,11 +124,9 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
     try:
         traces = TraceFilter.model_validate(chosen)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        loc = first.get("loc") or ("",)
-        where = next((n for n, f in FILTER_PARAMS.items() if loc[0] == f), "filter")
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise BadRequest(f"{where}: {message}") from None
+        problem = from_validation(exc, source="", error=HegelionError)
+        where = next((n for n, f in FILTER_PARAMS.items() if (problem.field or "").split(".")[0] == f), "filter")
+        raise BadRequest(f"{where}: {problem}") from None
     query = TraceQuery(
         traces=traces,
         status=status,
@@ -324,6 +324,22 @@ def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
         drawn = [(title, Markup(svg)) for title, svg in charts.all_charts(shape)]  # escaped in charts.py
         return render(request, "charts.html", params=params, charts=drawn, shape=shape, index_state=index_state)
 
+    def evals_page(request: Request) -> Response:
+        from ..eval.report import find_reports
+
+        root = config.log_path.parent
+        paths = find_reports(root)  # a fixed list: the request picks an index, never a path
+        pick = request.query_params.get("i")
+        if pick is None:
+            reports = [_report_row(p) for p in paths]
+            return render(request, "evals.html", report=None, reports=reports, root=root)
+        if not pick.isdigit() or int(pick) >= len(paths):
+            return bad_request(request, f"There is no evaluation report number {pick[:20]!r}.", 404)
+        path = paths[int(pick)]
+        chart = path.with_name("report.svg")
+        svg = base64.b64encode(chart.read_bytes()).decode() if chart.is_file() else None
+        return render(request, "evals.html", report=json.loads(path.read_text("utf-8")), chart=svg, path=path)
+
     def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in statics:  # a fixed set of files: no path from the request reaches the file system
@@ -339,12 +355,23 @@ def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
         Route("/trace/{trace_id}", trace_page),
         Route("/trace/{trace_id}/label", label, methods=["POST"]),
         Route("/charts", charts_page),
+        Route("/evals", evals_page),
         Route("/static/{name}", static),
         Route("/api/state", api_state),
     ]
     app = Starlette(routes=routes)
     app.state.review = state
     return Guard(app, csrf_token=token, allowed_hosts=config.allowed_hosts)
+
+
+def _report_row(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text("utf-8"))
+    return {
+        "model": data.get("model"),
+        "base": data.get("base"),
+        "suites": list(data.get("suites", {})),
+        "created_at": data.get("created_at"),
+    }
 
 
 def mount_review(app: Starlette, log_path: str | Path, *, path: str = "/review", **options: Any) -> str:
@@ -396,13 +423,9 @@ class RowPreview:
 
 def _rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, index: TraceIndex) -> dict[str, Any]:
     """The dpo and sft rows this trace gives under the app's options (labels applied), or why it gives none."""
-    trace_reason = None
-    if not record.ok:
-        trace_reason = "failed"
-    elif config.min_score is not None and record.score is None:
-        trace_reason = "no_score"
-    elif config.min_score is not None and record.score is not None and record.score < config.min_score:
-        trace_reason = "below_min_score"
+    judge = Verdict(min_chars=config.min_chars, min_score=config.min_score, reviewed_only=config.reviewed_only)
+    trace_reason = judge.trace_reason(record)  # the export's own rules (curate/verdict.py)
+    flag = judge.flag_reason(flags_of(record)) if record.ok else None
     earlier = index.has_earlier_task(record.id) if record.ok else None
 
     def label_of(trace_id: str, pair: str) -> Label | None:
@@ -413,9 +436,10 @@ def _rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, i
         ("dpo", preference_examples(record, rejected=config.view.rejected, pairs=config.view.pairs)),
         ("sft", supervised_examples(record)),
     ):
-        for ex, outcome, reason in judged_examples(
-            record, examples, label_of, min_chars=config.min_chars, reviewed_only=config.reviewed_only
+        for ex, outcome, label_reason in judged_examples(
+            record, examples, label_of, reviewed_only=config.reviewed_only, checks=False
         ):
+            reason = label_reason or judge.row_reason(ex, flag)
             previews.append(RowPreview(fmt, example_pair(ex), outcome, reason, shape_row(fmt, ex)))  # type: ignore[arg-type]
     return {"trace_reason": trace_reason, "earlier": earlier, "previews": previews}
 
@@ -476,9 +500,7 @@ def _save_label(state: ReviewState, trace_id: str, fields: dict[str, str]) -> La
             labeller=fields.get("labeller") or state.config.labeller,
         )
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise BadRequest(f"field {where!r}: {first.get('msg', 'invalid value')}") from None
+        raise BadRequest(str(from_validation(exc, source="field", error=HegelionError))) from None
     state.labels.append(label)
     state.index.sync(log=False)
     return label

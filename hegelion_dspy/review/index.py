@@ -28,11 +28,13 @@ from typing import Any, Literal
 
 from ..curate.labels import Label, labels_path, parse_pair
 from ..curate.selection import TraceFilter
+from ..curate.verdict import Verdict
 from ..errors import InvalidTraceError
+from ..quality import FLAGS, flags_of
 from ..store import normalize_task, parse_line
 from ..types import TraceRecord
 
-INDEX_VERSION = 4
+INDEX_VERSION = 5  # 5: the quality flags column
 _HEAD_BYTES = 4096
 _BATCH_LINES = 2000
 _PREVIEW_CHARS = 240
@@ -164,7 +166,8 @@ CREATE TABLE IF NOT EXISTS traces(
     task_key INTEGER,
     task TEXT NOT NULL,
     error TEXT,
-    demo INTEGER NOT NULL
+    demo INTEGER NOT NULL,
+    flags TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_order ON traces(created, seq);
 CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
@@ -247,6 +250,7 @@ def _record_row(record: TraceRecord) -> tuple[Any, ...]:
         record.task[:_PREVIEW_CHARS],
         error,
         int(record.demo),
+        ",".join(flags_of(record)) if record.ok else "",
     )
 
 
@@ -455,12 +459,12 @@ class TraceIndex:
             except InvalidTraceError as exc:
                 created = rows[-1][5] if rows else _last_created(conn)
                 rows.append((seq, line_offset, length, lineno, None, created, "invalid", None, None, None, None,
-                             0, 0, 0, 0, 0, 0, None, "", exc.reason[:_ERROR_CHARS], 0))  # fmt: skip
+                             0, 0, 0, 0, 0, 0, None, "", exc.reason[:_ERROR_CHARS], 0, ""))  # fmt: skip
                 continue
             rows.append((seq, line_offset, length, lineno, *_record_row(record)))
             tags += [(seq, tag) for tag in record.tags]
             bodies.append((seq, _record_body(record)))
-        conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * 21)})", rows)
+        conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * 22)})", rows)
         conn.executemany("INSERT INTO tags(seq, tag) VALUES (?, ?)", tags)
         counts: dict[tuple[str, str], int] = {}
         for row in rows:
@@ -629,26 +633,29 @@ class TraceIndex:
         decided, needed = _review_counts(view)
         label_where, label_params = _label_where(view)
         shape = DatasetShape()
-        drops = dict.fromkeys(("failed", "duplicate_prompt", "chosen_equals_rejected", "too_short"), 0)
+        drops = dict.fromkeys(("failed", "duplicate_prompt", "chosen_equals_rejected", "too_short", *FLAGS), 0)
         if min_score is not None:
             drops.update(no_score=0, below_min_score=0)
+        # the export's rules (curate/verdict.py) on the index's columns; the query's own filter chose demo traces
+        judge = Verdict(min_chars=min_chars, min_score=min_score, include_demo=True)
         same_rejected = (int("thesis" in view.steps), int("antithesis" in view.steps))
         rows: list[tuple[str, float]] = []
         with self._reader() as conn:
             q = conn.execute
             found = q(
                 "SELECT status, created, coalesce(model, 'unknown'), score, contradictions, thesis_chars, "
-                f"synthesis_chars, same_thesis, same_antithesis FROM traces t WHERE {where}",
+                f"synthesis_chars, same_thesis, same_antithesis, flags FROM traces t WHERE {where}",
                 params,
             )
-            for status, created, model, score, contradictions, thesis, synthesis, same_t, same_a in found:
+            for status, created, model, score, contradictions, thesis, synthesis, same_t, same_a, flags in found:
                 shape.status[status] = shape.status.get(status, 0) + 1
                 if status == "invalid":
                     continue
                 rows.append((model, created))
                 if score is not None:
                     shape.scores[min(int(score * 10), 9)] = shape.scores.get(min(int(score * 10), 9), 0) + 1
-                if status == "failed":
+                reason = judge.trace_reason(_Facts(status, False, score))
+                if reason == "failed":
                     drops["failed"] += 1
                     continue
                 if score is None:
@@ -660,11 +667,16 @@ class TraceIndex:
                     strict=True,
                 ):
                     histogram[key] = histogram.get(key, 0) + 1
-                if min_score is not None and (score is None or score < min_score):
-                    drops["no_score" if score is None else "below_min_score"] += 1
+                if reason is not None:
+                    drops[reason] += 1
                     continue
-                drops["chosen_equals_rejected"] += same_t * same_rejected[0] + same_a * same_rejected[1]
-                drops["too_short"] += synthesis < min_chars
+                same = same_t * same_rejected[0] + same_a * same_rejected[1]
+                drops["chosen_equals_rejected"] += same
+                short = synthesis < min_chars
+                drops["too_short"] += short
+                flag = judge.flag_reason(flags.split(",")) if flags else None
+                if flag is not None and not short:  # the row checks come first, as in the export
+                    drops[flag] += len(view.steps) - same
             if rows:
                 first, last = min(r[1] for r in rows), max(r[1] for r in rows)
                 width = shape.bucket_seconds = _bucket_width(last - first)
@@ -701,6 +713,15 @@ class TraceIndex:
                 shape.labels_per_day.setdefault(day * 86400, {})[decision] = n
         shape.drops = drops
         return shape
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the verdict reads of a trace, from the index's columns."""
+
+    status: str
+    demo: bool
+    score: float | None
 
 
 @dataclass

@@ -103,6 +103,10 @@ def test_user_mistakes_get_one_clear_line(args: list[str], message: str, capsys:
     assert "Traceback" not in err
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_every_finished_trace_and_a_rerun_resumes(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"prompt {i}\n" for i in range(40)), encoding="utf-8")
@@ -114,6 +118,10 @@ def test_ctrl_c_keeps_every_finished_trace_and_a_rerun_resumes(tmp_path: Path) -
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs (`nohup pytest &`) with SIGINT ignored, and children inherit that; the user's
+        # Ctrl-C reaches a foreground command, so give the child the default disposition Python turns into
+        # KeyboardInterrupt.
+        preexec_fn=_default_sigint,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or log.read_bytes().count(b"\n") < 3):

@@ -213,13 +213,20 @@ def test_hegelion_prompts_ray_runs_the_batch_like_a_local_one(tmp_path: Path) ->
     assert_each_prompt_once(TraceStore(log), PROMPTS[:40])
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_a_ray_batch_keeps_the_finished_traces_and_a_rerun_resumes(tmp_path: Path) -> None:
     import_ray()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("".join(f"{p}\n" for p in PROMPTS[:120]), encoding="utf-8")
     log = tmp_path / "log.jsonl"
     args = ["--prompts", str(prompts), "--ray", "--log-file", str(log), "-j", "4", "-m", "scripted/latency=0.05"]
-    proc = subprocess.Popen([HEGELION, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # preexec_fn: a background shell (`nohup pytest &`) starts its children with SIGINT ignored; this one must hear it
+    proc = subprocess.Popen(
+        [HEGELION, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not log.exists() or log.read_bytes().count(b"\n") < 5):
         time.sleep(0.1)

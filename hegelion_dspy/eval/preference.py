@@ -1,0 +1,144 @@
+"""The ``preference`` suite: on the held-out (test) split of an export folder, does M prefer the chosen side?
+
+With a base M0 it is DPO's implicit reward: M's log-ratio ``log π(y|x) − log π₀(y|x)`` of chosen against rejected.
+Accuracy is how often the chosen side's log-ratio is higher (ties count half: M0 scored against itself ties on every
+item, 0.5), the mean margin (in nats; DPO's reward is β times it), the same per token (each log-ratio divided by its
+completion's token count), and the accuracy within length buckets (chosen much shorter / similar / much longer than
+rejected), so a model that only learned "longer wins" shows. Without a base it is M's own preference: the per-token
+log-probability of chosen against rejected (reported for M0 too when there is one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+from ..errors import EvalError
+from .context import M0, EvalContext, M
+from .heldout import read_rows, row_prompt
+from .logprob import completion_text
+from .metrics import metric
+from .stats import tie_aware_accuracy
+
+NAME = "preference"
+TIE_TOL = 1e-6  # nats: float32 sums of the same tokens under the same weights agree far closer than this
+BUCKETS = (("chosen shorter", 0.0, 0.8), ("similar length", 0.8, 1.25), ("chosen longer", 1.25, float("inf")))
+SPLIT_HINT = "make one with: hegelion dataset LOG FOLDER --card --split 0.2 (the test split is never trained on)"
+
+
+def test_split(data: Path | None) -> Path:
+    if data is None:
+        raise EvalError(
+            f"the {NAME} suite scores the held-out split of an export folder: pass --data FOLDER; {SPLIT_HINT}"
+        )
+    path = data / "data" / "test.jsonl" if data.is_dir() else data
+    if not path.is_file() or (data.is_file() and not data.name.endswith("test.jsonl")):
+        raise EvalError(f"{data} has no test split (no data/test.jsonl); {SPLIT_HINT}")
+    return path
+
+
+def items(ctx: EvalContext) -> list[dict[str, Any]]:
+    path = test_split(ctx.data)
+    out = []
+    for lineno, row in enumerate(read_rows(path), 1):
+        if not all(key in row for key in ("prompt", "chosen", "rejected")):
+            raise EvalError(
+                f"{path}:{lineno}: not a preference row (needs prompt, chosen, rejected); export with "
+                "--format dpo or dpo-chat"
+            )
+        prompt = row_prompt(row) or ""
+        digest = hashlib.sha256(f"{prompt}\0{completion_text(row['chosen'])}".encode()).hexdigest()[:12]
+        if ctx.held_out(NAME, prompt):
+            out.append({"id": f"{lineno}-{digest}", "row": row})
+    if ctx.n is not None and ctx.n < len(out):
+        out = sorted(random.Random(ctx.seed).sample(out, ctx.n), key=lambda item: int(item["id"].split("-")[0]))
+    return out
+
+
+def prepare(ctx: EvalContext) -> None:
+    ctx.load_scorers(NAME)
+
+
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+    row = item["row"]
+    chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
+    result: dict[str, Any] = {}
+    for side, _ in ctx.sides():
+        scorer = ctx.scorer(side, NAME)
+        lp_c, n_c = scorer.logprob(row["prompt"], chosen)
+        lp_r, n_r = scorer.logprob(row["prompt"], rejected)
+        result[side] = {"chosen": lp_c, "chosen_tokens": n_c, "rejected": lp_r, "rejected_tokens": n_r}
+    return result
+
+
+def _per_token(side: dict[str, Any], which: str) -> float:
+    return side[which] / max(1, side[f"{which}_tokens"])
+
+
+def _own_preference(results: list[dict[str, Any]], side: str) -> list[float]:
+    margins = [_per_token(r[side], "chosen") - _per_token(r[side], "rejected") for r in results]
+    return tie_aware_accuracy(margins, tol=TIE_TOL)[0]
+
+
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+    seed = ctx.seed
+    metrics = []
+    counts: dict[str, Any] = {"items": len(results)}
+    if ctx.base is not None and results:
+        metrics += _implicit_reward(results, seed, counts)
+    own_m0 = _own_preference(results, M0) if ctx.base is not None else None
+    metrics.append(
+        metric(
+            "own preference accuracy (per-token log-prob, chosen > rejected)",
+            _own_preference(results, M),
+            own_m0,
+            seed=seed,
+            null=None if own_m0 is not None else 0.5,
+            about="the model alone: mean log-probability per token of chosen vs rejected; 0.5 is chance",
+        )
+    )
+    return {"metrics": metrics, "counts": counts}
+
+
+def _implicit_reward(results: list[dict[str, Any]], seed: int, counts: dict[str, Any]) -> list[dict[str, Any]]:
+    def log_ratio(r: dict[str, Any], which: str, per_token: bool) -> float:
+        delta = r[M][which] - r[M0][which]
+        return delta / max(1, r[M][f"{which}_tokens"]) if per_token else delta
+
+    margins = [log_ratio(r, "chosen", False) - log_ratio(r, "rejected", False) for r in results]
+    token_margins = [log_ratio(r, "chosen", True) - log_ratio(r, "rejected", True) for r in results]
+    scores, ties = tie_aware_accuracy(margins, tol=TIE_TOL)
+    token_scores, _ = tie_aware_accuracy(token_margins, tol=TIE_TOL)
+    counts["ties"] = ties
+    about = "M0 against itself ties on every item (0.5); the difference is M − 0.5"
+    out = [
+        metric("implicit-reward accuracy", scores, seed=seed, null=0.5, about=about),
+        metric(
+            "mean implicit-reward margin (nats)",
+            margins,
+            seed=seed,
+            null=0.0,
+            about="log π/π₀ of chosen minus that of rejected; DPO's reward margin is β times this",
+        ),
+        metric("per-token implicit-reward accuracy", token_scores, seed=seed, null=0.5, about=about),
+        metric("per-token mean margin (nats/token)", token_margins, seed=seed, null=0.0),
+    ]
+    for label, low, high in BUCKETS:
+        picked = [
+            s
+            for s, r in zip(scores, results, strict=True)
+            if low <= r[M]["chosen_tokens"] / max(1, r[M]["rejected_tokens"]) < high
+        ]
+        counts[f"bucket: {label}"] = len(picked)
+        out.append(
+            metric(
+                f"implicit-reward accuracy, {label}",
+                picked,
+                seed=seed,
+                null=0.5,
+                about="length-matched bucket by token ratio chosen/rejected",
+            )
+        )
+    return out

@@ -1,0 +1,179 @@
+"""The report of an evaluation: ``report.json`` (everything), ``report.md`` (a table per suite: M, M0, the difference
+with its 95% interval and the verdict) and ``report.svg`` (each metric with its interval, M beside M0)."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from .context import EvalContext
+from .models import TRAIN_CARD
+from .results import SCHEMA_VERSION, write_whole
+from .stats import NO_DIFFERENCE
+
+FILES = ("report.json", "report.md", "report.svg")
+
+
+def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Any]) -> dict[str, Any]:
+    from .. import __version__
+
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hegelion_dspy": __version__,
+        "model": ctx.model.name,
+        "base": ctx.base.name if ctx.base else None,
+        "demo": ctx.model.demo,
+        "seed": ctx.seed,
+        "n": ctx.n,
+        "data": str(ctx.data) if ctx.data else None,
+        "judge_model": ctx.judge_model,
+        "suites": suites,
+        "files": {name: str(folder / name) for name in FILES},
+    }
+    write_whole(folder / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_whole(folder / "report.md", markdown(report))
+    write_whole(folder / "report.svg", svg_chart(report))
+    if ctx.model.train_folder is not None and folder.resolve() == ctx.model.train_folder.resolve():
+        record_on_card(folder, report)
+    return report
+
+
+def record_on_card(folder: Path, report: dict[str, Any]) -> None:
+    """Put the headline of each suite into the ``evals`` of the ``hegelion train`` card beside the report."""
+    card_path = folder / TRAIN_CARD
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    evals = card.get("evals") if isinstance(card.get("evals"), list) else []
+    folder_name = str(folder)
+    evals = [
+        e
+        for e in evals
+        if not (isinstance(e, dict) and e.get("report") == "report.json" and e.get("base") == report["base"])
+    ]  # a rerun replaces its entry
+    evals.append(
+        {
+            "report": "report.json",
+            "base": report["base"],
+            "created_at": report["created_at"],
+            "folder": folder_name,
+            "suites": {
+                name: {e["metric"]: {"m": e["m"]["mean"], "diff": e["diff"]} for e in suite["metrics"]}
+                for name, suite in report["suites"].items()
+            },
+        }
+    )
+    card["evals"] = evals
+    write_whole(card_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def _side(entry: dict[str, Any] | None) -> str:
+    if not entry or not entry["n"]:
+        return "–"
+    return f"{_num(entry['mean'])} [{_num(entry['low'])}, {_num(entry['high'])}]"
+
+
+def _diff(diff: dict[str, Any] | None) -> str:
+    if not diff:
+        return "–"
+    against = f" (vs {diff['against']:g})" if "against" in diff else ""
+    p = f", McNemar p={diff['mcnemar_p']:.3g}" if diff.get("mcnemar_p") is not None else ""
+    return f"{_num(diff['mean'], 3)} [{_num(diff['low'])}, {_num(diff['high'])}]{against}: {diff['verdict']}{p}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    base = f"`{report['base']}`" if report["base"] else "none (M alone)"
+    lines = [
+        f"# Evaluation of `{report['model']}`",
+        "",
+        f"- Base (M0): {base}",
+        f"- Seed {report['seed']}, n {report['n'] or 'all'}, {report['created_at']}, hegelion-dspy "
+        f"{report['hegelion_dspy']}"
+        + (" — a demo model: this proves the machinery, not an effect" if report["demo"] else ""),
+        "- Intervals: paired bootstrap 95% (2,000 resamples). A difference whose interval holds 0 is reported as "
+        f'"{NO_DIFFERENCE}".',
+        "",
+    ]
+    for name, suite in report["suites"].items():
+        lines += [f"## {name}", "", "| metric | M | M0 | M − M0 (95% CI) |", "| --- | --- | --- | --- |"]
+        for entry in suite["metrics"]:
+            lines.append(f"| {entry['metric']} | {_side(entry['m'])} | {_side(entry['m0'])} | {_diff(entry['diff'])} |")
+        counts = ", ".join(f"{k}: {v}" for k, v in suite["counts"].items())
+        lines += ["", f"Counts: {counts}.", ""]
+        for entry in suite["metrics"]:
+            if entry.get("about"):
+                lines.append(f"- *{entry['metric']}*: {entry['about']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+_ROW, _LEFT, _WIDTH, _PLOT = 34, 380, 900, 440
+
+
+def _bar(out: list[str], entry: dict[str, Any] | None, y: float, scale: Any, colour: str) -> None:
+    if not entry or not entry["n"] or math.isnan(entry["mean"]):
+        return
+    x0, x1, xm = scale(entry["low"]), scale(entry["high"]), scale(entry["mean"])
+    out.append(f'<line x1="{x0:.1f}" y1="{y:.1f}" x2="{x1:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>')
+    out.append(f'<circle cx="{xm:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
+
+
+def svg_chart(report: dict[str, Any]) -> str:
+    """One row per metric: M (blue) and M0 (grey) with their 95% intervals, on the metric's own axis."""
+    rows = [(name, e) for name, suite in report["suites"].items() for e in suite["metrics"]]
+    height = 60 + _ROW * max(1, len(rows))
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        f'<text x="10" y="18" font-size="13">{escape(report["model"])} (blue) vs {escape(str(report["base"]))} '
+        "(grey), 95% intervals</text>",
+    ]
+    for i, (suite, entry) in enumerate(rows):
+        y = 44 + i * _ROW
+        sides = [s for s in (entry["m"], entry["m0"]) if s and s["n"] and not math.isnan(s["mean"])]
+        values = [v for s in sides for v in (s["low"], s["high"])] + [0.0]
+        low, high = min(values), max(values)
+        if high - low < 1e-9:
+            low, high = low - 0.5, high + 0.5
+
+        def scale(v: float, low: float = low, high: float = high) -> float:
+            return _LEFT + (v - low) / (high - low) * _PLOT
+
+        label = escape(f"{suite}: {entry['metric']}"[:60])
+        out.append(f'<text x="10" y="{y + 4}">{label}</text>')
+        out.append(f'<line x1="{_LEFT}" y1="{y + 12}" x2="{_LEFT + _PLOT}" y2="{y + 12}" stroke="#ccc"/>')
+        zero = scale(0.0)
+        out.append(
+            f'<line x1="{zero:.1f}" y1="{y - 8}" x2="{zero:.1f}" y2="{y + 12}" stroke="#999" stroke-dasharray="2,2"/>'
+        )
+        out.append(f'<text x="{_LEFT - 4}" y="{y + 22}" text-anchor="end" fill="#666">{low:.3g}</text>')
+        out.append(f'<text x="{_LEFT + _PLOT + 4}" y="{y + 22}" fill="#666">{high:.3g}</text>')
+        _bar(out, entry["m"], y - 3, scale, "#1f6feb")
+        _bar(out, entry["m0"], y + 5, scale, "#888")
+        verdict = entry["diff"]["verdict"] if entry.get("diff") else ""
+        out.append(f'<text x="{_LEFT + _PLOT + 40}" y="{y + 4}">{escape(verdict)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def find_reports(root: Path, *, max_depth: int = 4) -> list[Path]:
+    """The ``report.json`` files of evaluations under ``root`` (at most ``max_depth`` folders down), newest first."""
+    found: list[Path] = []
+    for depth in range(max_depth + 1):
+        for path in root.glob("/".join(["*"] * depth + ["report.json"])):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and "suites" in data and "schema_version" in data:
+                found.append(path)
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
