@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TrainError, TrainingInterrupted
+from ..lms.identity import BASE_KEY, DEMO_KEY
 from ..lms.llamacpp import env_threads
-from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, TrainBase, load_base, resolve_base
+from .bases import CARD_JSON, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
@@ -319,7 +320,7 @@ def _finish(
         emit(f"writing {card.gguf} ({outtype})")
         extra: dict[str, bool | str] = {DEMO_KEY: card.demo}
         if base.sha256:
-            extra[BASE_SHA256_KEY] = base.sha256
+            extra[BASE_KEY] = base.sha256
         write_gguf(staging, staging / card.gguf, outtype=outtype, extra=extra)
     card.files = {p.name: _size(p) for p in sorted(staging.iterdir())}
     write_card(staging, card, CARD_JSON)

@@ -218,15 +218,18 @@ def test_the_hegelion_keys_are_added_to_a_gguf_file_and_keep_everything_else(tmp
     pytest.importorskip("gguf")
     from gguf import GGUFReader
 
-    from hegelion_dspy.train.bases import gguf_metadata
+    from hegelion_dspy.lms.identity import gguf_metadata
     from hegelion_dspy.train.gguf_out import add_metadata
 
     source = tiny_gguf(tmp_path / "a.gguf", **{"general.name": "tiny"})
     add_metadata(source, tmp_path / "b.gguf", {"hegelion.demo": True, "hegelion.base_sha256": "ab" * 32})
 
-    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.demo") is True
-    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.base_sha256") == "ab" * 32
-    assert gguf_metadata(tmp_path / "b.gguf", "general.name") == "tiny"
+    assert gguf_metadata(tmp_path / "b.gguf") == {
+        "general.architecture": "llama",
+        "general.name": "tiny",
+        "hegelion.demo": True,
+        "hegelion.base_sha256": "ab" * 32,
+    }
     [before], [after] = GGUFReader(source).tensors, GGUFReader(tmp_path / "b.gguf").tensors
     assert after.name == before.name and after.data.tolist() == before.data.tolist()
 
