@@ -200,7 +200,8 @@ def train_model(
     except TrainingInterrupted:
         raise
     except BaseException:
-        if last_checkpoint(work) is None:  # nothing worth keeping: leave the disk as it was
+        # nothing worth keeping (no checkpoint, no merged model in work/final): leave the disk as it was
+        if last_checkpoint(work) is None and not (work / "final").exists():
             shutil.rmtree(folder if created else work, ignore_errors=True)
         raise
 

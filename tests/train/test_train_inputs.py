@@ -5,6 +5,9 @@ else, a missing package, a base that is not there. Plus the pure parts: row shap
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -247,3 +250,18 @@ def test_a_base_trained_from_a_demo_model_is_demo(tmp_path: Path) -> None:
     (folder / "config.json").write_text("{}")
     (folder / "hegelion-model.json").write_text(json.dumps({"demo": True}))
     assert resolve_base(str(folder)).demo and resolve_base(str(folder)).kind == "folder"
+
+
+def test_a_hub_base_offline_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    rows = write_jsonl(tmp_path / "r.jsonl", [DPO_CHAT])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    hegelion = Path(sys.executable).with_name("hegelion")
+    args = [str(rows), "--base", "HuggingFaceTB/SmolLM2-135M-Instruct", "--out", str(tmp_path / "o"), "--no-gguf"]
+    done = subprocess.run(
+        [str(hegelion), "train", *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("hegelion: error: cannot load the base 'HuggingFaceTB/SmolLM2-135M-Instruct' offline")
+    assert "hf download HuggingFaceTB/SmolLM2-135M-Instruct" in line and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
