@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # DSPy reads its request-cache folder when it is imported (below): a fresh one per run, never a developer's cache.
@@ -55,3 +56,28 @@ def need(what: str, how: str) -> None:
     if os.environ.get("HEGELION_CI") == "1":
         pytest.fail(message + " (HEGELION_CI=1: .ci/run should have installed it)", pytrace=False)
     pytest.skip(message)
+
+
+def card_folders(root: Path) -> list[Path]:
+    """Folders under ``root`` that hold a dataset card (README.md) beside a data/ folder of JSONL splits."""
+    return sorted(readme.parent for readme in root.rglob("README.md") if (readme.parent / "data").is_dir())
+
+
+@pytest.fixture(autouse=True)
+def _every_card_folder_loads(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """Every dataset card folder a curate test writes must load with ``datasets.load_dataset(folder)`` (issue 21: an
+    empty split listed by the card made it raise), for the tests that export: tests/curate/ and tests/cli/. It lives
+    here, not in a conftest.py of their own: pytest imports each folder's conftest.py as the one module ``conftest``,
+    so a second one shadows ``need`` for every ``from conftest import need``."""
+    yield
+    if not {"curate", "cli"} & set(request.node.path.parts):
+        return
+    folders = card_folders(tmp_path)
+    if not folders:
+        return
+    datasets = pytest.importorskip("datasets")
+    for folder in folders:
+        splits = sorted(p.stem for p in (folder / "data").glob("*.jsonl"))
+        loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / ".hf-card-check"))
+        assert sorted(loaded) == splits, folder
+        assert all(loaded[name].num_rows > 0 for name in splits), folder

@@ -308,7 +308,12 @@ def test_a_class_or_constant_name_means_one_thing() -> None:
             names = [node.name] if isinstance(node, ast.ClassDef) else []
             if isinstance(node, ast.Assign | ast.AnnAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names = [t.id for t in targets if isinstance(t, ast.Name) and t.id.isupper() and len(t.id) > 2]
+                # a module's private constant (``_WORD``, a regex of its own) is not a twin; a private class still is
+                names = [
+                    t.id
+                    for t in targets
+                    if isinstance(t, ast.Name) and t.id.isupper() and len(t.id) > 2 and not t.id.startswith("_")
+                ]
             for name in names:
                 defined.setdefault(name, []).append(module.shown)
     twins = {name: where for name, where in defined.items() if len(where) > 1 and name not in SHARED_NAMES}

@@ -73,7 +73,7 @@ class RunContext:
         from .judge import TraceJudge
 
         spec = RunSpec.of(spec, **options)
-        manners = manners or spec.manners()
+        manners = manners or spec.call_manners()
         program = program if program is not None else spec.program
         program_path = digest = None
         if isinstance(program, (str, Path)):

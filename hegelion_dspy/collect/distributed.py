@@ -87,7 +87,7 @@ class WorkerPlan:
 
 def _worker_context(plan: WorkerPlan) -> RunContext:
     recipe = plan.recipe
-    manners = recipe.manners().share(plan.share)
+    manners = recipe.call_manners().share(plan.share)
     if plan.program_bytes is None:
         return RunContext.build(recipe, manners=manners)
     with tempfile.TemporaryDirectory(prefix="hegelion-program-") as folder:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import ConfigError, from_validation
+from ..errors import ConfigError, OptionProblem, from_validation, option
 from ..types import Mode
 
 if TYPE_CHECKING:
@@ -88,7 +88,32 @@ class RunSpec(BaseModel):
     parallel: int | None = Field(
         default=None, ge=1, description="Calls at once: a local model loads with at least this many slots."
     )
+    # a lms.manners.Manners, checked without importing it (and dspy) when none is given
+    manners: Any = Field(
+        default=None, description="All the manners of the LM calls (backoff too); instead of rpm, tpm and max_retries."
+    )
     lm: Callable[[], Any] | None = Field(default=None, exclude=True, description="A function returning the LM.")
+
+    @field_validator("manners")
+    @classmethod
+    def _is_manners(cls, value: Any) -> Any:
+        if value is not None:
+            from ..lms.manners import Manners
+
+            if not isinstance(value, Manners):
+                raise ValueError(f"expected lms.manners.Manners, got {type(value).__name__}")
+        return value
+
+    @model_validator(mode="after")
+    def _manners_once(self) -> RunSpec:
+        given = self.model_fields_set & {"rpm", "tpm", "max_retries"}
+        if self.manners is not None and given:
+            names = sorted(given)
+            raise OptionProblem(
+                f"{option('manners')} includes {', '.join(option(n) for n in names)}; give one or the other",
+                options=("manners", *names),
+            )
+        return self
 
     @field_validator("api_base", mode="before")
     @classmethod
@@ -109,11 +134,12 @@ class RunSpec(BaseModel):
         except ValidationError as exc:
             raise from_validation(exc, source="option", error=ConfigError) from None
 
-    def manners(self) -> Manners:
-        """The manners of the run's LM calls (rate limits, retries)."""
+    def call_manners(self) -> Manners:
+        """The manners of the run's LM calls: ``manners``, else rate limits and retries from rpm, tpm, max_retries."""
         from ..lms.manners import Manners
 
-        return Manners(rpm=self.rpm, tpm=self.tpm, max_retries=self.max_retries)
+        given: Manners | None = self.manners
+        return given or Manners(rpm=self.rpm, tpm=self.tpm, max_retries=self.max_retries)
 
 
 RunRecipe = RunSpec  # its name before the run options were declared once

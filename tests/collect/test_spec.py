@@ -17,8 +17,8 @@ from hegelion_dspy.errors import ConfigError
 from hegelion_dspy.lms.manners import PoliteLM
 
 RUN_ONLY = {"ctx", "store", "source", "on_step"}  # run_dialectic's own options
-LIVE_OBJECTS = {"adapter", "manners"}  # RunContext.build's objects that are no RunSpec field
-NOT_FLAGS = {"lm", "mode", "parallel"}  # a function; --coding; -j
+LIVE_OBJECTS = {"adapter"}  # RunContext.build's objects that are no RunSpec field
+NOT_FLAGS = {"lm", "mode", "parallel", "manners"}  # a function; --coding; -j; an object (--rpm, --tpm, --max-retries)
 
 
 def test_run_dialectic_takes_every_run_spec_field_and_nothing_else_undeclared() -> None:
@@ -59,3 +59,15 @@ def test_the_context_is_built_from_the_spec_with_its_manners() -> None:
     assert (ctx.program.mode, ctx.program.iterations) == ("coding", 2)
     assert ctx.judge is None
     assert RunContext.build(RunSpec(model="scripted", judge=True)).judge is not None
+
+
+def test_manners_are_given_whole_or_by_rpm_tpm_and_max_retries_not_both() -> None:
+    from hegelion_dspy.lms.manners import Manners
+
+    whole = Manners(rpm=3000, backoff=2.0)
+    assert RunSpec(model="scripted", manners=whole).call_manners() is whole
+    with pytest.raises(ConfigError) as caught:
+        RunSpec.of(manners=whole, rpm=10)
+    assert as_flags(str(caught.value), caught.value.options) == "--manners includes --rpm; give one or the other"
+    with pytest.raises(ConfigError, match=r"expected lms\.manners\.Manners, got dict"):
+        RunSpec.of(manners={"rpm": 1})
