@@ -3,14 +3,13 @@
 """
 
 from .api import TrainedModel, check_packages, train_model
-from .bases import CARD_JSON, DEMO_KEY, TrainBase, resolve_base
+from .bases import CARD_JSON, TrainBase, resolve_base
 from .card import ModelCard, read_card
 from .data import TrainingData, load_training_data
 from .trainer import TrainSettings
 
 __all__ = [
     "CARD_JSON",
-    "DEMO_KEY",
     "ModelCard",
     "TrainBase",
     "TrainSettings",

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import TrainError, TrainingInterrupted
+from ..lms.identity import BASE_KEY, DEMO_KEY
 from ..lms.llamacpp import env_threads
-from .bases import BASE_SHA256_KEY, CARD_JSON, DEMO_KEY, TrainBase, load_base, resolve_base
+from .bases import CARD_JSON, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
@@ -199,7 +200,8 @@ def train_model(
     except TrainingInterrupted:
         raise
     except BaseException:
-        if last_checkpoint(work) is None:  # nothing worth keeping: leave the disk as it was
+        # nothing worth keeping (no checkpoint, no merged model in work/final): leave the disk as it was
+        if last_checkpoint(work) is None and not (work / "final").exists():
             shutil.rmtree(folder if created else work, ignore_errors=True)
         raise
 
@@ -319,7 +321,7 @@ def _finish(
         emit(f"writing {card.gguf} ({outtype})")
         extra: dict[str, bool | str] = {DEMO_KEY: card.demo}
         if base.sha256:
-            extra[BASE_SHA256_KEY] = base.sha256
+            extra[BASE_KEY] = base.sha256
         write_gguf(staging, staging / card.gguf, outtype=outtype, extra=extra)
     card.files = {p.name: _size(p) for p in sorted(staging.iterdir())}
     write_card(staging, card, CARD_JSON)

@@ -6,26 +6,25 @@ needs ``gguf``); such a model refuses ``save_pretrained`` ("quantized with gguf 
 rebuilt ``from_config`` without its ``quantization_config`` and given the loaded weights, which saves fine (checked
 with transformers 5.24 on the shipped SmolLM2-135M Q4_1 file).
 
-A base is ``demo`` when it is the shipped model (its file or its bytes), a GGUF whose metadata says ``hegelion.demo``,
-or a ``hegelion train`` folder whose card says demo: a model trained from a demo model stays demo.
+A base is ``demo`` when lms/identity.py says its GGUF file is (the shipped file by its bytes, or metadata
+``hegelion.demo`` / ``hegelion.base_sha256`` saying it was trained from one), or it is a ``hegelion train`` folder whose
+card says demo: a model trained from a demo model stays demo.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError, TrainError
+from ..errors import TrainError
 from ..lms.embedded import EMBEDDED_MODEL, locate_gguf
+from ..lms.identity import file_identity
 from ..lms.llamacpp import GGUF_PREFIX, check_gguf
 
 CARD_JSON = "hegelion-model.json"  # the model card's data, beside model.gguf (train/card.py writes it)
-DEMO_KEY = "hegelion.demo"  # GGUF metadata: a model trained (at any remove) from a demo model, or on demo traces
-BASE_SHA256_KEY = "hegelion.base_sha256"  # GGUF metadata: the sha256 of the base GGUF file, when there was one
 
 Kind = Literal["embedded", "gguf", "folder", "hub"]
 
@@ -54,22 +53,6 @@ class TrainBase:
         return str(self.folder) if self.kind == "folder" else str(self.hub_id)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def gguf_metadata(path: Path, key: str) -> Any:
-    """The value of metadata ``key`` in the GGUF file at ``path`` (None when absent); needs the ``gguf`` package."""
-    from gguf import GGUFReader
-
-    field = GGUFReader(path).get_field(key)
-    return field.contents() if field is not None else None
-
-
 def card_says_demo(folder: Path) -> bool:
     """Whether ``folder`` holds a ``hegelion train`` card that says demo."""
     card = folder / CARD_JSON
@@ -81,18 +64,13 @@ def card_says_demo(folder: Path) -> bool:
         return False
 
 
-def _shipped_sha256() -> str | None:
-    try:
-        return sha256_file(locate_gguf())
-    except ConfigError:
-        return None
-
-
 def _gguf_base(spec: str, path: Path, *, embedded: bool) -> TrainBase:
-    sha = sha256_file(path)
-    demo = embedded or bool(gguf_metadata(path, DEMO_KEY)) or card_says_demo(path.parent) or sha == _shipped_sha256()
+    identity = file_identity(path, shipped=embedded)
+    if identity is None:
+        raise TrainError(f"base {spec!r}: cannot read the GGUF file {str(path)!r}; is it a complete GGUF file?")
+    demo = embedded or identity.demo or card_says_demo(path.parent)
     kind: Kind = "embedded" if embedded else "gguf"
-    return TrainBase(spec, kind, folder=path.parent, gguf_file=path.name, sha256=sha, demo=demo)
+    return TrainBase(spec, kind, folder=path.parent, gguf_file=path.name, sha256=identity.sha256, demo=demo)
 
 
 def resolve_base(spec: str) -> TrainBase:

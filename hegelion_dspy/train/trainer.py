@@ -132,7 +132,7 @@ def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[Any]:
             if step % every and step != total:
                 return
             rate = (step - self.first_step) / max(time.perf_counter() - self.started, 1e-9)
-            left = (total - step) / rate if rate else 0.0
+            left = max(total - step, 0) / rate if rate else 0.0
             emit(f"step {step}/{total}  loss {logs['loss']:.4f}  {rate:.2f} steps/s  {left:.0f} s left")
 
     class CheckpointOnStop(TrainerCallback):

@@ -5,6 +5,9 @@ else, a missing package, a base that is not there. Plus the pure parts: row shap
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,15 +221,18 @@ def test_the_hegelion_keys_are_added_to_a_gguf_file_and_keep_everything_else(tmp
     pytest.importorskip("gguf")
     from gguf import GGUFReader
 
-    from hegelion_dspy.train.bases import gguf_metadata
+    from hegelion_dspy.lms.identity import gguf_metadata
     from hegelion_dspy.train.gguf_out import add_metadata
 
     source = tiny_gguf(tmp_path / "a.gguf", **{"general.name": "tiny"})
     add_metadata(source, tmp_path / "b.gguf", {"hegelion.demo": True, "hegelion.base_sha256": "ab" * 32})
 
-    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.demo") is True
-    assert gguf_metadata(tmp_path / "b.gguf", "hegelion.base_sha256") == "ab" * 32
-    assert gguf_metadata(tmp_path / "b.gguf", "general.name") == "tiny"
+    assert gguf_metadata(tmp_path / "b.gguf") == {
+        "general.architecture": "llama",
+        "general.name": "tiny",
+        "hegelion.demo": True,
+        "hegelion.base_sha256": "ab" * 32,
+    }
     [before], [after] = GGUFReader(source).tensors, GGUFReader(tmp_path / "b.gguf").tensors
     assert after.name == before.name and after.data.tolist() == before.data.tolist()
 
@@ -244,3 +250,18 @@ def test_a_base_trained_from_a_demo_model_is_demo(tmp_path: Path) -> None:
     (folder / "config.json").write_text("{}")
     (folder / "hegelion-model.json").write_text(json.dumps({"demo": True}))
     assert resolve_base(str(folder)).demo and resolve_base(str(folder)).kind == "folder"
+
+
+def test_a_hub_base_offline_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    rows = write_jsonl(tmp_path / "r.jsonl", [DPO_CHAT])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    hegelion = Path(sys.executable).with_name("hegelion")
+    args = [str(rows), "--base", "HuggingFaceTB/SmolLM2-135M-Instruct", "--out", str(tmp_path / "o"), "--no-gguf"]
+    done = subprocess.run(
+        [str(hegelion), "train", *args], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("hegelion: error: cannot load the base 'HuggingFaceTB/SmolLM2-135M-Instruct' offline")
+    assert "hf download HuggingFaceTB/SmolLM2-135M-Instruct" in line and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -82,28 +82,29 @@ def test_dpo_on_the_embedded_model_writes_a_gguf_that_llama_cpp_runs_as_demo(dpo
     assert card["files"]["model.gguf"] == (out / "model.gguf").stat().st_size
     assert "- demo" in (out / "README.md").read_text() and (out / "loss.svg").read_text().startswith("<svg")
 
+    from hegelion_dspy.lms.identity import gguf_metadata
     from hegelion_dspy.lms.llamacpp import runtime_for
-    from hegelion_dspy.train.bases import gguf_metadata
 
-    assert gguf_metadata(out / "model.gguf", "hegelion.demo") is True
-    assert gguf_metadata(out / "model.gguf", "hegelion.base_sha256") == card["base"]["sha256"]
+    metadata = gguf_metadata(out / "model.gguf")
+    assert metadata["hegelion.demo"] is True and metadata["hegelion.base_sha256"] == card["base"]["sha256"]
     runtime = runtime_for(out / "model.gguf", threads=1)
     reply = runtime.chat([{"role": "user", "content": "What is the capital of France?"}], max_tokens=16)
     assert reply.text.strip() and reply.completion_tokens
 
-    if importlib.util.find_spec("hegelion_dspy.lms.identity") is not None:  # demo follows model identity (newcomer)
-        log = tmp_path / "traces.jsonl"
-        question = ["run", "What is 2+2?", "--model", f"gguf:{out / 'model.gguf'}", "--max-tokens", "16"]
-        run = subprocess.run(
-            [str(HEGELION), *question, "--log-file", str(log)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr
-        [trace] = [json.loads(line) for line in log.read_text().splitlines()]
-        assert trace["status"] == "ok" and trace["model"] == f"gguf:{out / 'model.gguf'}" and trace["demo"] is True
+    # hegelion run on the trained file: lms/identity.py reads hegelion.demo, so its trace is demo
+    log = tmp_path / "traces.jsonl"
+    question = ["run", "What is 2+2?", "--model", f"gguf:{out / 'model.gguf'}", "--max-tokens", "16"]
+    run = subprocess.run(
+        [str(HEGELION), *question, "--log-file", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    [trace] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert trace["status"] == "ok" and trace["model"] == f"gguf:{out / 'model.gguf'}" and trace["demo"] is True
+    assert "hegelion.demo" in trace["model_identity"]["demo_reason"]
 
     again = hegelion_train(str(dpo_folder), "--base", "embedded", "--out", str(out), "--steps", "2", *QUICK)
     assert again.returncode == 0 and "already holds this model; nothing to train" in again.stderr
