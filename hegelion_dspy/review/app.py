@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
-from ..curate.selection import TraceFilter
+from ..curate.selection import Keep, TraceFilter
 from ..curate.verdict import example_pair, judged_examples
 from ..errors import InvalidTraceError
 from ..review.index import PairView, TraceIndex, TraceQuery
@@ -69,6 +69,7 @@ class ReviewConfig:
     min_chars: int = 0
     min_score: float | None = None
     reviewed_only: bool = False
+    keep: Keep = "best"
     labeller: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     index_path: Path | None = None
@@ -403,7 +404,7 @@ def _rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, i
         trace_reason = "no_score"
     elif config.min_score is not None and record.score is not None and record.score < config.min_score:
         trace_reason = "below_min_score"
-    earlier = index.has_earlier_task(record.id) if record.ok else None
+    earlier = index.kept_instead(record.id, keep=config.keep, min_score=config.min_score) if record.ok else None
 
     def label_of(trace_id: str, pair: str) -> Label | None:
         return labels.get(pair)
