@@ -14,7 +14,7 @@ from ...store import normalize_task, parse_line
 from ...types import TraceRecord
 from .model import TraceRow
 
-BATCH_LINES = 2000
+BATCH_LINES = 500  # per write transaction: a label waits for at most one batch of the log
 PREVIEW_CHARS = 240
 ERROR_CHARS = 300
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .ingest import reset
 
 HEAD_BYTES = 4096
-CHUNK_BYTES = 8 << 20
+CHUNK_BYTES = 2 << 20  # read per batch (a longer line is read whole)
 
 # Indexes the complete lines of a chunk starting at (offset, lines); returns the bytes and lines it consumed.
 Indexer = Callable[[sqlite3.Connection, bytes, int, int], tuple[int, int]]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from ...curate.labels import Label, labels_path
 from ...curate.selection import Keep, TraceFilter, keep_rank, outranks
+from ...errors import InvalidTraceError
 from ...store import parse_line
 from ...types import TraceRecord
-from .ingest import index_labels, index_traces
+from .ingest import index_labels, index_traces, trace_row
 from .model import (
     EVERY_TRACE,
     FIRST_LAST,
@@ -24,15 +25,18 @@ from .model import (
     Page,
     PairView,
     TraceQuery,
+    TraceRow,
     TraceSummary,
 )
 from .schema import index_path, open_index
 from .stats import DatasetShape, dataset_shape
 from .sync import Indexer, sync_file
+from .tail import complete_end, lines_backwards, lines_with_id
 from .where import filter_where, query_where, review_counts
 
 FACET_NAMES = ("status", "model", "mode", "source", "tag", "demo")
 MAX_FACET_VALUES = 200
+TAIL_LINES = 2000  # how far back the newest traces are looked for in the log while it is first indexed
 
 
 class TraceIndex:
@@ -186,6 +190,48 @@ class TraceIndex:
             os.close(fd)
         return parse_line(raw.rstrip(b"\r"), self.log_path, lineno)
 
+    def read_unindexed(self, trace_id: str) -> TraceRecord | None:
+        """The trace with this id from the part of the log the index has not read yet (its last line there), read
+        from the log backwards; None when it is not there. What a trace page shows while a big log is indexed."""
+        indexed = self.state().indexed_bytes
+        fd = os.open(self.log_path, os.O_RDONLY)
+        try:
+            end = complete_end(fd, os.fstat(fd).st_size)
+            for _, raw in lines_with_id(fd, min(indexed, end), end, trace_id):
+                with contextlib.suppress(InvalidTraceError):  # listed with its reason once indexed
+                    record = parse_line(raw.rstrip(b"\r"), self.log_path, 0)
+                    if record.id == trace_id:
+                        return record
+        finally:
+            os.close(fd)
+        return None
+
+    def newest_from_log(self, n: int = 50, *, view: PairView = FIRST_LAST) -> list[TraceSummary]:
+        """The newest ``n`` traces as they stand at the end of the log (demo traces and invalid lines left out, as
+        the default list does), without the index: the first page while a big log is indexed. Reads back at most
+        ``TAIL_LINES`` lines."""
+        items: list[TraceSummary] = []
+        try:
+            fd = os.open(self.log_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return items
+        try:
+            lines = lines_backwards(fd, 0, complete_end(fd, os.fstat(fd).st_size))
+            for (offset, raw), _ in zip(lines, range(TAIL_LINES), strict=False):
+                try:
+                    record = parse_line(raw.rstrip(b"\r"), self.log_path, 0)
+                except InvalidTraceError:
+                    continue
+                if not record.demo:
+                    items.append(_tail_summary(trace_row(record, 0, offset, len(raw), 0), record, view))
+                if len(items) == n:
+                    break
+        finally:
+            os.close(fd)
+        with self._reader() as conn:
+            _fill_decisions(conn, items)
+        return items
+
     def kept_instead(
         self,
         trace_id: str,
@@ -238,6 +284,14 @@ class TraceIndex:
             return dict(conn.execute("SELECT pair, version FROM labels WHERE trace_id = ?", (trace_id,)).fetchall())
 
 
+def _tail_summary(row: TraceRow, record: TraceRecord, view: PairView) -> TraceSummary:
+    fields = row._asdict()
+    summary = TraceSummary(**{name: fields[name] for name in SUMMARY_COLUMNS}, tags=list(record.tags))
+    if record.ok:  # the pairs it has under the view, as ``where.review_counts`` counts them
+        summary.needed = len(view.steps) * (len(record.rounds) if view.pairs == "rounds" else 1)
+    return summary
+
+
 def _fill(conn: sqlite3.Connection, items: list[TraceSummary]) -> None:
     """Add each list row's tags and its pairs' decisions."""
     if not items:
@@ -246,6 +300,10 @@ def _fill(conn: sqlite3.Connection, items: list[TraceSummary]) -> None:
     marks = ", ".join("?" * len(by_seq))
     for seq, tag in conn.execute(f"SELECT seq, tag FROM tags WHERE seq IN ({marks})", list(by_seq)):
         by_seq[seq].tags.append(tag)
+    _fill_decisions(conn, items)
+
+
+def _fill_decisions(conn: sqlite3.Connection, items: list[TraceSummary]) -> None:
     by_id: dict[str, list[TraceSummary]] = {}
     for item in items:
         if item.id is not None:
