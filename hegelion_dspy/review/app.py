@@ -140,6 +140,7 @@ class Pages:
             judge=judge if isinstance(judge, dict) else None,
             judge_error=record.metadata.get("judge_error"),
             extra=views.extra_fields(record),
+            flags=views.flags(record),
         )
 
     async def label(self, request: Request) -> Response:

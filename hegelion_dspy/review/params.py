@@ -11,17 +11,19 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 
 from ..curate.labels import DECISIONS, Label, parse_pair
+from ..curate.quality import FLAGS
 from ..curate.selection import TraceFilter
 from ..types import TraceRecord
 from .index import TraceQuery
 
 STATUSES = ("ok", "failed", "invalid")
 REVIEWED = ("yes", "no")
+FLAG_CHOICES = (*FLAGS, "any", "none")  # a quality flag, any of them, or none
 MAX_PARAM_CHARS = 500
 MAX_PAGE_DIGITS = 30  # any page number up to 10**30 means "the last page"; longer is no page number
 LIST_PARAMS = (
     "status", "model", "exclude_model", "mode", "source", "tag", "exclude_tag", "since", "until", "include_demo",
-    "min_score", "max_score", "reviewed", "q",
+    "min_score", "max_score", "reviewed", "q", "flag",
 )  # fmt: skip
 # URL parameters that are TraceFilter fields (the library's filter, shared with exports), by their field name.
 FILTER_PARAMS = {
@@ -97,6 +99,9 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
     reviewed = raw.get("reviewed")
     if reviewed is not None and reviewed not in REVIEWED:
         raise BadRequest(f"reviewed {reviewed[:40]!r} is not 'yes' or 'no'")
+    flag = raw.get("flag")
+    if flag is not None and flag not in FLAG_CHOICES:
+        raise BadRequest(f"flag {flag[:40]!r} is not one of {', '.join(FLAG_CHOICES)}")
     page = parse_page(raw.pop("page", "1"))
     for name in LIST_PARAMS:
         if len(raw.get(name, "")) > MAX_PARAM_CHARS:
@@ -110,6 +115,7 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
         max_score=scores.get("max_score"),
         reviewed=reviewed,  # type: ignore[arg-type]
         text=raw.get("q", ""),
+        flag=flag,
     )
     return ListParams(query=query, page=page, raw=raw)
 

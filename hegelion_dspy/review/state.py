@@ -33,18 +33,23 @@ class ReviewState:
         Labels are synced only when the sidecar changed: a sync takes the index's write lock, which a background
         batch of the log holds for a moment."""
         state = self.index.state()
-        if state.complete:
+        if state.complete and not state.flags_pending:
             return state
         behind = (state.log_bytes - state.indexed_bytes) + (state.labels_bytes - state.indexed_label_bytes)
         if behind <= INLINE_SYNC_BYTES and not self.catching_up:
-            return self.index.sync()
+            state = self.index.sync(flags=False)  # quality flags cost more than indexing: in the background
+            if not state.flags_pending:
+                return state
+        self._start_catch_up()
+        if state.labels_bytes != state.indexed_label_bytes:
+            return self.index.sync(log=False)  # labels are small: always current
+        return state
+
+    def _start_catch_up(self) -> None:
         with self._lock:
             if not self.catching_up:
                 self._catching_up = threading.Thread(target=self._catch_up, name="hegelion-review-index", daemon=True)
                 self._catching_up.start()
-        if state.labels_bytes != state.indexed_label_bytes:
-            return self.index.sync(log=False)  # labels are small: always current
-        return state
 
     @property
     def catching_up(self) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
+from ..curate.quality import flags_of
 from ..curate.verdict import example_pair, judged_examples
 from ..types import TraceRecord
 from .config import ReviewConfig
@@ -100,6 +101,11 @@ def totals(record: TraceRecord) -> dict[str, Any]:
             cost += getattr(usage, "cost_usd", None) or 0.0
     total_cost = getattr(record, "cost_usd", None)
     return {"seconds": seconds, "tokens": tokens, "cost": total_cost if total_cost is not None else (cost or None)}
+
+
+def flags(record: TraceRecord) -> list[str]:
+    """The trace's quality flags: stored, or computed for a trace written without them (``curate.quality``)."""
+    return flags_of(record)
 
 
 def extra_fields(record: TraceRecord) -> dict[str, Any]:

@@ -41,6 +41,7 @@ def trace_row(record: TraceRecord, seq: int, offset: int, length: int, lineno: i
         same_thesis=int(first is not None and synthesis == first.thesis.strip()),
         same_antithesis=int(first is not None and synthesis == first.antithesis.strip()),
         task_key=task_key(record.task), task=record.task[:PREVIEW_CHARS], error=error, demo=int(record.demo),
+        flags=None if record.flags is None else " ".join(record.flags),  # None: computed later (flags.py)
     )  # fmt: skip
 
 
@@ -49,7 +50,7 @@ def invalid_row(reason: str, seq: int, offset: int, length: int, lineno: int, cr
     return TraceRow(
         seq=seq, offset=offset, length=length, lineno=lineno, id=None, created=created, status="invalid", model=None,
         mode=None, source=None, score=None, rounds=0, contradictions=0, thesis_chars=0, synthesis_chars=0,
-        same_thesis=0, same_antithesis=0, task_key=None, task="", error=reason[:ERROR_CHARS], demo=0,
+        same_thesis=0, same_antithesis=0, task_key=None, task="", error=reason[:ERROR_CHARS], demo=0, flags="",
     )  # fmt: skip
 
 
@@ -74,6 +75,7 @@ def index_traces(conn: sqlite3.Connection, log_path: Path, chunk: bytes, offset:
     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM traces").fetchone()[0]
     rows: list[TraceRow] = []
     tags: list[tuple[int, str]] = []
+    flags: list[tuple[int, str]] = []
     bodies: list[tuple[int, str]] = []
     pos = counted = 0
     while pos < len(chunk) and len(rows) < BATCH_LINES:
@@ -91,20 +93,25 @@ def index_traces(conn: sqlite3.Connection, log_path: Path, chunk: bytes, offset:
             created = rows[-1].created if rows else _last_created(conn)
             rows.append(invalid_row(exc.reason, seq, line_offset, length, lineno, created))
             continue
-        rows.append(trace_row(record, seq, line_offset, length, lineno))
+        row = trace_row(record, seq, line_offset, length, lineno)
+        rows.append(row)
         tags += [(seq, tag) for tag in record.tags]
+        flags += [(seq, flag) for flag in (row.flags or "").split()]
         bodies.append((seq, record_body(record)))
     conn.executemany(f"INSERT INTO traces VALUES ({', '.join('?' * len(TraceRow._fields))})", rows)
     conn.executemany("INSERT INTO tags(seq, tag) VALUES (?, ?)", tags)
+    conn.executemany("INSERT INTO flags(seq, flag) VALUES (?, ?)", flags)
     conn.executemany(
         "INSERT INTO facets(name, value, n) VALUES (?, ?, ?) ON CONFLICT(name, value) DO UPDATE SET n = n + excluded.n",
-        [(name, value, n) for (name, value), n in _facet_counts(rows, tags).items()],
+        [(name, value, n) for (name, value), n in _facet_counts(rows, tags, flags).items()],
     )
     conn.executemany("INSERT INTO texts(rowid, body) VALUES (?, ?)", bodies)
     return pos, counted
 
 
-def _facet_counts(rows: list[TraceRow], tags: list[tuple[int, str]]) -> dict[tuple[str, str], int]:
+def _facet_counts(
+    rows: list[TraceRow], tags: list[tuple[int, str]], flags: list[tuple[int, str]]
+) -> dict[tuple[str, str], int]:
     counts: dict[tuple[str, str], int] = {}
     for row in rows:
         for name, value in (("status", row.status), ("model", row.model), ("mode", row.mode), ("source", row.source)):
@@ -112,8 +119,9 @@ def _facet_counts(rows: list[TraceRow], tags: list[tuple[int, str]]) -> dict[tup
                 counts[(name, value)] = counts.get((name, value), 0) + 1
         if row.demo:
             counts[("demo", "demo")] = counts.get(("demo", "demo"), 0) + 1
-    for _, tag in tags:
-        counts[("tag", tag)] = counts.get(("tag", tag), 0) + 1
+    for kind, pairs in (("tag", tags), ("flag", flags)):
+        for _, value in pairs:
+            counts[(kind, value)] = counts.get((kind, value), 0) + 1
     return counts
 
 
@@ -153,6 +161,7 @@ def reset(conn: sqlite3.Connection, name: str) -> None:
     if name == "log":
         conn.execute("DELETE FROM traces")
         conn.execute("DELETE FROM tags")
+        conn.execute("DELETE FROM flags")
         conn.execute("DELETE FROM facets")
         conn.execute("INSERT INTO texts(texts) VALUES ('delete-all')")
     else:

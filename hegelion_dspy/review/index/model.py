@@ -48,6 +48,7 @@ class TraceQuery:
     max_score: float | None = None
     reviewed: Reviewed | None = None
     text: str = ""
+    flag: str | None = None  # a quality flag (curate.quality.FLAGS) the trace carries, or "any" / "none"
 
     @property
     def everything(self) -> bool:
@@ -83,6 +84,9 @@ class TraceRow(NamedTuple):
     task: str  # a preview of the task
     error: str | None
     demo: int
+    # The quality flags (``curate.quality.flags_of``), space-separated, "" for none; None until computed (a trace
+    # written without them: a deferred pass computes them, ``flags.fill_flags``).
+    flags: str | None
 
 
 TRACE_COLUMNS = TraceRow._fields
@@ -105,6 +109,7 @@ class TraceSummary:
     contradictions: int
     task: str
     error: str | None
+    flags: str | None = ""
     decided: int = 0
     needed: int = 0
     tags: list[str] = field(default_factory=list)
@@ -114,10 +119,14 @@ class TraceSummary:
     def reviewed(self) -> bool:
         return self.needed > 0 and self.decided >= self.needed
 
+    @property
+    def flag_list(self) -> list[str]:
+        return self.flags.split() if self.flags else []
+
 
 # The columns a list row reads from ``traces t`` (then decided and needed, computed per view).
 SUMMARY_COLUMNS = ("seq", "lineno", "id", "created", "status", "model", "mode", "source", "score", "rounds",
-                   "contradictions", "task", "error")  # fmt: skip
+                   "contradictions", "task", "error", "flags")  # fmt: skip
 
 
 @dataclass
@@ -142,6 +151,7 @@ class IndexState:
     lines: int
     labels_bytes: int
     indexed_label_bytes: int
+    flags_pending: int = 0  # traces whose quality flags are still to be computed
 
     @property
     def complete(self) -> bool:

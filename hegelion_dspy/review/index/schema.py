@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-INDEX_VERSION = 5  # 5: labels carry their pair's version
+INDEX_VERSION = 6  # 5: labels carry their pair's version; 6: quality flags
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -32,17 +32,21 @@ CREATE TABLE IF NOT EXISTS traces(
     task_key INTEGER,
     task TEXT NOT NULL,
     error TEXT,
-    demo INTEGER NOT NULL
+    demo INTEGER NOT NULL,
+    flags TEXT
 );
 CREATE INDEX IF NOT EXISTS traces_order ON traces(created, seq);
 CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
 CREATE INDEX IF NOT EXISTS traces_task ON traces(task_key, seq);
 CREATE INDEX IF NOT EXISTS traces_status ON traces(status, created, seq);
 CREATE INDEX IF NOT EXISTS traces_demo ON traces(demo, created, seq);
+CREATE INDEX IF NOT EXISTS traces_unflagged ON traces(seq) WHERE flags IS NULL;
 CREATE TABLE IF NOT EXISTS facets(name TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL,
                                   PRIMARY KEY(name, value));
 CREATE TABLE IF NOT EXISTS tags(seq INTEGER NOT NULL, tag TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tags_tag ON tags(tag, seq);
+CREATE TABLE IF NOT EXISTS flags(seq INTEGER NOT NULL, flag TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS flags_flag ON flags(flag, seq);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(body, content='', detail=none);
 CREATE TABLE IF NOT EXISTS labels(
     trace_id TEXT NOT NULL,

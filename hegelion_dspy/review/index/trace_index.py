@@ -14,6 +14,7 @@ from ...curate.selection import Keep, TraceFilter, keep_rank, outranks
 from ...errors import InvalidTraceError
 from ...store import parse_line
 from ...types import TraceRecord
+from .flags import fill_flags
 from .ingest import index_labels, index_traces, trace_row
 from .model import (
     EVERY_TRACE,
@@ -34,7 +35,7 @@ from .sync import Indexer, sync_file
 from .tail import complete_end, lines_backwards, lines_with_id
 from .where import filter_where, query_where, review_counts
 
-FACET_NAMES = ("status", "model", "mode", "source", "tag", "demo")
+FACET_NAMES = ("status", "model", "mode", "source", "tag", "demo", "flag")
 MAX_FACET_VALUES = 200
 TAIL_LINES = 2000  # how far back the newest traces are looked for in the log while it is first indexed
 
@@ -72,16 +73,21 @@ class TraceIndex:
         """How much of the log and the labels the index has read (cheap: two stats and one query)."""
         with self._reader() as conn:
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            pending = conn.execute("SELECT count(*) FROM traces WHERE flags IS NULL").fetchone()[0]
         return IndexState(
             log_bytes=_size(self.log_path),
             indexed_bytes=int(meta.get("log.offset", 0)),
             lines=int(meta.get("log.lines", 0)),
             labels_bytes=_size(self.labels_path),
             indexed_label_bytes=int(meta.get("labels.offset", 0)),
+            flags_pending=pending,
         )
 
-    def sync(self, *, seconds: float | None = None, log: bool = True, labels: bool = True) -> IndexState:
-        """Index what was appended to the log and the labels since the last sync; returns the new state.
+    def sync(
+        self, *, seconds: float | None = None, log: bool = True, labels: bool = True, flags: bool = True
+    ) -> IndexState:
+        """Index what was appended to the log and the labels since the last sync; returns the new state. With
+        ``flags``, then compute the quality flags the log's lines do not carry (``fill_flags``).
 
         ``seconds`` bounds the time spent on the log (the rest is indexed by the next call). Another thread or process
         may be syncing the same index: SQLite serialises the writers, one batch at a time, and each continues from
@@ -96,7 +102,36 @@ class TraceIndex:
             self._sync("log", self.log_path, traces, seconds)
         if labels:
             self._sync("labels", self.labels_path, index_labels, None)
+        if log and flags:
+            self.fill_flags()
         return self.state()
+
+    def fill_flags(self) -> int:
+        """Compute the quality flags of every indexed trace that has none yet (``flags.fill_flags``), a batch per
+        write transaction. Returns how many were computed."""
+        done = 0
+        with self._sync_locks["log"]:
+            conn = open_index(self.path)
+            try:
+                fd = os.open(self.log_path, os.O_RDONLY)
+            except FileNotFoundError:
+                conn.close()
+                return done
+            try:
+                while True:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        batch = fill_flags(conn, fd, self.log_path)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    done += batch
+                    if not batch:
+                        return done
+            finally:
+                os.close(fd)
+                conn.close()
 
     def _sync(self, name: str, path: Path, index: Indexer, seconds: float | None) -> None:
         with self._sync_locks[name]:

@@ -81,6 +81,13 @@ def query_where(query: TraceQuery, view: PairView) -> tuple[str, list[Any]]:
         if score is not None:
             clauses.append(column)
             params.append(score)
+    if query.flag == "none":
+        clauses.append("t.flags = ''")
+    elif query.flag == "any":
+        clauses.append("t.flags != ''")
+    elif query.flag:
+        clauses.append("t.seq IN (SELECT seq FROM flags WHERE flag = ?)")
+        params.append(query.flag)
     expression = search_expression(query.text) if query.text else None
     if expression is not None:
         clauses.append("t.seq IN (SELECT rowid FROM texts WHERE texts MATCH ?)")
