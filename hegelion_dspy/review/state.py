@@ -1,8 +1,11 @@
-"""The app's shared state: its index (kept fresh; a big catch-up runs in a background thread while pages are served
-from what is indexed, or from the log itself), its labels sidecar and its options."""
+"""The app's shared state: its index (kept fresh; a big catch-up runs in a child process, ``index.build``, while
+pages are served from what is indexed, or from the log itself), its labels sidecar and its options."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -22,7 +25,7 @@ class ReviewState:
         self.config = config
         self.index = TraceIndex(config.log_path, path=config.index_path)
         self.labels = LabelStore.beside(config.log_path)
-        self._catching_up: threading.Thread | None = None
+        self._worker: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._charts: tuple[Any, Any] | None = None
         self.catch_up_error: str | None = None
@@ -47,19 +50,40 @@ class ReviewState:
 
     def _start_catch_up(self) -> None:
         with self._lock:
-            if not self.catching_up:
-                self._catching_up = threading.Thread(target=self._catch_up, name="hegelion-review-index", daemon=True)
-                self._catching_up.start()
+            if self.catching_up:
+                return
+            index = self.index
+            self._worker = subprocess.Popen(
+                [sys.executable, "-m", "hegelion_dspy.review.index.build", str(index.log_path), str(index.path),
+                 str(index.labels_path), str(os.getpid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
 
     @property
     def catching_up(self) -> bool:
-        return self._catching_up is not None and self._catching_up.is_alive()
+        """Whether the child building the index runs."""
+        return self._worker_runs()
 
-    def _catch_up(self) -> None:
-        try:
-            self.index.sync()
-        except Exception as exc:  # the edge of a background thread: shown on the next page
-            self.catch_up_error = f"{type(exc).__name__}: {exc}"
+    def _worker_runs(self) -> bool:
+        # When the child has ended with an error, its line is kept to show on the next page.
+        worker = self._worker
+        if worker is None or worker.poll() is None:
+            return worker is not None
+        if worker.returncode != 0 and worker.stderr is not None:
+            self.catch_up_error = worker.stderr.read().decode(errors="replace").strip()[-500:] or str(worker.returncode)
+        if worker.stderr is not None:
+            worker.stderr.close()
+        self._worker = None
+        return False
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the child building the index (tests, benchmarks)."""
+        worker = self._worker
+        if worker is not None:
+            worker.wait(timeout)
+            self._worker_runs()
 
     def page(self, query: TraceQuery, page: int, state: IndexState) -> Page:
         """A page of the list. While the log is first indexed, the first page of the unfiltered list is read from

@@ -57,7 +57,7 @@ def test_during_the_first_indexing_pages_come_from_the_log(held_index: tuple[Pat
     assert client.get("/trace/t9999").status_code == 404
     assert client.get("/", params={"page": "2"}).status_code == 200  # later pages: what is indexed
     writer.execute("ROLLBACK")  # the other writer is done: the app's indexing goes on
-    app.app.state.review._catching_up.join(timeout=60)  # type: ignore[attr-defined]
+    app.app.state.review.wait(timeout=120)  # type: ignore[attr-defined]
     assert TraceIndex(log).state().complete and TraceIndex(log).locate("t0025") is not None
 
 

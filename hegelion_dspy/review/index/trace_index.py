@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,9 +107,10 @@ class TraceIndex:
             self.fill_flags()
         return self.state()
 
-    def fill_flags(self) -> int:
-        """Compute the quality flags of every indexed trace that has none yet (``flags.fill_flags``), a batch per
-        write transaction. Returns how many were computed."""
+    def fill_flags(self, *, seconds: float | None = None) -> int:
+        """Compute the quality flags of the indexed traces that have none yet (``flags.fill_flags``), a batch per
+        write transaction, for at most about ``seconds`` (None: all). Returns how many were computed."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         done = 0
         with self._sync_locks["log"]:
             conn = open_index(self.path)
@@ -127,7 +129,7 @@ class TraceIndex:
                         conn.execute("ROLLBACK")
                         raise
                     done += batch
-                    if not batch:
+                    if not batch or (deadline is not None and time.monotonic() > deadline):
                         return done
             finally:
                 os.close(fd)
