@@ -5,8 +5,12 @@ tasks, 5% demo traces), then runs ``hegelion-dataset LOG OUT`` as a user does, i
 child's own wall time, CPU time and peak resident memory (``wait4``). Baselines run in the same script, interleaved
 run by run, so a busy machine slows them alike:
 
+- the floor: a plain orjson loop in a child (read every line, decode it, write one DPO row per ok trace), what any
+  exporter in Python costs at least;
 - ``--baseline-src DIR``: the same command on another checkout of hegelion-dspy (e.g. ``git worktree add /tmp/old
-  HEAD~5``), imported through PYTHONPATH: today's code against the previous code path;
+  HEAD~5``), imported through PYTHONPATH: today's code against the previous code path. It reads the log as schema v2
+  (what it understands); this checkout reads the same traces as v3 (quality flags stored, as the collect side writes
+  them) and, with ``--v2-too``, the v2 log as well (flags computed on read);
 - ``--reference CMD``: the reference converter (Hegelion 0.4.0's ``hegelion-dataset``, in a venv of its own) on the
   same traces written in its own log format.
 
@@ -31,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from hegelion_dspy.curate.quality import quality_flags
 from hegelion_dspy.types import TraceRecord
 
 REFERENCE_SECONDS = 21.7
@@ -115,9 +120,29 @@ def reference_record(trace: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_log(path: Path, traces: int, seed: int = 7, *, reference: Path | None = None, v1: bool = False) -> int:
-    """Write the synthetic log (``v1``: without the v2 fields, for a baseline that reads only v1); with ``reference``
-    also the same traces in the reference's format."""
+FLOOR = """
+import sys, orjson
+dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+with open(sys.argv[1], "rb", buffering=1 << 16) as src, open(sys.argv[2], "wb", buffering=1 << 20) as out:
+    for line in src:
+        t = orjson.loads(line)
+        if t["status"] == "ok":
+            row = {"prompt": t["task"], "chosen": t["synthesis"], "rejected": t["rounds"][0]["thesis"]}
+            out.write(dumps(row, option=newline))
+"""
+
+
+def as_v3(trace: dict[str, Any]) -> dict[str, Any]:
+    """The trace as this version's collect side writes it: schema 3, its quality flags computed and stored."""
+    record = TraceRecord.model_validate(trace)
+    return {**trace, "schema_version": 3, "flags": quality_flags(record) if record.ok else []}
+
+
+def write_log(
+    path: Path, traces: int, seed: int = 7, *, reference: Path | None = None, v1: bool = False, v3: bool = False
+) -> int:
+    """Write the synthetic log (``v1``: without the v2 fields, for a baseline that reads only v1; ``v3``: with the
+    quality flags, as this version writes); with ``reference`` also the same traces in the reference's format."""
     pool = _paragraphs(random.Random(seed), 512)
     for i in (0, 5, 7, 11, 99):  # the shapes made here are valid traces
         TraceRecord.model_validate_json(orjson.dumps(synthetic_trace(i, pool)))
@@ -129,6 +154,8 @@ def write_log(path: Path, traces: int, seed: int = 7, *, reference: Path | None 
                 if v1:
                     trace.pop("demo", None)
                     trace["schema_version"] = 1
+                elif v3:
+                    trace = as_v3(trace)
                 fh.write(orjson.dumps(trace, option=orjson.OPT_APPEND_NEWLINE))
                 if ref is not None:
                     ref.write(orjson.dumps(reference_record(trace), option=orjson.OPT_APPEND_NEWLINE))
@@ -139,7 +166,12 @@ def write_log(path: Path, traces: int, seed: int = 7, *, reference: Path | None 
 
 
 def run_export(
-    log: Path, out: Path, extra: list[str], *, command: str | None = None, env: dict[str, str] | None = None
+    log: Path,
+    out: Path,
+    extra: list[str],
+    *,
+    command: str | list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Run a converter in a child and return its wall seconds, CPU seconds and peak RSS (MB)."""
     out.unlink(missing_ok=True)
@@ -147,7 +179,8 @@ def run_export(
         out.with_name(out.stem + split + out.suffix).unlink(missing_ok=True)
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    argv = [command or str(HEGELION_DATASET), str(log), str(out), *extra]
+    prefix = command if isinstance(command, list) else [command or str(HEGELION_DATASET)]
+    argv = [*prefix, str(log), str(out), *extra]
     child = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
@@ -185,6 +218,7 @@ def main() -> None:
     parser.add_argument("--baseline-src", type=Path, help="another hegelion-dspy checkout to time side by side")
     parser.add_argument("--baseline-args", default="", help="arguments for the baseline (default: none extra)")
     parser.add_argument("--reference", help="the reference converter's hegelion-dataset, timed side by side")
+    parser.add_argument("--v2-too", action="store_true", help="also time this checkout on the v2 log (flags on read)")
     parser.add_argument("extra", nargs="*", help="more hegelion-dataset arguments (after --)")
     args = parser.parse_args()
     if not HEGELION_DATASET.exists():
@@ -196,23 +230,34 @@ def main() -> None:
         log, out = folder / "traces.jsonl", folder / "train_dpo.jsonl"
         ref_log = folder / "reference.jsonl" if args.reference else None
         t0 = time.perf_counter()
-        size = write_log(log, args.traces, reference=ref_log)
+        size = write_log(log, args.traces, reference=ref_log, v3=True)
         print(
             f"log: {args.traces:,} traces, {size / 1e6:.0f} MB ({size / args.traces / 1000:.1f} KB a trace), "
             f"generated in {time.perf_counter() - t0:.1f} s"
         )
         old_log = None
-        if args.baseline_src:
-            old_log = folder / "traces-v1.jsonl"
-            write_log(old_log, args.traces, v1=True)  # the same traces, readable by a v1-only baseline
+        if args.baseline_src or args.v2_too:
+            old_log = folder / "traces-v2.jsonl"
+            write_log(old_log, args.traces)  # the same traces as schema v2, readable by the baseline
         ours: list[dict[str, float]] = []
         base: list[dict[str, float]] = []
         ref: list[dict[str, float]] = []
+        floor: list[dict[str, float]] = []
+        ours_v2: list[dict[str, float]] = []
         for n in range(1, args.runs + 1):
+            f = run_export(log, out, [], command=[sys.executable, "-c", FLOOR])
+            floor.append(f)
             r = run_export(log, out, ["--format", args.format, *args.extra])
             ours.append(r)
-            line = f"run {n}: this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB"
-            if old_log is not None:
+            line = (
+                f"run {n}: floor {f['wall']:.2f} s | this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
+                f"peak {r['peak_mb']:.0f} MB"
+            )
+            if args.v2_too and old_log is not None:
+                v = run_export(old_log, out, ["--format", args.format, *args.extra])
+                ours_v2.append(v)
+                line += f" | this checkout on the v2 log {v['wall']:.2f} s"
+            if args.baseline_src and old_log is not None:
                 env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
                 b = run_export(old_log, out, ["--format", args.format, *args.baseline_args.split()], env=env)
                 base.append(b)
@@ -223,11 +268,17 @@ def main() -> None:
                 line += f" | reference {f['wall']:.2f} s wall, {f['cpu']:.2f} s CPU, peak {f['peak_mb']:.0f} MB"
             print(line + f" (load average {r['load']:.1f})")
         print(f"  {ours[-1]['summary']}")
+        f_best, _, _ = _report("floor (plain orjson loop)", floor, size, args.traces)
         best, cpu, peak = _report(
             f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces
         )
+        print(f"  this checkout / floor: {best / f_best:.2f}x (goal <= 1.6x)")
+        if ours_v2:
+            v_best, _, _ = _report("this checkout on the v2 log (flags computed on read)", ours_v2, size, args.traces)
+            print(f"  v2 log / v3 log: {v_best / best:.2f}x")
         if base:
             b_best, b_cpu, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
+            print(f"  baseline / floor: {b_best / f_best:.2f}x")
             print(
                 f"  this checkout / baseline: {best / b_best:.2f}x the wall time, {cpu / b_cpu:.2f}x the CPU time, "
                 f"{peak / b_peak:.2f}x the memory"

@@ -79,6 +79,11 @@ def stats_text(report: ExportReport) -> str:
     for reason in DROP_REASONS:
         unit = "traces" if reason in TRACE_REASONS else "rows"
         lines.append(f"  {reason:<24} {report.dropped.get(reason, 0):>9,} {unit}")
+    allowed = set(report.options.get("allow_flags") or ())
+    lines.append("quality flags (traces carrying each, of those that passed the trace checks)")
+    for flag, n in report.flagged.items():
+        fate = "kept (--allow-flag)" if flag in allowed else f"{report.dropped.get(flag, 0):,} rows left out"
+        lines.append(f"  {flag:<24} {n:>9,} traces  {fate}")
     lines.append(f"labels        {', '.join(report.label_files) or 'none'}")
     for outcome, n in report.labels.items():
         lines.append(f"  {outcome:<24} {n:>9,} examples")

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
@@ -84,7 +85,7 @@ def logs(
     if not latest:
         click.echo(f"{PROG}: no traces match in {store.path}", err=True)
         return 0
-    click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  task")
+    click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  {'flags':<16}  task")
     for record in latest:
         click.echo(_row(record))
     return 0
@@ -95,9 +96,10 @@ def _row(record: TraceRecord) -> str:
     model = _clip(record.model or "?", 34 - len(suffix)) + suffix
     score = "" if record.score is None else f"{record.score:.2f}"
     task = (record.task.strip().splitlines() or [""])[0]
+    flags = ",".join(flags_of(record)) if record.ok else ""
     return (
         f"{record.id[:12]:<12}  {record.created_at:%Y-%m-%d %H:%M}  {model:<34}  "
-        f"{record.status:<6}  {score:>5}  {_clip(task, 60)}"
+        f"{record.status:<6}  {score:>5}  {_clip(flags, 16):<16}  {_clip(task, 60)}"
     )
 
 
@@ -144,6 +146,9 @@ def trace_text(record: TraceRecord) -> str:
         + (f"  score {record.score:.2f}" if record.score is not None else "")
         + (f"  cost ${record.cost_usd:.4f}" if record.cost_usd is not None else ""),
     ]
+    flags = flags_of(record) if record.ok else []
+    if flags:
+        out.append(f"flags     {', '.join(flags)}  (its pairs are left out of exports unless --allow-flag)")
     if record.program:
         out.append(f"program   {record.program} ({record.program_digest or 'no digest'})")
     if record.tags:

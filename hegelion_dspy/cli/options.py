@@ -27,6 +27,7 @@ FLAG_NAMES: dict[str, tuple[str, ...]] = {
     "tags": ("--tag",),
     "exclude_tags": ("--exclude-tag",),
     "labels_file": ("--labels",),
+    "allow_flags": ("--allow-flag",),
 }
 INVERTED = {"dedupe": "--keep-duplicates", "labels": "--no-labels"}  # fields that default to True, off by a flag
 _OPTION = re.compile(r"(?:set )?option '(\w+)(?:\.\d+)?'")

@@ -36,9 +36,10 @@ from .formats import (
 )
 from .labels import OUTCOMES, Label, LabelBook, LabelStore, labels_path
 from .options import ExportOptions
+from .quality import FLAGS, flags_of
 from .report import ExportReport
 from .selection import Keep, keep_rank, outranks
-from .verdict import DROP_REASONS, TRACE_REASONS, _reviewed, drop_reason
+from .verdict import DROP_REASONS, TRACE_REASONS, Verdict, _reviewed
 
 KEEP_INVALID_LOCATIONS = 5
 # -- keeping one trace per prompt ----------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ def export_dataset(
         options=opts.model_dump(mode="json"),
         dropped=dict.fromkeys(DROP_REASONS, 0),
         labels=dict.fromkeys(OUTCOMES, 0),
+        flagged=dict.fromkeys(FLAGS, 0),
         folder=str(output) if opts.card else None,
     )
     files: dict[str, _AtomicFile] = {}
@@ -196,15 +198,13 @@ def export_dataset(
         ranked = _stream(opts, input_paths, files, report)
         if report.rows_written == 0:
             raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report, opts)}")
+        if opts.split and 0 in report.rows.values():
+            raise ExportError(_empty_split(report, opts.split))
         if ranked is not None:
             for index, name in enumerate(files):
                 if ranked.dead[index]:
                     files[name].cut(ranked.dead[index])
-        for name, f in files.items():
-            if report.rows[name] == 0:
-                report.warnings.append(
-                    f"the {name} split is empty ({final[name]}); use more traces or another split fraction"
-                )
+        for f in files.values():
             f.commit()
         if staging is not None:
             text = card_text(
@@ -241,17 +241,19 @@ def _stream(
     if opts.labels_file is not None:
         fixed_book = _load_labels(opts.labels_file, opts.skip_invalid, on_invalid)
         report.label_files.append(opts.labels_file)
-    reviewed_only, outcomes = opts.reviewed_only, report.labels
+    reviewed_only, outcomes, flagged = opts.reviewed_only, report.labels, report.flagged
     preference = opts.format in PREFERENCE_FORMATS
     steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
-    shape, system, min_chars, min_score = _SHAPERS[opts.format], opts.system, opts.min_chars, opts.min_score
+    shape, system = _SHAPERS[opts.format], opts.system
     with_metadata = opts.with_metadata
-    # the filter as a plain function, only when one is set; demo traces are checked inline (the common case)
-    left_out = opts.compiled() if opts.narrows else None
-    include_demo = opts.include_demo
+    judge = Verdict(opts)  # the drop rules, in their order (verdict.py)
+    trace_reason, flag_reason, row_reason = judge.trace_reason, judge.flag_reason, judge.row_reason
     ranked = _Ranked(opts.keep) if opts.dedupe and opts.keep != "first" else None
     seen: set[bytes] | None = set() if opts.dedupe and opts.keep == "first" else None
     origins = _Origins()
+    # under ranking, the label outcomes of each kept trace (per slot, in OUTCOMES order): a replaced trace's labels
+    # must not count, so they are added up at the end
+    kept_labels, n_outcomes = array("q"), len(OUTCOMES)
     keyed = opts.dedupe or bool(opts.split)  # both need the normalised task
     key, digest = b"", b""
     # orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py).
@@ -276,24 +278,14 @@ def _stream(
             if record.cost_usd is not None:
                 report.cost_usd += record.cost_usd
                 report.priced_traces += 1
-            if record.status != "ok":
-                dropped["failed"] += 1
+            reason = trace_reason(record)
+            if reason is not None:
+                dropped[reason] += 1
                 continue
-            if record.demo and not include_demo:
-                dropped["demo"] += 1
-                continue
-            if left_out is not None:
-                reason = left_out(record)
-                if reason is not None:
-                    dropped[reason] += 1
-                    continue
-            if min_score is not None:
-                if record.score is None:
-                    dropped["no_score"] += 1
-                    continue
-                if record.score < min_score:
-                    dropped["below_min_score"] += 1
-                    continue
+            flags = record.flags if record.flags is not None else flags_of(record)
+            for flag in flags:
+                flagged[flag] += 1
+            flag_drop = flag_reason(flags) if flags else None
             if keyed:
                 key = normalize_task(record.task).encode()
                 digest = hashlib.blake2b(key, digest_size=16).digest()
@@ -310,12 +302,16 @@ def _stream(
                 continue
             examples = _preference_examples(record, steps, every_round) if preference else supervised_examples(record)
             if label_of is None:  # no labels for this input: every example is unreviewed, skip the lookups
-                outcomes["unreviewed"] += len(examples)
+                counted = {"unreviewed": len(examples)}
             else:
-                examples = _reviewed(record, examples, label_of, outcomes, dropped, reviewed_only)
+                counted = dict.fromkeys(OUTCOMES, 0)
+                examples = _reviewed(record, examples, label_of, counted, dropped, reviewed_only)
+            if ranked is None:
+                for outcome, n in counted.items():
+                    outcomes[outcome] += n
             lines: list[bytes] = []
             for ex in examples:
-                reason = drop_reason(ex, min_chars=min_chars)
+                reason = row_reason(ex, flag_drop)
                 if reason is None:
                     row = shape(ex, system)
                     if with_metadata:
@@ -325,6 +321,9 @@ def _stream(
                 else:
                     dropped[reason] += 1
             if not lines:
+                if ranked is not None:  # not kept, so never replaced: its labels count now
+                    for outcome, n in counted.items():
+                        outcomes[outcome] += n
                 continue
             part = 0
             if threshold >= 0:
@@ -349,6 +348,7 @@ def _stream(
                     last_created = created_at
             elif slot < 0:
                 ranked.add(slot, short, (part, offset, len(data), len(lines), origin), rank)
+                kept_labels.extend(counted.get(outcome, 0) for outcome in OUTCOMES)
             else:  # this trace outranks the one kept for its prompt: that one is dropped after all
                 old_part, _, _, old_rows, old_origin = ranked.place(slot)
                 rows[parts[old_part]] -= old_rows
@@ -356,9 +356,14 @@ def _stream(
                 report.traces_kept -= 1
                 dropped["duplicate_prompt"] += 1
                 ranked.replace(slot, (part, offset, len(data), len(lines), origin), rank)
+                kept_labels[slot * n_outcomes : (slot + 1) * n_outcomes] = array(
+                    "q", (counted.get(outcome, 0) for outcome in OUTCOMES)
+                )
         if report.traces_read == read_before and report.invalid == invalid_before:
             report.warnings.append(f"{path}: no traces (empty file)")
     origins.tally(report)
+    for i, outcome in enumerate(OUTCOMES):  # the labels of the traces ranking kept (replaced ones do not count)
+        outcomes[outcome] += sum(kept_labels[i::n_outcomes])
     if ranked is not None and len(ranked.keys):
         created_times = ranked.created()
         first_created = datetime.fromtimestamp(min(created_times), UTC)
@@ -366,6 +371,17 @@ def _stream(
     report.first_created = _iso(first_created)
     report.last_created = _iso(last_created)
     return ranked
+
+
+def _empty_split(report: ExportReport, split: float) -> str:
+    """Why a split export is refused: an empty split would be written (and listed by the card) that
+    ``datasets.load_dataset`` cannot load."""
+    counts = ", ".join(f"{name} {n:,}" for name, n in report.rows.items())
+    empty = next(name for name, n in report.rows.items() if n == 0)
+    return (
+        f"option 'split' {split}: the {empty} split would be empty (rows per split: {counts}); nothing was written. "
+        "Use more traces, another split fraction or seed, or no split"
+    )
 
 
 def _no_label(trace_id: str, pair: str) -> Label | None:

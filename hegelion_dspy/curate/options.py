@@ -4,15 +4,16 @@ tool."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ExportError
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
 from .selection import Keep, TraceFilter
 
 KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
+Flag = Literal["truncated", "copy", "no_critique", "leak", "loop"]  # == quality.FLAGS (tests/curate/test_quality.py)
 # -- the options ---------------------------------------------------------------------------------------------------
 
 
@@ -46,6 +47,13 @@ class ExportOptions(TraceFilter):
     )
     min_score: float | None = Field(
         default=None, ge=0, le=1, strict=True, description="Drop traces whose judge score is below this, or unscored."
+    )
+    allow_flags: list[Flag] = Field(
+        default_factory=list,
+        description="Keep pairs of traces carrying these quality flags (truncated: a synthesis stopped at the token "
+        "cap; copy: a synthesis (near-)equal to its thesis or antithesis; no_critique: an antithesis that found "
+        "nothing and praises; leak: prompt or adapter scaffolding in the text; loop: a synthesis repeating itself). "
+        "By default pairs of flagged traces are left out and counted per flag.",
     )
     dedupe: bool = Field(default=True, description="Keep one trace per prompt (see keep); false keeps every trace.")
     keep: Keep = Field(
@@ -85,6 +93,11 @@ class ExportOptions(TraceFilter):
     )
     skip_invalid: bool = Field(default=False, description="Skip (and count) invalid log lines instead of stopping.")
     force: bool = Field(default=False, description="Replace an existing output.")
+
+    @field_validator("allow_flags", mode="before")
+    @classmethod
+    def _one_flag_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _options_fit_the_format(self) -> ExportOptions:

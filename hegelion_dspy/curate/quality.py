@@ -47,8 +47,15 @@ def copy_similarity(text: str, other: str) -> float:
 
     Pairs that cannot reach ``COPY_THRESHOLD`` get a cheap upper bound instead (the length ratio, then the shared
     word multiset), so the exact ratio runs only on likely copies."""
-    a = text.casefold().split()[:_MAX_COMPARE_WORDS]
-    b = other.casefold().split()[:_MAX_COMPARE_WORDS]
+    return _similarity(_words(text), _words(other))
+
+
+def _words(text: str) -> list[str]:
+    return text.casefold().split()[:_MAX_COMPARE_WORDS]
+
+
+def _similarity(a: list[str], b: list[str], counted: Counter[str] | None = None) -> float:
+    """``copy_similarity`` of two word lists (``counted``: ``Counter(a)``, when the caller has it)."""
     if a == b:
         return 1.0
     total = len(a) + len(b)
@@ -57,7 +64,7 @@ def copy_similarity(text: str, other: str) -> float:
     bound = 2 * min(len(a), len(b)) / total
     if bound < COPY_THRESHOLD:
         return bound
-    bound = 2 * sum((Counter(a) & Counter(b)).values()) / total
+    bound = 2 * sum(((counted or Counter(a)) & Counter(b)).values()) / total
     if bound < COPY_THRESHOLD:
         return bound
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
@@ -137,7 +144,9 @@ def has_leak(text: str) -> bool:
     """Whether ``text`` carries adapter or prompt scaffolding (see the module docstring)."""
     if "[[ ##" in text and _FIELD_MARKER.search(text):
         return True
-    folded = " ".join(text.casefold().split())
+    # line breaks as spaces (a leaked instruction may be wrapped), not a full whitespace normalisation: this runs on
+    # every text of a v2 log an export reads
+    folded = text.casefold().replace("\n", " ")
     return any(phrase in folded for phrase in _prompt_phrases())
 
 
@@ -146,11 +155,16 @@ def has_leak(text: str) -> bool:
 
 def has_loop(text: str) -> bool:
     """Whether some run of ``LOOP_WORDS`` words occurs ``LOOP_TIMES`` times or more in ``text``."""
-    words = text.casefold().split()
+    return _has_loop(text.casefold().split())
+
+
+def _has_loop(words: list[str]) -> bool:
     if len(words) < LOOP_WORDS + LOOP_TIMES - 1:
         return False
-    runs = Counter(zip(*(words[i:] for i in range(LOOP_WORDS)), strict=False))
-    return max(runs.values()) >= LOOP_TIMES
+    runs = list(zip(*(words[i:] for i in range(LOOP_WORDS)), strict=False))
+    if len(set(runs)) > len(runs) - (LOOP_TIMES - 1):  # too few repeats for any run to occur LOOP_TIMES times
+        return False
+    return max(Counter(runs).values()) >= LOOP_TIMES
 
 
 # -- the flags -----------------------------------------------------------------------------------------------------
@@ -163,16 +177,19 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     for r in rounds:
         if "synthesis" in r.truncated:
             found.add("truncated")
-        if "copy" not in found and (
-            copy_similarity(r.synthesis, r.thesis) >= COPY_THRESHOLD
-            or copy_similarity(r.synthesis, r.antithesis) >= COPY_THRESHOLD
-        ):
-            found.add("copy")
+        words = _words(r.synthesis)
+        if "copy" not in found:
+            counted = Counter(words)
+            if (
+                _similarity(words, _words(r.thesis), counted) >= COPY_THRESHOLD
+                or _similarity(words, _words(r.antithesis), counted) >= COPY_THRESHOLD
+            ):
+                found.add("copy")
         if "no_critique" not in found and is_no_critique(r):
             found.add("no_critique")
         if "leak" not in found and any(has_leak(t) for t in (r.thesis, r.antithesis, r.synthesis)):
             found.add("leak")
-        if "loop" not in found and has_loop(r.synthesis):
+        if "loop" not in found and _has_loop(words):
             found.add("loop")
     return [flag for flag in FLAGS if flag in found]
 

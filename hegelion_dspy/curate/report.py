@@ -10,7 +10,9 @@ from typing import Any
 
 @dataclass
 class ExportReport:
-    """What an export did. ``dropped`` counts traces for trace-level reasons and rows for row-level ones.
+    """What an export did. ``dropped`` counts traces for trace-level reasons and rows for row-level ones (a quality
+    flag counts the rows it left out, under the first flag of the trace that is not allowed); ``flagged`` counts, per
+    flag, the traces carrying it among those that passed the trace-level checks (a trace may carry several).
 
     ``kept_by_model`` / ``kept_by_mode`` / ``kept_by_program`` count the kept traces; ``first_created`` and
     ``last_created`` bound their creation times (ISO, UTC). ``cost_usd`` is what the LM calls of every trace read cost
@@ -26,6 +28,7 @@ class ExportReport:
     traces_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)  # examples by label outcome (accepted, swapped, ...)
+    flagged: dict[str, int] = field(default_factory=dict)  # traces carrying each quality flag, of those considered
     label_files: list[str] = field(default_factory=list)
     invalid: int = 0
     invalid_locations: list[str] = field(default_factory=list)
@@ -56,6 +59,7 @@ class ExportReport:
             "traces_kept": self.traces_kept,
             "dropped": dict(self.dropped),
             "labels": dict(self.labels),
+            "flagged": dict(self.flagged),
             "label_files": list(self.label_files),
             "invalid": self.invalid,
             "invalid_locations": list(self.invalid_locations),

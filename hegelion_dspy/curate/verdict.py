@@ -1,13 +1,22 @@
-"""What is kept: the reasons a trace or a row is left out of an export, the row checks, and reviewers' labels applied
-per pair. The export driver and the review app decide through these."""
+"""What is kept: the reasons a trace or a row is left out of an export, in the order they are decided.
+
+``Verdict(options)`` is the one decision, shared by the export driver, the review app (a trace's row previews) and
+the review index's charts (from its columns): ``trace_reason`` (failed, the filter, the score), then per example the
+reviewers' labels (``judged_examples``), the row checks (``drop_reason``) and the quality flags (``flag_reason``:
+a pair of a flagged trace is left out unless the flag is allowed). ``verdict(trace, example, options)`` is the whole
+decision for one example. De-duplication (one trace per prompt) is stateful and lives in the driver, its keep rule in
+``selection``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from ..types import TraceRecord
 from .formats import RowSource
 from .labels import Label, labelled_texts, pair_key
+from .options import ExportOptions
+from .quality import FLAGS, flags_of
 from .selection import FILTER_REASONS
 
 # Why a trace or a row was left out. Trace-level reasons count traces; row-level reasons count rows.
@@ -22,8 +31,83 @@ DROP_REASONS: tuple[str, ...] = (
     "too_short",  # row: chosen / output shorter than min_chars (after stripping)
     "rejected_by_reviewer",  # row: its pair's latest label is "reject" (the labels sidecar, see labels.py)
     "not_reviewed",  # row: reviewed_only was asked for and no one decided on its pair
+    # row: its trace carries this quality flag (curate/quality.py) and the flag is not allowed (allow_flags); checked
+    # after the row checks, so a pair both empty and flagged counts as empty
+    *FLAGS,
 )
 TRACE_REASONS = frozenset({"failed", *FILTER_REASONS, "no_score", "below_min_score", "duplicate_prompt"})
+
+
+class TraceFacts(Protocol):
+    """What the trace-level verdict reads: a TraceRecord, or a row of the review index with the same names."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def demo(self) -> bool: ...
+    @property
+    def score(self) -> float | None: ...
+
+
+class Verdict:
+    """The drop rules of one set of export options (see the module docstring), built once, called per trace."""
+
+    def __init__(self, options: ExportOptions | Mapping[str, Any] | None = None, **changes: Any):
+        opts = ExportOptions.of(options, **changes)
+        self.options = opts
+        self.include_demo, self.min_score, self.min_chars = opts.include_demo, opts.min_score, opts.min_chars
+        self.allowed = frozenset(opts.allow_flags)
+        # the filter as a plain function, only when one is set; demo traces are checked inline (the common case)
+        self.left_out = opts.compiled() if opts.narrows else None
+
+    def trace_reason(self, trace: TraceFacts) -> str | None:
+        """Why the whole trace is left out (failed, a filter reason, no_score, below_min_score), or None."""
+        if trace.status != "ok":
+            return "failed"
+        if trace.demo and not self.include_demo:
+            return "demo"
+        if self.left_out is not None:
+            reason = self.left_out(trace)  # type: ignore[arg-type]  # the index's rows have no filter fields
+            if reason is not None:
+                return reason
+        min_score = self.min_score
+        if min_score is not None:
+            if trace.score is None:
+                return "no_score"
+            if trace.score < min_score:
+                return "below_min_score"
+        return None
+
+    def flag_reason(self, flags: Iterable[str] | None) -> str | None:
+        """The first of ``flags`` (a trace's quality flags) that is not allowed: why its pairs are left out."""
+        for flag in flags or ():
+            if flag not in self.allowed:
+                return flag
+        return None
+
+    def row_reason(self, example: RowSource, flag: str | None) -> str | None:
+        """Why one example (labels already applied) is left out: the row checks, then its trace's flag."""
+        return drop_reason(example, min_chars=self.min_chars) or flag
+
+
+def verdict(
+    trace: TraceRecord,
+    example: RowSource,
+    options: ExportOptions | Verdict | None = None,
+    label: Label | None = None,
+) -> str | None:
+    """The whole decision for one example of ``trace``: None to keep it, else the reason (a key of DROP_REASONS).
+
+    ``label`` is the latest reviewer's label of the example's pair. The export driver makes the same decision in the
+    same order, hoisting the trace-level part out of its loop over examples."""
+    judge = options if isinstance(options, Verdict) else Verdict(options)
+    reason = judge.trace_reason(trace)
+    if reason is not None:
+        return reason
+    ((ex, _, reason),) = judged_examples(
+        trace, [example], lambda _id, _pair: label, reviewed_only=judge.options.reviewed_only, checks=False
+    )
+    return reason or judge.row_reason(ex, judge.flag_reason(flags_of(trace)))
 
 
 def example_pair(example: RowSource) -> str:

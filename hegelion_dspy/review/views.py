@@ -9,7 +9,7 @@ from typing import Any
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
 from ..curate.quality import flags_of
-from ..curate.verdict import example_pair, judged_examples
+from ..curate.verdict import Verdict, example_pair, judged_examples
 from ..types import TraceRecord
 from .config import ReviewConfig
 from .diff import diff_ratio, word_diff
@@ -56,14 +56,11 @@ class RowPreview:
 
 
 def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, index: TraceIndex) -> dict[str, Any]:
-    """The dpo and sft rows this trace gives under the app's options (labels applied), or why it gives none."""
-    trace_reason = None
-    if not record.ok:
-        trace_reason = "failed"
-    elif config.min_score is not None and record.score is None:
-        trace_reason = "no_score"
-    elif config.min_score is not None and record.score is not None and record.score < config.min_score:
-        trace_reason = "below_min_score"
+    """The dpo and sft rows this trace gives under the app's options (labels applied), or why it gives none: the
+    export's own rules (``curate.verdict.Verdict``), its keep rule for duplicates (``TraceIndex.kept_instead``)."""
+    judge = Verdict(min_chars=config.min_chars, min_score=config.min_score, reviewed_only=config.reviewed_only)
+    trace_reason = judge.trace_reason(record)
+    flag = judge.flag_reason(flags_of(record)) if record.ok else None
     earlier = index.kept_instead(record.id, keep=config.keep, min_score=config.min_score) if record.ok else None
 
     def label_of(trace_id: str, pair: str) -> Label | None:
@@ -74,9 +71,10 @@ def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, in
         ("dpo", preference_examples(record, rejected=config.view.rejected, pairs=config.view.pairs)),
         ("sft", supervised_examples(record)),
     ):
-        for ex, outcome, reason in judged_examples(
-            record, examples, label_of, min_chars=config.min_chars, reviewed_only=config.reviewed_only
+        for ex, outcome, label_reason in judged_examples(
+            record, examples, label_of, reviewed_only=config.reviewed_only, checks=False
         ):
+            reason = label_reason or judge.row_reason(ex, flag)
             previews.append(RowPreview(fmt, example_pair(ex), outcome, reason, shape_row(fmt, ex)))  # type: ignore[arg-type]
     return {"trace_reason": trace_reason, "earlier": earlier, "previews": previews}
 

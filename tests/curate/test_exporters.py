@@ -289,12 +289,19 @@ def test_split_keeps_every_row_of_a_trace_in_one_file(tmp_path: Path) -> None:
         assert all(prompts.count(p) == 2 for p in prompts)
 
 
-def test_an_empty_test_split_is_written_and_warned_about(tmp_path: Path) -> None:
+def test_a_split_that_would_be_empty_is_refused_saying_what_each_split_would_get(tmp_path: Path) -> None:
+    # issue 21: an empty test split was written (and listed by the card), which datasets.load_dataset refuses
     log = write_log(tmp_path / "t.jsonl", [trace("only one")])
-    report = export_dataset(log, tmp_path / "out.jsonl", split=0.01, seed=7)
-    assert report.rows == {"train": 1, "test": 0}
-    assert Path(report.outputs["test"]).read_bytes() == b""
-    assert any("test split is empty" in w for w in report.warnings)
+    with pytest.raises(ExportError) as refused:
+        export_dataset(log, tmp_path / "out.jsonl", split=0.01, seed=7)
+    assert str(refused.value) == (
+        "option 'split' 0.01: the test split would be empty (rows per split: train 1, test 0); nothing was written. "
+        "Use more traces, another split fraction or seed, or no split"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+    with pytest.raises(ExportError, match=r"the test split would be empty \(rows per split: train 1, test 0\)"):
+        export_dataset(log, tmp_path / "card", split=0.01, card=True)
+    assert not (tmp_path / "card").exists()
 
 
 # -- outputs: never clobber, never partial ---------------------------------------------------------------------------

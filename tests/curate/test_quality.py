@@ -210,3 +210,11 @@ def test_a_v2_line_reads_as_v3_and_gets_its_flags_on_read(tmp_path: Path) -> Non
 def test_stored_flags_are_used_as_stored() -> None:
     stored = record().model_copy(update={"flags": ["loop"]})
     assert flags_of(stored) == ["loop"]
+
+
+def test_the_options_name_the_same_flags_as_quality() -> None:
+    from typing import get_args
+
+    from hegelion_dspy.curate.options import Flag
+
+    assert get_args(Flag) == FLAGS

@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...curate.quality import FLAGS
+from ...curate.verdict import Verdict
 from .model import PairView, TraceQuery
 from .where import label_where, query_where, review_counts
 
@@ -41,11 +43,13 @@ def dataset_shape(
     """Aggregates for the charts over the traces matching ``query``.
 
     ``drops`` estimates what an export with these options leaves out, from the index alone: the row checks are
-    made on each trace's first-last pairs, and a duplicate is a later ``ok`` trace of an already counted task.
+    made on each trace's first-last pairs, and a duplicate is a later ``ok`` trace of an already counted task. The
+    trace rules and the quality flags are the export's (``curate.verdict.Verdict``), on the index's columns; flags
+    still to be computed (``flags.fill_flags``) count as none.
     """
     where, params = query_where(query, view)
     shape = DatasetShape()
-    drops = dict.fromkeys(("failed", "duplicate_prompt", "chosen_equals_rejected", "too_short"), 0)
+    drops = dict.fromkeys(("failed", "duplicate_prompt", "chosen_equals_rejected", "too_short", *FLAGS), 0)
     if min_score is not None:
         drops.update(no_score=0, below_min_score=0)
     _histograms(conn, where, params, shape, drops, view, min_chars, min_score)
@@ -70,21 +74,24 @@ def _histograms(
     min_chars: int,
     min_score: float | None,
 ) -> None:
+    # the export's rules on the index's columns; the query's own filter chose the demo traces
+    judge = Verdict(min_chars=min_chars, min_score=min_score, include_demo=True)
     same_rejected = (int("thesis" in view.steps), int("antithesis" in view.steps))
     created_by_model: list[tuple[str, float]] = []
     found = conn.execute(
         "SELECT status, created, coalesce(model, 'unknown'), score, contradictions, thesis_chars, synthesis_chars, "
-        f"same_thesis, same_antithesis FROM traces t WHERE {where}",
+        f"same_thesis, same_antithesis, flags FROM traces t WHERE {where}",
         params,
     )
-    for status, created, model, score, contradictions, thesis, synthesis, same_t, same_a in found:
+    for status, created, model, score, contradictions, thesis, synthesis, same_t, same_a, flags in found:
         _bump(shape.status, status)
         if status == "invalid":
             continue
         created_by_model.append((model, created))
         if score is not None:
             _bump(shape.scores, min(int(score * 10), 9))
-        if status == "failed":
+        reason = judge.trace_reason(_Facts(status, False, score))
+        if reason == "failed":
             drops["failed"] += 1
             continue
         shape.unscored += score is None
@@ -92,12 +99,26 @@ def _histograms(
         _bump(shape.thesis_lengths, _log2_bin(thesis))
         _bump(shape.synthesis_lengths, _log2_bin(synthesis))
         _bump(shape.ratios, _ratio_bin(synthesis, thesis))
-        if min_score is not None and (score is None or score < min_score):
-            drops["no_score" if score is None else "below_min_score"] += 1
+        if reason is not None:
+            drops[reason] += 1
             continue
-        drops["chosen_equals_rejected"] += same_t * same_rejected[0] + same_a * same_rejected[1]
-        drops["too_short"] += synthesis < min_chars
+        same = same_t * same_rejected[0] + same_a * same_rejected[1]
+        drops["chosen_equals_rejected"] += same
+        short = synthesis < min_chars
+        drops["too_short"] += short
+        flag = judge.flag_reason(flags.split()) if flags else None
+        if flag is not None and not short:  # the row checks come first, as in the export
+            drops[flag] += len(view.steps) - same
     _over_time(shape, created_by_model)
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the verdict reads of a trace (``verdict.TraceFacts``), from the index's columns."""
+
+    status: str
+    demo: bool
+    score: float | None
 
 
 def _over_time(shape: DatasetShape, created_by_model: list[tuple[str, float]]) -> None:
