@@ -76,6 +76,8 @@ class Pages:
         self.token = token
         self.statics = {name: (HERE / "static" / name).read_bytes() for name in STATIC_FILES}
         self.started = int(time.time())
+        for name in self.env.list_templates():  # compiled now, not by the first request (most of its time)
+            self.env.get_template(name)
 
     def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context.update(
