@@ -4,14 +4,18 @@ label version (``labels.label_version``), and paging that never runs past the la
 from __future__ import annotations
 
 import json
+import random
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from test_review_index import make_trace
+from test_review_index import T0, make_trace
 
 from hegelion_dspy.curate.driver import export_dataset
 from hegelion_dspy.curate.labels import Label, LabelStore, label_version
-from hegelion_dspy.review.index import TraceIndex, TraceRow
+from hegelion_dspy.curate.selection import TraceFilter
+from hegelion_dspy.review.index import TraceIndex, TraceQuery, TraceRow
 from hegelion_dspy.store import TraceStore
 
 TASK = "Task 1: explain topic 1"
@@ -88,3 +92,47 @@ def test_a_page_past_the_last_is_the_last_page(rivals: Path, page: int) -> None:
     found = index.query(page=page, per_page=2)
     assert (found.page, found.pages, [t.id for t in found.items]) == (3, 3, ["t0001"])
     assert index.query(page=-(2**70), per_page=2).page == 1
+
+
+MODELS = ["openai/gpt-4o", "openai/gpt-4o-mini", "anthropic/claude", "embedded", "m[1]", "", "ollama/llama3:8b"]
+GLOBS = ["openai/*", "*mini", "anthropic/claude", "[!o]*", "m[[]1]", "*", "?mbedded", "ollama/*:*", "nothing"]
+TAGS = ["a", "b", "even", "x y"]
+
+
+def test_the_sql_filter_keeps_what_trace_filter_keeps_on_random_traces_and_filters(tmp_path: Path) -> None:
+    """A property test: for random traces and random TraceFilters, the index's SQL (where.filter_where) lists exactly
+    the traces ``TraceFilter.compiled()`` keeps: the filter is written twice (Python for exports, SQL for the
+    index), and this is what keeps the two the same."""
+    rng = random.Random(23)
+    records = []
+    for i in range(80):
+        model = rng.choice(MODELS)
+        records.append(
+            make_trace(
+                i + 1,
+                model=model or None,
+                tags=rng.sample(TAGS, rng.randrange(3)),
+                source=rng.choice(["cli", "mcp", "python"]),
+                demo=rng.random() < 0.15,
+            )
+        )
+    log = tmp_path / "traces.jsonl"
+    TraceStore(log).append_many(records)
+    index = TraceIndex(log)
+    index.sync()
+    for _ in range(300):
+        fields: dict[str, Any] = {"include_demo": rng.random() < 0.5}
+        for name, pool in (("models", GLOBS), ("exclude_models", GLOBS), ("tags", TAGS), ("exclude_tags", TAGS)):
+            if rng.random() < 0.35:
+                fields[name] = rng.sample(pool, rng.randrange(1, 3))
+        if rng.random() < 0.3:
+            fields["sources"] = rng.sample(["cli", "mcp", "python"], rng.randrange(1, 3))
+        if rng.random() < 0.3:
+            start = rng.randrange(0, 80)
+            fields["since"] = T0 + timedelta(minutes=start)
+            fields["until"] = T0 + timedelta(minutes=start + rng.randrange(1, 40))
+        traces = TraceFilter(**fields)
+        keep = traces.compiled()
+        expected = sorted(r.id for r in records if keep(r) is None)
+        listed = index.query(TraceQuery(traces), per_page=200).items
+        assert sorted(t.id for t in listed if t.id) == expected, traces
