@@ -76,13 +76,13 @@ def peak_mb(pid: int) -> float:
 
 def children_peak_mb(pid: int, seen: dict[int, float]) -> None:
     """Record the peak memory of ``pid``'s children now running (the index builder) in ``seen``."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return
-    for child in map(int, children):
-        with contextlib.suppress(OSError):  # it ended meanwhile
-            seen[child] = max(seen.get(child, 0.0), peak_mb(child))
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):  # it ended meanwhile
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, the parent's pid, after "(comm)"
+                seen[int(entry)] = max(seen.get(int(entry), 0.0), peak_mb(int(entry)))
 
 
 def start_app(log: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
