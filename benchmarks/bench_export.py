@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from hegelion_dspy.curate.quality import quality_flags
+from hegelion_dspy.quality import quality_flags
 from hegelion_dspy.types import TraceRecord
 
 REFERENCE_SECONDS = 21.7

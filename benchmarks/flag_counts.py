@@ -21,9 +21,9 @@ from typing import Any
 
 from hegelion_dspy.collect.run import run_dialectic
 from hegelion_dspy.curate.driver import export_dataset
-from hegelion_dspy.curate.quality import FLAGS
 from hegelion_dspy.lms.base import ChatMessages, Completion
 from hegelion_dspy.lms.scripted import ScriptedLM
+from hegelion_dspy.quality import FLAGS
 from hegelion_dspy.store import TraceStore
 
 TOPICS = (
@@ -121,8 +121,9 @@ def main() -> None:
             task = f"Task {n}: {TOPICS[n % len(TOPICS)]}"
             planted[kind_of(task)] = planted.get(kind_of(task), 0) + 1
             run_dialectic(task, lm=lm, store=store)
-        print(f"hosted-shaped scripted LM: {args.dialectics} dialectics, planted {planted}")
-        report_line("hosted-shaped scripted LM", store.path, folder / "hosted.dpo.jsonl")
+        if args.dialectics:
+            print(f"hosted-shaped scripted LM: {args.dialectics} dialectics, planted {planted}")
+            report_line("hosted-shaped scripted LM", store.path, folder / "hosted.dpo.jsonl")
         for log in args.logs:
             report_line(str(log), log, folder / f"{log.stem}.dpo.jsonl")
 

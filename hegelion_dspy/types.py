@@ -117,7 +117,7 @@ class TraceRecord(_Model):
     flags: list[str] | None = Field(
         default=None,
         max_length=20,
-        description="Quality flags (truncated, copy, no_critique, leak, loop: curate/quality.py) computed when the "
+        description="Quality flags (truncated, copy, no_critique, leak, loop: quality.py) computed when the "
         "trace was written; None when they were not (a v2 line, a record built by hand): readers compute them then.",
     )
     tags: list[str] = Field(default_factory=list, max_length=50)
@@ -169,7 +169,7 @@ def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     """v3 added ``flags``, the quality flags. A v2 line has none: they stay None here (this module holds the contract,
-    not the curation rules, and must not import them) and ``curate.quality.flags_of`` computes them on read, which
+    not the curation rules, and must not import them) and ``quality.flags_of`` computes them on read, which
     every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes through."""
     return {**data, "schema_version": 3}
 

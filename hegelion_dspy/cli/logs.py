@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
+from ..quality import flags_of
 from ..store import TraceStore, default_log_path
 from ..types import STEPS, TraceRecord
 from ._common import run
@@ -85,7 +85,7 @@ def logs(
     if not latest:
         click.echo(f"{PROG}: no traces match in {store.path}", err=True)
         return 0
-    click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  {'flags':<16}  task")
+    click.echo(f"{'id':<12}  {'created (UTC)':<16}  {'model':<34}  {'status':<6}  {'score':>5}  task")
     for record in latest:
         click.echo(_row(record))
     return 0
@@ -96,10 +96,11 @@ def _row(record: TraceRecord) -> str:
     model = _clip(record.model or "?", 34 - len(suffix)) + suffix
     score = "" if record.score is None else f"{record.score:.2f}"
     task = (record.task.strip().splitlines() or [""])[0]
-    flags = ",".join(flags_of(record)) if record.ok else ""
+    flags = flags_of(record) if record.ok else []
+    marks = f"  [{', '.join(flags)}]" if flags else ""  # quality flags last, so the task column stays put
     return (
         f"{record.id[:12]:<12}  {record.created_at:%Y-%m-%d %H:%M}  {model:<34}  "
-        f"{record.status:<6}  {score:>5}  {_clip(flags, 16):<16}  {_clip(task, 60)}"
+        f"{record.status:<6}  {score:>5}  {_clip(task, 60)}{marks}"
     )
 
 

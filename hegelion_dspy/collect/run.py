@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
-from ..curate.quality import with_flags
 from ..errors import StepFailedError
 from ..lms.metering import CallMeter, metering
+from ..quality import with_flags
 from ..store import TraceStore
 from ..types import Mode, Source, TraceFailure, TraceRecord
 from .context import RunContext, check_task, model_of

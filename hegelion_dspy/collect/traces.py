@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..curate.quality import with_flags
 from ..errors import InvalidTraceError
+from ..quality import with_flags
 from ..store import TraceStore
 from ..types import Contradiction, Mode, Round, Source, TraceRecord
 
@@ -32,7 +32,7 @@ def build_trace(
     ``thesis``/``antithesis``/``synthesis`` (+ ``contradictions``) are round 1; ``rounds`` are later rounds of an
     iterated run, each ``{antithesis, synthesis, contradictions?}`` whose thesis is the previous synthesis.
     Raises InvalidTraceError naming the field when something is missing or malformed. The trace carries its quality
-    flags (``curate.quality``).
+    flags (``quality.py``).
     """
     try:
         first = Round(

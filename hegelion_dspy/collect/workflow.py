@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..curate.quality import with_flags
 from ..errors import InvalidTraceError, LMError
+from ..quality import with_flags
 from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
 if TYPE_CHECKING:

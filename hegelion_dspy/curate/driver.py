@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import ExportError, InvalidTraceError
+from ..quality import FLAGS, flags_of
 from ..store import normalize_task, read_records
 from ..types import TraceRecord
 from .card import card_text, write_card
@@ -36,7 +37,6 @@ from .formats import (
 )
 from .labels import OUTCOMES, Label, LabelBook, LabelStore, labels_path
 from .options import ExportOptions
-from .quality import FLAGS, flags_of
 from .report import ExportReport
 from .selection import Keep, keep_rank, outranks
 from .verdict import DROP_REASONS, TRACE_REASONS, Verdict, _reviewed

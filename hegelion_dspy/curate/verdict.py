@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
+from ..quality import FLAGS, flags_of
 from ..types import TraceRecord
 from .formats import RowSource
 from .labels import Label, labelled_texts, pair_key
 from .options import ExportOptions
-from .quality import FLAGS, flags_of
 from .selection import FILTER_REASONS
 
 # Why a trace or a row was left out. Trace-level reasons count traces; row-level reasons count rows.
@@ -31,7 +31,7 @@ DROP_REASONS: tuple[str, ...] = (
     "too_short",  # row: chosen / output shorter than min_chars (after stripping)
     "rejected_by_reviewer",  # row: its pair's latest label is "reject" (the labels sidecar, see labels.py)
     "not_reviewed",  # row: reviewed_only was asked for and no one decided on its pair
-    # row: its trace carries this quality flag (curate/quality.py) and the flag is not allowed (allow_flags); checked
+    # row: its trace carries this quality flag (quality.py) and the flag is not allowed (allow_flags); checked
     # after the row checks, so a pair both empty and flagged counts as empty
     *FLAGS,
 )

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from pydantic import ValidationError
 
 from ..curate.labels import DECISIONS, Label, parse_pair
-from ..curate.quality import FLAGS
 from ..curate.selection import TraceFilter
+from ..quality import FLAGS
 from ..types import TraceRecord
 from .index import TraceQuery
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
-from ..curate.quality import flags_of
 from ..curate.verdict import Verdict, example_pair, judged_examples
+from ..quality import flags_of
 from ..types import TraceRecord
 from .config import ReviewConfig
 from .diff import diff_ratio, word_diff
@@ -102,7 +102,7 @@ def totals(record: TraceRecord) -> dict[str, Any]:
 
 
 def flags(record: TraceRecord) -> list[str]:
-    """The trace's quality flags: stored, or computed for a trace written without them (``curate.quality``)."""
+    """The trace's quality flags: stored, or computed for a trace written without them (``hegelion_dspy.quality``)."""
     return flags_of(record)
 
 

@@ -43,8 +43,9 @@ def log(tmp_path: Path) -> Path:
 def test_logs_show_the_flags_and_dataset_stats_count_them(log: Path, tmp_path: Path) -> None:
     listed = run("logs", "--log-file", str(log), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    copied_line = next(line for line in listed.stdout.splitlines() if line.endswith("copied"))
-    assert " copy " in copied_line
+    copied_line = next(line for line in listed.stdout.splitlines() if "copied" in line)
+    assert copied_line.endswith("copied  [copy]")
+    assert next(line for line in listed.stdout.splitlines() if "clean" in line).endswith("clean")
     copied_id = next(r.id for r in read_records(log) if r.task == "copied")
     shown = run("logs", "--log-file", str(log), "show", copied_id[:10], cwd=tmp_path)
     assert "flags     copy  (its pairs are left out of exports unless --allow-flag)" in shown.stdout

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hegelion_dspy.collect.traces import build_trace
-from hegelion_dspy.curate.quality import (
+from hegelion_dspy.quality import (
     COPY_THRESHOLD,
     FLAGS,
     LOOP_TIMES,
@@ -100,6 +100,13 @@ def test_copy_similarity_bounds_never_hide_a_copy() -> None:
     assert copy_similarity(SYNTHESIS, THESIS) < 0.5
 
 
+def test_a_later_round_repeating_the_synthesis_before_it_is_not_a_copy_but_no_net_change_is() -> None:
+    again = {"thesis": SYNTHESIS, "antithesis": CRITIQUE + " Also buses.", "synthesis": SYNTHESIS + " Yes."}
+    assert quality_flags(record(rounds=[again])) == []  # round 2 changed nothing; the first-last pair did change
+    back = {"thesis": SYNTHESIS, "antithesis": CRITIQUE + " Also buses.", "synthesis": THESIS}
+    assert quality_flags(record(rounds=[back])) == ["copy"]  # the final synthesis is the first thesis again
+
+
 def test_round_two_copying_its_antithesis_flags_the_trace() -> None:
     later = {"thesis": SYNTHESIS, "antithesis": CRITIQUE + " Also buses.", "synthesis": CRITIQUE + " Also buses."}
     assert quality_flags(record(rounds=[later])) == ["copy"]
@@ -147,6 +154,8 @@ def test_an_antithesis_that_objects_is_a_critique(antithesis: str, contradiction
         "Critique the thesis as a rigorous opponent. The thesis is fine.",
         # a coding-mode instruction
         "Review the proposed change as a strict code reviewer. Looks fine.",
+        # a field label as the WholeReplyAdapter writes it (the embedded model echoes it)
+        "Thesis (the answer under attack): cars should go.",
     ],
 )
 def test_adapter_and_prompt_scaffolding_is_a_leak(text: str) -> None:

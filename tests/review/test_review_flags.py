@@ -1,4 +1,4 @@
-"""Quality flags in the review app, decided by ``curate.quality`` (stored in the trace, or computed for a trace
+"""Quality flags in the review app, decided by ``hegelion_dspy.quality`` (stored in the trace, or computed for a trace
 written without them): a column and a filter in the list, a badge on the trace page."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 from test_review_index import make_trace
 
-from hegelion_dspy.curate.quality import flags_of
+from hegelion_dspy.quality import flags_of
 from hegelion_dspy.review import ReviewConfig, create_app
 from hegelion_dspy.review.index import TraceIndex, TraceQuery
 from hegelion_dspy.store import TraceStore

@@ -1,5 +1,5 @@
 """The quality flags of traces written without them (v2 lines, records built by hand), computed after the lines
-are indexed: ``curate.quality.flags_of`` costs more than indexing a line, so the list is usable first and the flags
+are indexed: ``quality.flags_of`` costs more than indexing a line, so the list is usable first and the flags
 follow, a batch per write transaction, re-reading each line at its offset."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ...curate.quality import flags_of
 from ...errors import InvalidTraceError
+from ...quality import flags_of
 from ...store import parse_line
 
 FLAG_BATCH = 100

@@ -48,7 +48,7 @@ class TraceQuery:
     max_score: float | None = None
     reviewed: Reviewed | None = None
     text: str = ""
-    flag: str | None = None  # a quality flag (curate.quality.FLAGS) the trace carries, or "any" / "none"
+    flag: str | None = None  # a quality flag (quality.FLAGS) the trace carries, or "any" / "none"
 
     @property
     def everything(self) -> bool:
@@ -84,7 +84,7 @@ class TraceRow(NamedTuple):
     task: str  # a preview of the task
     error: str | None
     demo: int
-    # The quality flags (``curate.quality.flags_of``), space-separated, "" for none; None until computed (a trace
+    # The quality flags (``quality.flags_of``), space-separated, "" for none; None until computed (a trace
     # written without them: a deferred pass computes them, ``flags.fill_flags``).
     flags: str | None
 

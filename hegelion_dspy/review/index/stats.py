@@ -7,8 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...curate.quality import FLAGS
 from ...curate.verdict import Verdict
+from ...quality import FLAGS
 from .model import PairView, TraceQuery
 from .where import label_where, query_where, review_counts
 

@@ -4,18 +4,22 @@
 
 - ``truncated``: a chosen side (the synthesis of a round; the last one is the final synthesis) stopped at the token
   cap (``Round.truncated`` lists it): the text is probably cut off mid-answer.
-- ``copy``: a round's synthesis is equal or near-equal to its thesis or its antithesis (``copy_similarity`` at or
-  above ``COPY_THRESHOLD``): the dialectic changed nothing, or the synthesis parroted the critique.
+- ``copy``: a synthesis is equal or near-equal (``copy_similarity`` at or above ``COPY_THRESHOLD``) to its round's
+  antithesis (it parroted the critique), or the first synthesis or the final one to the first thesis (the dialectic
+  changed nothing). A later round's synthesis that only repeats the one before it (a round that changed nothing) is
+  not a copy: the first-last pair still carries the first round's change.
 - ``no_critique``: a round's antithesis lists no contradiction and does not object: it praises or agrees
   (``_PRAISE``) and says nothing critical (``_OBJECTION``) outside those phrases. The pair then teaches nothing.
 - ``leak``: adapter or prompt scaffolding in a step's text: DSPy field markers (``[[ ## synthesis ## ]]``), DSPy's
-  ChatAdapter instructions ("Respond with the corresponding output fields..."), or a sentence of our signatures'
+  ChatAdapter instructions ("Respond with the corresponding output fields..."), a field label as our WholeReplyAdapter
+  writes it ("Thesis (the answer under attack):", which the embedded model echoes), or a sentence of our signatures'
   instructions or field descriptions (read from ``signatures.py`` without importing dspy).
 - ``loop``: a synthesis repeats itself: some run of ``LOOP_WORDS`` words occurs ``LOOP_TIMES`` times or more (a
   stutter "the the the ..." and a sentence said over and over both count).
 
 The collect side stores the flags in each trace it writes (``TraceRecord.flags``); a trace without them (a v2 log,
-a record built by hand) gets them from ``flags_of`` when read. The verdict (``verdict.py``) decides with them.
+a record built by hand) gets them from ``flags_of`` when read. The export's verdict (``curate/verdict.py``) decides
+with them. This module is core (like ``checks.py``): pure, no dspy, imported by collect/ and curate/ alike.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import Counter
 from functools import cache
 from importlib.resources import files
 
-from ..types import Round, TraceRecord
+from .types import Round, TraceRecord
 
 FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 
@@ -35,11 +39,15 @@ FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 # judge's copy threshold too (checks.COPY_THRESHOLD, there on characters): at 0.9 a 100-word answer may differ from
 # the other text in about 5 words (a greeting, a reworded clause) and still count; a real rewrite keeps far fewer
 # words in order. Words, not characters: any two English texts share most letters, so the cheap bounds below would
-# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair.
+# never rule a pair out and difflib's exact ratio (quadratic) would run on every pair. difflib's own heuristic for
+# long sequences (autojunk: from 200 words, a word making up over 1% of the other text is matched only next to a
+# matched block) keeps the exact ratio fast on repetitive text, where it was seconds a pair ('word ' * 2000); on prose
+# it moves the ratio by under 0.001 (README text, 300-1000 words, 3-8% of words replaced). A text so repetitive that
+# most of its words are junk to difflib scores low here and is flagged as a loop instead.
 COPY_THRESHOLD = 0.9
 LOOP_WORDS = 8
 LOOP_TIMES = 4
-_MAX_COMPARE_WORDS = 4000  # difflib is quadratic in the worst case: compare at most this many words of each text
+_MAX_COMPARE_WORDS = 4000  # compare (and look for loops in) at most this many words of each text
 
 
 def copy_similarity(text: str, other: str) -> float:
@@ -67,7 +75,7 @@ def _similarity(a: list[str], b: list[str], counted: Counter[str] | None = None)
     bound = 2 * sum(((counted or Counter(a)) & Counter(b)).values()) / total
     if bound < COPY_THRESHOLD:
         return bound
-    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 # -- no critique ---------------------------------------------------------------------------------------------------
@@ -124,11 +132,16 @@ def _prompt_phrases() -> tuple[str, ...]:
     text has one home and this module need not import dspy."""
     source = files("hegelion_dspy").joinpath("signatures.py").read_text(encoding="utf-8")
     texts: list[str] = []
+    labels: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef) and (doc := ast.get_docstring(node)):
             texts.append(doc)
         elif isinstance(node, ast.keyword) and node.arg == "desc" and isinstance(node.value, ast.Constant):
             texts.append(str(node.value.value))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(node.value, ast.Call):
+            found = [k.value for k in node.value.keywords if k.arg == "desc"]
+            descs = [v.value for v in found if isinstance(v, ast.Constant)]
+            labels |= {_field_label(node.target.id, desc) for desc in descs if isinstance(desc, str)}
         elif isinstance(node, ast.AnnAssign) and node.value and getattr(node.target, "id", "") == "CODING_INSTRUCTIONS":
             texts += [v.value for v in ast.walk(node.value) if isinstance(v, ast.Constant) and isinstance(v.value, str)]
     sentences = {
@@ -137,7 +150,12 @@ def _prompt_phrases() -> tuple[str, ...]:
         for s in re.split(r"(?<=[.:])\s+", " ".join(text.casefold().split()))
         if len(s.strip()) >= _MIN_PROMPT_SENTENCE
     }
-    return (*_ADAPTER_PHRASES, *sorted(sentences))
+    return (*_ADAPTER_PHRASES, *sorted(labels), *sorted(sentences))
+
+
+def _field_label(name: str, desc: str) -> str:
+    """A field as the WholeReplyAdapter labels it in a prompt, case-folded: 'thesis (the answer under attack)'."""
+    return f"{name.replace('_', ' ')} ({desc.strip().rstrip('.')})".casefold()
 
 
 def has_leak(text: str) -> bool:
@@ -174,16 +192,17 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     """Every quality flag of ``trace`` (a sub-list of ``FLAGS``, in its order); ``[]`` when none applies."""
     rounds = trace.rounds
     found = set()
+    first_thesis = _words(rounds[0].thesis) if rounds else []
     for r in rounds:
         if "synthesis" in r.truncated:
             found.add("truncated")
         words = _words(r.synthesis)
         if "copy" not in found:
             counted = Counter(words)
-            if (
-                _similarity(words, _words(r.thesis), counted) >= COPY_THRESHOLD
-                or _similarity(words, _words(r.antithesis), counted) >= COPY_THRESHOLD
-            ):
+            against = [_words(r.antithesis)]
+            if r.index == 1 or r is rounds[-1]:
+                against.append(first_thesis)
+            if any(_similarity(words, other, counted) >= COPY_THRESHOLD for other in against):
                 found.add("copy")
         if "no_critique" not in found and is_no_critique(r):
             found.add("no_critique")
