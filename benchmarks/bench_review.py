@@ -105,20 +105,61 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+COLD_STARTS = 3
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process has used (its children not counted)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cold_first_pages(log: Path, traces: int, env: dict[str, str]) -> dict[str, Any]:
+    """The first page and the last (unindexed) trace of fresh apps with no index: medians of COLD_STARTS starts,
+    with the app's own CPU time for the first page (the load shows in wall time, hardly in CPU time)."""
+    index_file = log.with_name(f".{log.name}.index.sqlite")
+    walls, cpus, traces_s = [], [], []
+    rows = status = 0
+    for _ in range(COLD_STARTS):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(index_file) + suffix).unlink(missing_ok=True)
+        app, port = start_app(log, env)
+        try:
+            before = cpu_seconds(app.pid)
+            wall, _, body = ttfb(port, "/")
+            cpus.append(cpu_seconds(app.pid) - before)
+            walls.append(wall)
+            rows = body.count(b'class="row ')
+            seconds, status, _ = ttfb(port, f"/trace/{traces - 1:032x}")
+            traces_s.append(seconds)
+        finally:
+            app.terminate()
+            app.wait(timeout=30)
+            if app.stderr:
+                app.stderr.close()
+    return {
+        f"first page, no index (median of {COLD_STARTS})": statistics.median(walls),
+        "  its CPU time in the app": statistics.median(cpus),
+        "  rows on it": rows,
+        f"last trace, not indexed (median of {COLD_STARTS})": statistics.median(traces_s),
+        "  its status": status,
+    }
+
+
 def measure(log: Path, traces: int, requests: int, env: dict[str, str]) -> dict[str, Any]:
     """One checkout: cold pages while the index is built from nothing, the build, warm pages, peak memory."""
     index_file = log.with_name(f".{log.name}.index.sqlite")
     for suffix in ("", "-wal", "-shm"):
         Path(str(index_file) + suffix).unlink(missing_ok=True)
-    out: dict[str, Any] = {"load": os.getloadavg()[0]}
+    out: dict[str, Any] = {"load": os.getloadavg()[0], **cold_first_pages(log, traces, env)}
     last_id = f"{traces - 1:032x}"
     app, port = start_app(log, env)
     try:
         started = time.perf_counter()
-        out["first page, no index"], status, body = ttfb(port, "/")
-        out["first page rows"] = body.count(b'class="row ')
+        out["first page (build run)"], status, body = ttfb(port, "/")
+        out["  rows on it (build run)"] = body.count(b'class="row ')
         assert status == 200, status
-        out["last trace, not indexed"], out["last trace status"], _ = ttfb(port, f"/trace/{last_id}")
+        out["last trace (build run)"], out["  its status (build run)"], _ = ttfb(port, f"/trace/{last_id}")
         builders: dict[int, float] = {}
         while not json.loads(ttfb(port, "/api/state")[2])["complete"]:
             children_peak_mb(app.pid, builders)
@@ -201,7 +242,7 @@ def main() -> None:
               f"peak {floor['peak_mb']:.0f} MB")  # fmt: skip
         mine = results["this checkout"]
         met = (
-            mine["first page, no index"] < GOAL_FIRST_MS / 1000
+            mine[f"first page, no index (median of {COLD_STARTS})"] < GOAL_FIRST_MS / 1000
             and max(mine["list, median"], mine["trace page, median"]) < GOAL_MS / 1000
             and mine["peak memory"] < GOAL_MB
         )
