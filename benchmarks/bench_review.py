@@ -197,7 +197,7 @@ def show(value: Any, name: str) -> str:
         return f"{value:.0f} MB"
     if isinstance(value, float) and "load" in name:
         return f"{value:.2f}"
-    if isinstance(value, float) and "build" in name:
+    if isinstance(value, float) and (name.startswith("index build") or "flags done" in name):
         return f"{value:.1f} s"
     if isinstance(value, float):
         return ms(value)

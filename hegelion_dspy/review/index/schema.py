@@ -7,7 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-INDEX_VERSION = 6  # 5: labels carry their pair's version; 6: quality flags
+INDEX_VERSION = 7  # 5: labels carry their pair's version; 6: quality flags; 7: traces_demo_status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
@@ -40,6 +40,8 @@ CREATE INDEX IF NOT EXISTS traces_id ON traces(id);
 CREATE INDEX IF NOT EXISTS traces_task ON traces(task_key, seq);
 CREATE INDEX IF NOT EXISTS traces_status ON traces(status, created, seq);
 CREATE INDEX IF NOT EXISTS traces_demo ON traces(demo, created, seq);
+-- the default list leaves demo traces out: a status filter needs both, or SQLite scans every non-demo trace
+CREATE INDEX IF NOT EXISTS traces_demo_status ON traces(demo, status, created, seq);
 CREATE INDEX IF NOT EXISTS traces_unflagged ON traces(seq) WHERE flags IS NULL;
 CREATE TABLE IF NOT EXISTS facets(name TEXT NOT NULL, value TEXT NOT NULL, n INTEGER NOT NULL,
                                   PRIMARY KEY(name, value));
