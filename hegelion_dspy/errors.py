@@ -209,3 +209,24 @@ class TrainingInterrupted(TrainError):
 class EvalError(HegelionError):
     """An evaluation cannot run as asked (unknown suite, no test split, models with different tokenizers, an output
     folder holding another evaluation, a model that cannot be loaded)."""
+
+
+class LabelConflictError(HegelionError):
+    """A label was written from a version of its pair that another reviewer has replaced meanwhile.
+
+    ``base`` is the version the writer saw, ``version`` the pair's version now, ``latest`` the label that made it
+    (a ``curate.labels.Label``): show it, and write again with ``base=version`` to overrule it.
+    """
+
+    def __init__(self, trace_id: str, pair: str, *, base: int, version: int, latest: object | None = None):
+        self.trace_id = trace_id
+        self.pair = pair
+        self.base = base
+        self.version = version
+        self.latest = latest
+        by = getattr(latest, "labeller", None)
+        who = f" by {by}" if by else ""
+        super().__init__(
+            f"pair {pair!r} of trace {trace_id[:80]!r} was changed{who} since you read it (version {base}, now "
+            f"{version}); read the latest label and write again with base={version} to replace it"
+        )

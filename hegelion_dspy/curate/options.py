@@ -10,9 +10,8 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from ..errors import ExportError, OptionProblem, from_validation, option
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
-from .selection import TraceFilter
+from .selection import Keep, TraceFilter
 
-Keep = Literal["best", "latest", "first"]
 KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
 Flag = Literal["truncated", "copy", "no_critique", "leak", "loop"]  # == quality.FLAGS (tests/curate/test_quality.py)
 # -- the options ---------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import pytest
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.curate.driver import export_dataset
 from hegelion_dspy.curate.labels import Label, LabelStore
-from hegelion_dspy.review.app import ReviewConfig, _rows
+from hegelion_dspy.review import ReviewConfig
 from hegelion_dspy.review.index import TraceIndex
+from hegelion_dspy.review.views import rows as _rows
 from hegelion_dspy.store import TraceStore, read_records
 from hegelion_dspy.types import TraceFailure, TraceRecord
 
@@ -71,7 +72,7 @@ def test_export_review_rows_and_stats_keep_the_same_traces(log: Path, tmp_path: 
 
     index = TraceIndex(log)
     index.sync()
-    config = ReviewConfig(log_path=log, min_chars=MIN_CHARS, min_score=min_score)
+    config = ReviewConfig(log_path=log, min_chars=MIN_CHARS, min_score=min_score, keep="first")
     previewed = set()
     for record in read_records(log):
         rows = _rows(record, index.labels_for(record.id), config, index)

@@ -220,7 +220,7 @@ def test_dataset_shape_counts_what_the_charts_draw(log: Path) -> None:
 
 def test_indexing_streams_the_log_instead_of_loading_it(tmp_path: Path) -> None:
     log = tmp_path / "traces.jsonl"
-    filler = "word " * 2000  # 10 KB per text
+    filler = " ".join(f"word{k % 997}" for k in range(2000))  # 10 KB per text
     TraceStore(log).append_many(
         make_trace(i, thesis=f"{i} {filler}", synthesis=f"{i} better {filler}") for i in range(3000)
     )
