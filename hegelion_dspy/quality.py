@@ -31,6 +31,7 @@ from collections import Counter
 from functools import cache
 from importlib.resources import files
 
+from .checks import COPY_THRESHOLD  # one threshold for the judge's copy check and this flag
 from .types import Round, TraceRecord
 
 FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
@@ -44,7 +45,6 @@ FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
 # matched block) keeps the exact ratio fast on repetitive text, where it was seconds a pair ('word ' * 2000); on prose
 # it moves the ratio by under 0.001 (README text, 300-1000 words, 3-8% of words replaced). A text so repetitive that
 # most of its words are junk to difflib scores low here and is flagged as a loop instead.
-COPY_THRESHOLD = 0.9
 LOOP_WORDS = 8
 LOOP_TIMES = 4
 _MAX_COMPARE_WORDS = 4000  # compare (and look for loops in) at most this many words of each text

@@ -251,8 +251,7 @@ def _stream(
     ranked = _Ranked(opts.keep) if opts.dedupe and opts.keep != "first" else None
     seen: set[bytes] | None = set() if opts.dedupe and opts.keep == "first" else None
     origins = _Origins()
-    # under ranking, the label outcomes of each kept trace (per slot: its unreviewed examples when its input has no
-    # labels, else its outcome counts): a replaced trace's labels must not count, so they are added up at the end
+    # under ranking, the label outcomes per kept slot (see _keep_labels), added up at the end: replaced ones drop out
     kept_unreviewed, kept_labelled = array("q"), dict[int, dict[str, int]]()
     keyed = opts.dedupe or bool(opts.split)  # both need the normalised task
     key, digest = b"", b""
@@ -282,10 +281,7 @@ def _stream(
             if reason is not None:
                 dropped[reason] += 1
                 continue
-            flags = record.flags if record.flags is not None else flags_of(record)
-            for flag in flags:
-                flagged[flag] += 1
-            flag_drop = flag_reason(flags) if flags else None
+            flag_drop = _flag_drop(record, flagged, flag_reason)
             if keyed:
                 key = normalize_task(record.task).encode()
                 digest = hashlib.blake2b(key, digest_size=16).digest()
@@ -347,9 +343,8 @@ def _stream(
                     last_created = created_at
             elif slot < 0:
                 ranked.add(slot, short, (part, offset, len(data), len(lines), origin), rank)
-                kept_unreviewed.append(unreviewed)
-                if counted is not None:
-                    kept_labelled[len(kept_unreviewed) - 1] = counted
+                kept_unreviewed.append(0)
+                _keep_labels(kept_unreviewed, kept_labelled, len(kept_unreviewed) - 1, unreviewed, counted)
             else:  # this trace outranks the one kept for its prompt: that one is dropped after all
                 old_part, _, _, old_rows, old_origin = ranked.place(slot)
                 rows[parts[old_part]] -= old_rows
@@ -357,10 +352,7 @@ def _stream(
                 report.traces_kept -= 1
                 dropped["duplicate_prompt"] += 1
                 ranked.replace(slot, (part, offset, len(data), len(lines), origin), rank)
-                kept_unreviewed[slot] = unreviewed
-                kept_labelled.pop(slot, None)
-                if counted is not None:
-                    kept_labelled[slot] = counted
+                _keep_labels(kept_unreviewed, kept_labelled, slot, unreviewed, counted)
         if report.traces_read == read_before and report.invalid == invalid_before:
             report.warnings.append(f"{path}: no traces (empty file)")
     origins.tally(report)
@@ -385,6 +377,24 @@ def _empty_split(report: ExportReport, split: float) -> str:
         f"option 'split' {split}: the {empty} split would be empty (rows per split: {counts}); nothing was written. "
         "Use more traces, another split fraction or seed, or no split"
     )
+
+
+def _flag_drop(record: TraceRecord, flagged: dict[str, int], flag_reason: Callable[[Any], str | None]) -> str | None:
+    """Count the trace's quality flags; the one its pairs are dropped for (None: none, or all allowed)."""
+    flags = record.flags if record.flags is not None else flags_of(record)
+    for flag in flags:
+        flagged[flag] += 1
+    return flag_reason(flags) if flags else None
+
+
+def _keep_labels(
+    unreviewed_of: array[int], labelled: dict[int, dict[str, int]], slot: int, unreviewed: int, counted: Any
+) -> None:
+    """Record the label outcomes of the trace now kept in ``slot`` (replacing those of a trace it outranked)."""
+    unreviewed_of[slot] = unreviewed
+    labelled.pop(slot, None)
+    if counted is not None:
+        labelled[slot] = counted
 
 
 def _count_labels(outcomes: dict[str, int], counted: dict[str, int] | None, unreviewed: int) -> None:
