@@ -1,0 +1,232 @@
+"""Review one pair at a time, anywhere: the pairs to label next, one label checked and written, one trace as a view.
+
+The review web app and the MCP server's in-chat review (``review_pairs`` / ``label_pair``) both go through here, so a
+label made in the chat is checked like one made in the browser and lands in the same sidecar (``<log>.labels``).
+Pairs come from the trace index (``TraceIndex``: filters run in SQLite), one trace read per listed trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..curate.formats import preference_examples
+from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
+from ..curate.selection import TraceFilter
+from ..curate.verdict import example_pair
+from ..errors import InvalidLabelError
+from ..types import TraceRecord
+from .diff import diff_ratio, word_diff
+from .index import PairView, TraceIndex, TraceQuery
+
+MAX_PAIRS = 50
+SCAN_TRACES = 2000  # traces looked at for one list at most (a flag filter is applied after the index's filters)
+_PAGE = 100
+
+
+@dataclass(frozen=True)
+class PairQuery:
+    """Which pairs to review: the review app's filters (models and tags as globs/names, one quality flag, demo
+    traces), unlabelled pairs first, at most ``limit``."""
+
+    models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    flag: str | None = None
+    include_demo: bool = False
+    unlabelled_first: bool = True
+    limit: int = 10
+    view: PairView = field(default_factory=PairView)
+
+
+def trace_flags(record: TraceRecord) -> list[str]:
+    """The quality flags of a trace (``TraceRecord.flags`` in newer schemas; none before)."""
+    flags = getattr(record, "flags", None) or []
+    return [item if isinstance(item, str) else str(getattr(item, "name", None) or item) for item in flags]
+
+
+def label_fields(label: Label | None) -> dict[str, Any] | None:
+    return None if label is None else label.model_dump(mode="json")
+
+
+def pair_cards(record: TraceRecord, labels: dict[str, Label], view: PairView | None = None) -> list[dict[str, Any]]:
+    """Every pair of one trace under ``view``, with its sides, the trace's facts and its latest label."""
+    view = view or PairView()
+    cards = []
+    for ex in preference_examples(record, rejected=view.rejected, pairs=view.pairs):
+        pair = example_pair(ex)
+        step, rejected_round, chosen_round = parse_pair(pair)
+        label = labels.get(pair)
+        cards.append(
+            {
+                "trace_id": record.id,
+                "pair": pair,
+                "task": record.task,
+                "chosen": ex.chosen,
+                "rejected": ex.rejected or "",
+                "rejected_step": step,
+                "rejected_round": rejected_round,
+                "chosen_round": chosen_round,
+                "model": record.model,
+                "tags": list(record.tags),
+                "flags": trace_flags(record),
+                "demo": bool(getattr(record, "demo", False)),
+                "label": label_fields(label),
+                "version": getattr(label, "version", None) if label is not None else None,
+            }
+        )
+    return cards
+
+
+class PairDesk:
+    """The pairs of one trace log and its labels sidecar, as the in-chat review reads and writes them."""
+
+    def __init__(self, log_path: str | Path):
+        self.log_path = Path(log_path)
+        self.labels = LabelStore.beside(self.log_path)
+        self._index: TraceIndex | None = None
+
+    @property
+    def index(self) -> TraceIndex:
+        if self._index is None:
+            self._index = TraceIndex(self.log_path)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+
+    def _records(self, query: PairQuery, reviewed: str | None) -> Iterator[TraceRecord]:
+        traces = TraceFilter(models=list(query.models), tags=list(query.tags), include_demo=query.include_demo)
+        found = TraceQuery(traces=traces, status="ok", reviewed=reviewed)  # type: ignore[arg-type]
+        seen = 0
+        page = 1
+        while seen < SCAN_TRACES:
+            items = self.index.query(found, page=page, per_page=_PAGE, view=query.view).items
+            for item in items:
+                record = self.index.read(item.id) if item.id else None
+                seen += 1
+                if record is not None and (query.flag is None or query.flag in trace_flags(record)):
+                    yield record
+            if len(items) < _PAGE:
+                return
+            page += 1
+
+    def pairs(self, query: PairQuery) -> list[dict[str, Any]]:
+        """Up to ``query.limit`` pairs, newest traces first; with ``unlabelled_first`` the pairs nobody decided on
+        come before the decided ones."""
+        self.index.sync()
+        limit = max(1, min(query.limit, MAX_PAIRS))
+        open_pairs: list[dict[str, Any]] = []
+        decided: list[dict[str, Any]] = []
+        passes = ("no", None) if query.unlabelled_first else (None,)
+        done: set[tuple[str, str]] = set()
+        for reviewed in passes:
+            for record in self._records(query, reviewed):
+                for card in pair_cards(record, self.index.labels_for(record.id), query.view):
+                    key = (card["trace_id"], card["pair"])
+                    if key in done:
+                        continue
+                    done.add(key)
+                    undecided = card["label"] is None or card["label"].get("decision") is None
+                    (open_pairs if undecided or not query.unlabelled_first else decided).append(card)
+                if len(open_pairs) >= limit:
+                    return open_pairs[:limit]
+            if len(open_pairs) + len(decided) >= limit:
+                break
+        return (open_pairs + decided)[:limit]
+
+    def record(self, trace_id: str) -> TraceRecord:
+        self.index.sync()
+        record = self.index.read(trace_id)
+        if record is None:
+            raise InvalidLabelError(
+                f"there is no trace {trace_id[:80]!r} in the log; list pairs with review_pairs", path=self.log_path
+            )
+        return record
+
+    def label(
+        self,
+        trace_id: str,
+        pair: str,
+        decision: str | None,
+        *,
+        chosen: str | None = None,
+        note: str = "",
+        labeller: str | None = None,
+    ) -> Label:
+        """Check one label against its trace and append it to the sidecar; InvalidLabelError names what is wrong."""
+        label = checked_label(self.record(trace_id), pair, decision, chosen=chosen, note=note, labeller=labeller)
+        self.labels.append(label)
+        self.index.sync(log=False)
+        return label
+
+
+def checked_label(
+    record: TraceRecord,
+    pair: str,
+    decision: str | None,
+    *,
+    chosen: str | None = None,
+    note: str = "",
+    labeller: str | None = None,
+) -> Label:
+    """A Label for ``pair`` of ``record`` once the pair exists in it and every field is valid (the review app's
+    rules: a known pair of an ok trace, a known decision or none, a non-blank edit)."""
+    try:
+        _, rejected_round, chosen_round = parse_pair(pair)
+    except ValueError as exc:
+        raise InvalidLabelError(str(exc), field="pair") from None
+    if not (record.ok and rejected_round <= chosen_round <= len(record.rounds)):
+        raise InvalidLabelError(f"trace {record.id[:80]!r} has no pair {pair!r}", field="pair")
+    decision = (decision or "").strip() or None
+    if decision is not None and decision not in DECISIONS:
+        raise InvalidLabelError(
+            f"decision {decision[:40]!r} is not one of {', '.join(DECISIONS)} (or empty)", field="decision"
+        )
+    try:
+        return Label(
+            trace_id=record.id,
+            pair=pair,
+            decision=decision,  # type: ignore[arg-type]
+            chosen=chosen if chosen and chosen.strip() else None,
+            note=note,
+            labeller=labeller,
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidLabelError(str(first.get("msg", "invalid value")), field=where or None) from None
+
+
+def dialectic_view(record: TraceRecord) -> dict[str, Any]:
+    """One trace as the dialectic view draws it: its facts, and per round the three steps, the contradictions and
+    the word diff from the round's thesis to its synthesis (the review app's diff)."""
+    rounds = []
+    for r in record.rounds:
+        runs, cut = word_diff(r.thesis, r.synthesis)
+        rounds.append(
+            {
+                "index": r.index,
+                "thesis": r.thesis,
+                "antithesis": r.antithesis,
+                "contradictions": [c.model_dump(mode="json") for c in r.contradictions],
+                "synthesis": r.synthesis,
+                "diff": {"runs": [list(run) for run in runs], "cut": cut, "same": round(diff_ratio(runs), 3)},
+            }
+        )
+    return {
+        "trace_id": record.id,
+        "task": record.task,
+        "model": record.model,
+        "mode": record.mode,
+        "status": record.status,
+        "error": record.error.model_dump(mode="json") if record.error else None,
+        "demo": bool(getattr(record, "demo", False)),
+        "flags": trace_flags(record),
+        "tags": list(record.tags),
+        "rounds": rounds,
+    }
