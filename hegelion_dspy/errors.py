@@ -77,3 +77,24 @@ class UnsafePathError(ConfigError):
 
 class ClusterError(HegelionError):
     """A batch on a cluster cannot go on (every worker died, the cluster cannot be reached)."""
+
+
+class LabelConflictError(HegelionError):
+    """A label was written from a version of its pair that another reviewer has replaced meanwhile.
+
+    ``base`` is the version the writer saw, ``version`` the pair's version now, ``latest`` the label that made it
+    (a ``curate.labels.Label``): show it, and write again with ``base=version`` to overrule it.
+    """
+
+    def __init__(self, trace_id: str, pair: str, *, base: int, version: int, latest: object | None = None):
+        self.trace_id = trace_id
+        self.pair = pair
+        self.base = base
+        self.version = version
+        self.latest = latest
+        by = getattr(latest, "labeller", None)
+        who = f" by {by}" if by else ""
+        super().__init__(
+            f"pair {pair!r} of trace {trace_id[:80]!r} was changed{who} since you read it (version {base}, now "
+            f"{version}); read the latest label and write again with base={version} to replace it"
+        )

@@ -221,11 +221,16 @@ def _is_whole_trace(fragment: bytes) -> bool:
 IsWholeLine = Callable[[bytes], bool]
 
 
-def append_lines(path: Path, lines: list[bytes], is_whole_line: IsWholeLine) -> tuple[int, int]:
+def append_lines(
+    path: Path, lines: list[bytes], is_whole_line: IsWholeLine, *, check: Callable[[int], None] | None = None
+) -> tuple[int, int]:
     """Append whole lines (each ending in a newline) to an append-only JSONL log, under one exclusive lock and with
     one write, repairing a torn last line first. ``is_whole_line`` tells a complete record whose newline is missing
     from a fragment of an interrupted write. Every append-only log here (traces, labels) goes through this. Returns
-    the log's size just before and just after the lines (what a running count needs to know nobody else wrote)."""
+    the log's size just before and just after the lines (what a running count needs to know nobody else wrote).
+
+    ``check(fd)`` runs under the lock, after the repair and before the write, with a descriptor of the log open for
+    reading: it may raise to write nothing (a label written from a version another writer has replaced)."""
     if not lines:
         size = path.stat().st_size if path.exists() else 0
         return size, size
@@ -235,6 +240,8 @@ def append_lines(path: Path, lines: list[bytes], is_whole_line: IsWholeLine) -> 
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             _repair_torn_tail(fd, path, is_whole_line)
+            if check is not None:
+                check(fd)
             before = os.fstat(fd).st_size
             _write_all(fd, b"".join(lines))
             return before, os.fstat(fd).st_size

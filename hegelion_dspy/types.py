@@ -11,7 +11,7 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Mode = Literal["general", "coding"]
 Source = Literal["cli", "mcp", "python"]
@@ -86,9 +86,9 @@ def _now() -> datetime:
 class TraceRecord(_Model):
     """One dialectic run: the task, every round, the final synthesis and whether it succeeded."""
 
-    # Version 2 only added fields with defaults, so a version-1 line validates as it is (the fast path) and is
-    # upgraded in place by _versions_are_current; see _upgrade_v1_to_v2 for the dict path.
-    schema_version: Literal[1, 2] = 2
+    # Versions 2 and 3 only added fields with defaults, so an older line validates as it is (the fast path) and is
+    # upgraded in place by _status_is_consistent; see _upgrade_v1_to_v2 and _upgrade_v2_to_v3 for the dict path.
+    schema_version: Literal[1, 2, 3] = 3
     id: str = Field(default_factory=_new_id, min_length=1, max_length=64)
     created_at: datetime = Field(default_factory=_now)
     source: Source = "python"
@@ -114,13 +114,19 @@ class TraceRecord(_Model):
     cost_usd: float | None = Field(
         default=None, ge=0, description="What every LM call of this run cost (failed ones too), when known."
     )
+    flags: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="Quality flags (truncated, copy, no_critique, leak, loop: curate/quality.py) computed when the "
+        "trace was written; None when they were not (a v2 line, a record built by hand): readers compute them then.",
+    )
     tags: list[str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _status_is_consistent(self) -> TraceRecord:
-        if self.schema_version == 1:  # see the field's comment (assigning costs a pydantic __setattr__: only when due)
-            self.schema_version = 2
+        if self.schema_version != SCHEMA_VERSION:  # see the field's comment (assigning costs a __setattr__: when due)
+            self.schema_version = 3  # == SCHEMA_VERSION
         if self.created_at.tzinfo is None:
             raise ValueError("created_at must carry a timezone (UTC)")
         if self.status == "ok":
@@ -161,7 +167,14 @@ def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 2}
 
 
-UPGRADES: dict[int, Any] = {1: _upgrade_v1_to_v2}
+def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 added ``flags``, the quality flags. A v2 line has none: they stay None here (this module holds the contract,
+    not the curation rules, and must not import them) and ``curate.quality.flags_of`` computes them on read, which
+    every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes through."""
+    return {**data, "schema_version": 3}
+
+
+UPGRADES: dict[int, Any] = {1: _upgrade_v1_to_v2, 2: _upgrade_v2_to_v3}
 
 
 def upgrade_record(data: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+from ..curate.quality import with_flags
 from ..errors import StepFailedError
 from ..lms.metering import CallMeter, metering
 from ..store import TraceStore
@@ -86,7 +87,7 @@ class _TaskRun:
                 self.outcome = exc
 
     def record(self) -> TraceRecord:
-        """The trace of the outcome (before any judging)."""
+        """The trace of the outcome (before any judging), with its quality flags."""
         from ..lms.base import describe_lm
         from ..lms.manners import unwrapped
 
@@ -117,7 +118,7 @@ class _TaskRun:
                     message=outcome.message[:20_000],
                 ),
             )
-        return TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok")
+        return with_flags(TraceRecord(**common, rounds=outcome.rounds, synthesis=outcome.synthesis, status="ok"))
 
     def logged(self, record: TraceRecord, spent: CallMeter) -> TraceRecord:
         """The trace with what its LM calls cost (every call: failed ones and the judge's too), appended to the

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..curate.quality import with_flags
 from ..errors import InvalidTraceError
 from ..store import TraceStore
 from ..types import Contradiction, Mode, Round, Source, TraceRecord
@@ -30,7 +31,8 @@ def build_trace(
 
     ``thesis``/``antithesis``/``synthesis`` (+ ``contradictions``) are round 1; ``rounds`` are later rounds of an
     iterated run, each ``{antithesis, synthesis, contradictions?}`` whose thesis is the previous synthesis.
-    Raises InvalidTraceError naming the field when something is missing or malformed.
+    Raises InvalidTraceError naming the field when something is missing or malformed. The trace carries its quality
+    flags (``curate.quality``).
     """
     try:
         first = Round(
@@ -46,7 +48,7 @@ def build_trace(
             data.setdefault("thesis", all_rounds[-1].synthesis)
             data["index"] = n
             all_rounds.append(Round.model_validate(data))
-        return TraceRecord(
+        record = TraceRecord(
             source=source,
             task=task,
             mode=mode,
@@ -63,6 +65,7 @@ def build_trace(
         raise InvalidTraceError(f"{first_error.get('msg')}; nothing was written", field=loc or None) from None
     except TypeError as exc:
         raise InvalidTraceError(f"malformed value ({exc}); nothing was written") from None
+    return with_flags(record)
 
 
 def log_trace(store: TraceStore, **fields: Any) -> TraceRecord:

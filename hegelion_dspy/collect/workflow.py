@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from ..curate.quality import with_flags
 from ..errors import InvalidTraceError, LMError
 from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
@@ -261,7 +262,8 @@ class PartialTrace:
         }
         try:
             if failure is None:
-                return TraceRecord(**common, rounds=rounds, synthesis=rounds[-1].synthesis if rounds else "")
+                synthesis = rounds[-1].synthesis if rounds else ""
+                return with_flags(TraceRecord(**common, rounds=rounds, synthesis=synthesis))
             return TraceRecord(
                 **common, rounds=rounds, status="failed", error=failure, metadata=self._partial_round(len(rounds))
             )

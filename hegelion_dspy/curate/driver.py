@@ -37,6 +37,7 @@ from .formats import (
 from .labels import OUTCOMES, Label, LabelBook, LabelStore, labels_path
 from .options import ExportOptions
 from .report import ExportReport
+from .selection import Keep, keep_rank, outranks
 from .verdict import DROP_REASONS, TRACE_REASONS, _reviewed, drop_reason
 
 KEEP_INVALID_LOCATIONS = 5
@@ -55,8 +56,8 @@ class _Ranked:
 
     PLACE = 5  # per slot in ``places``: part, offset, length, rows, origin (index into _Origins)
 
-    def __init__(self, keep: str):
-        self.best = keep == "best"
+    def __init__(self, keep: Keep):
+        self.keep = keep
         self.keys = array("Q")  # the first 8 bytes of the prompt's blake2b digest (a collision: ~1e-9 at 1M prompts)
         self.places = array("q")
         self.ranks = array("d")  # per slot: score (-1 when unscored), creation time
@@ -79,10 +80,7 @@ class _Ranked:
     def beats(self, slot: int, score: float, created: float) -> bool:
         """Whether a new trace ranks above the one kept in ``slot``: a higher score (best), else a later creation;
         on a tie the trace read later wins."""
-        kept_score = self.ranks[2 * slot]
-        if self.best and score != kept_score:
-            return score > kept_score
-        return created >= self.ranks[2 * slot + 1]
+        return outranks(self.keep, (score, created), (self.ranks[2 * slot], self.ranks[2 * slot + 1]))
 
     def place(self, slot: int) -> tuple[int, ...]:
         """(part, offset, length, rows, origin) of the trace kept in ``slot``."""
@@ -301,7 +299,7 @@ def _stream(
                 digest = hashlib.blake2b(key, digest_size=16).digest()
             slot = -1
             if ranked is not None:
-                rank = (-1.0 if record.score is None else record.score, record.created_at.timestamp())
+                rank = keep_rank(record.score, record.created_at.timestamp())
                 short = int.from_bytes(digest[:8], "big")
                 slot = ranked.find(short)
                 if slot >= 0 and not ranked.beats(slot, *rank):

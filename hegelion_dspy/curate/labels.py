@@ -10,6 +10,11 @@ synthesis preferred to round 1's thesis. The exporters give every example its pa
 the rows built from that pair whatever other options an export uses. Supervised rows (sft, instruction) train on the
 final synthesis and follow the label of the trace's main pair (first thesis > final synthesis).
 
+Versions: the version of a pair is how many labels it has had (0: none yet). A reviewer writes a label with the
+version it was made from (``write_label(path, label, base=version)``); when another reviewer wrote one meanwhile the
+write is refused with ``LabelConflictError`` (under the sidecar's lock, so of two writers from one version exactly one
+wins). The label line records that ``base``; lines without one (older sidecars, writes without a check) still load.
+
 Decisions: ``accept`` keeps the pair, ``reject`` drops it, ``swap`` exchanges chosen and rejected; ``chosen`` (an
 edited chosen text, after any swap) replaces the chosen side; ``note`` is free text. A label without a decision only
 carries a note: the pair stays unreviewed.
@@ -17,6 +22,7 @@ carries a note: the pair stays unreviewed.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,7 +32,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import InvalidLabelError
+from ..errors import InvalidLabelError, LabelConflictError
 from ..store import append_lines, iter_lines
 from ..types import MAX_ROUNDS, MAX_TEXT_CHARS
 
@@ -82,6 +88,9 @@ class Label(BaseModel):
     note: str = Field(default="", max_length=MAX_NOTE_CHARS)
     labeller: str | None = Field(default=None, max_length=MAX_LABELLER_CHARS)
     created_at: datetime = Field(default_factory=_now)
+    base: int | None = Field(
+        default=None, ge=0, description="The pair's version this label was made from (None: written unchecked)."
+    )
 
     @field_validator("pair")
     @classmethod
@@ -113,7 +122,9 @@ class Label(BaseModel):
         return self.decision is not None
 
     def to_json_line(self) -> bytes:
-        return self.model_dump_json().encode("utf-8") + b"\n"
+        # Without a base the line is exactly what older versions wrote (and read: they forbid unknown fields).
+        dumped = self.model_dump_json(exclude={"base"} if self.base is None else None)
+        return dumped.encode("utf-8") + b"\n"
 
 
 def _is_whole_label(fragment: bytes) -> bool:
@@ -186,6 +197,51 @@ class LabelBook:
         return bool(self.labels)
 
 
+def label_version(path: str | Path, trace_id: str, pair: str) -> tuple[int, Label | None]:
+    """The version of one pair in the sidecar at ``path`` (how many valid labels it has had) and its latest label.
+
+    One streaming pass; a line that is not a valid label does not count (the review index skips it too)."""
+    path = Path(path)
+    version, latest = 0, None
+    if not path.exists():
+        return version, latest
+    for _, raw, _complete in iter_lines(path):
+        try:
+            fields = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(fields, dict) or fields.get("trace_id") != trace_id or fields.get("pair") != pair:
+            continue
+        try:
+            label = Label.model_validate(fields)
+        except ValidationError:
+            continue
+        version, latest = version + 1, label
+    return version, latest
+
+
+def write_label(path: str | Path, label: Label, *, base: int | None = None) -> int:
+    """Append ``label`` to the sidecar at ``path``; returns the pair's new version.
+
+    With ``base`` (the version the label was made from, ``label_version`` or the review index's), the write happens
+    only if the pair is still at that version, checked under the sidecar's lock: else ``LabelConflictError`` carrying
+    the version now and the label that made it, and nothing is written. ``base=None`` writes unconditionally.
+    """
+    path = Path(path)
+    if base is not None:
+        label = label.model_copy(update={"base": base})
+    found: list[int] = []
+
+    def check(_fd: int) -> None:
+        version, latest = label_version(path, label.trace_id, label.pair)
+        if base is not None and version != base:
+            raise LabelConflictError(label.trace_id, label.pair, base=base, version=version, latest=latest)
+        found.append(version)
+
+    append_lines(path, [label.to_json_line()], _is_whole_label, check=check)
+    return found[0] + 1
+
+
 class LabelStore:
     """The append-only labels sidecar at ``path`` (``labels_path(log)`` for a trace log)."""
 
@@ -201,6 +257,14 @@ class LabelStore:
 
     def append(self, label: Label) -> None:
         self.append_many([label])
+
+    def write(self, label: Label, *, base: int | None = None) -> int:
+        """``write_label`` to this sidecar: append one label, checked against ``base``; returns the new version."""
+        return write_label(self.path, label, base=base)
+
+    def version(self, trace_id: str, pair: str) -> int:
+        """The version of one pair now (``label_version``)."""
+        return label_version(self.path, trace_id, pair)[0]
 
     def append_many(self, labels: Iterable[Label]) -> int:
         """Append labels as whole lines under the log's lock, with one write. Returns how many were written."""

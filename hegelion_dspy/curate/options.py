@@ -4,15 +4,14 @@ tool."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ExportError
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
-from .selection import TraceFilter
+from .selection import Keep, TraceFilter
 
-Keep = Literal["best", "latest", "first"]
 KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
 # -- the options ---------------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,27 @@ FILTER_REASONS: tuple[str, ...] = (
     "tag",  # no --tag among its tags, or an --exclude-tag
     "date",  # created before --since or at/after --until
 )
+
+# Which trace of a prompt an export keeps (``ExportOptions.keep``); ``outranks`` is the rule, for every reader.
+Keep = Literal["best", "latest", "first"]
+Rank = tuple[float, float]  # (score, -1 when unscored; creation time as a timestamp)
+
+
+def keep_rank(score: float | None, created: float) -> Rank:
+    """A trace's rank among the traces of its prompt: its judge score (-1 when unscored), then its creation time."""
+    return (-1.0 if score is None else score, created)
+
+
+def outranks(keep: Keep, later: Rank, kept: Rank) -> bool:
+    """Whether a trace read later replaces the kept trace of the same prompt: under ``best`` a higher score wins,
+    else (same score, unscored logs) the later creation; under ``latest`` the later creation; on a tie the trace
+    read later. Under ``first`` the first trace read stays. The export and the review app both decide by this."""
+    if keep == "first":
+        return False
+    if keep == "best" and later[0] != kept[0]:
+        return later[0] > kept[0]
+    return later[1] >= kept[1]
+
 
 Glob = Annotated[str, Field(min_length=1, max_length=500)]
 TagName = Annotated[str, Field(min_length=1, max_length=200)]

@@ -1,7 +1,9 @@
 """The review app's guard, as ASGI middleware around it (also when it is mounted inside the MCP server).
 
-- The Host header must name this machine's loopback (127.0.0.1, localhost, [::1]) or an allowed name: a page from
-  another site that rebinds its DNS name to 127.0.0.1 is refused (DNS rebinding).
+- The Host header must name this machine's loopback (exactly ``localhost``, ``127.0.0.1`` or ``[::1]``) or an
+  allowed name, each with an optional numeric port: a page from another site that rebinds its DNS name to 127.0.0.1
+  is refused (DNS rebinding). The header is parsed by its grammar (``parse_host``), so ``[::1]evil.example`` or
+  ``127.0.0.1:8766@evil.example`` is no loopback name with something after it but no Host at all.
 - A state-changing request (anything but GET/HEAD) must carry the app's CSRF token (form field ``csrf`` or header
   ``X-CSRF-Token``) and, when the browser says where it comes from (``Origin``, ``Sec-Fetch-Site``), come from this
   very origin. The token is random per app and only readable by pages of this origin.
@@ -11,6 +13,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
@@ -20,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -44,12 +48,26 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def host_name(host: str) -> str:
-    """``127.0.0.1:8766`` -> ``127.0.0.1``; ``[::1]:8766`` -> ``[::1]``."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[: host.find("]") + 1] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# RFC 9110 Host = uri-host [ ":" port ]; uri-host is an IP-literal ("[" IPv6 "]"), an IPv4 address or a DNS name
+# (letters, digits, hyphens and dots: no user info, no path, nothing after the port). The port is digits only.
+_HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?)(?::(?P<port>[0-9]{1,5}))?")
+
+
+def parse_host(header: str) -> tuple[str, int | None] | None:
+    """A Host header as ``(name, port)``, the name in lower case: ``"127.0.0.1:8766"`` -> ``("127.0.0.1", 8766)``,
+    ``"[::1]"`` -> ``("[::1]", None)``; None when the header is not one host with an optional port."""
+    match = _HOST.fullmatch(header.lower())
+    if match is None:
+        return None
+    name, port = match["name"], match["port"]
+    if port is not None and int(port) > 65535:
+        return None
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return None
+    return name, None if port is None else int(port)
 
 
 class Guard:
@@ -79,7 +97,8 @@ class Guard:
 
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if host_name(host) not in self.allowed_hosts:
+        parsed = parse_host(host)
+        if parsed is None or parsed[0] not in self.allowed_hosts:
             return 421, f"Host {host[:100]!r} is not allowed: open the review app at http://127.0.0.1:<port>/\n"
         if scope["method"] in SAFE_METHODS:
             return None

@@ -266,3 +266,30 @@ def test_a_post_without_the_token_is_refused(page: Any, serve: Any, log: Path) -
     token = page.get_attribute("meta[name=csrf-token]", "content")
     status, _ = page.evaluate(post, [token])
     assert status == 200 and len(list(LabelStore.beside(log).records())) == 1
+
+
+def test_two_reviewers_on_one_pair_the_second_is_told_and_shown_the_first(browser: Any, serve: Any, log: Path) -> None:
+    url = serve("--labeller", "ann")
+    tabs = []
+    for _ in range(2):  # two reviewers, each with a browser of their own, open the same trace
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        tab = context.new_page()
+        tab.set_default_timeout(15_000)
+        tab.goto(url + "/trace/t0030")
+        tab.wait_for_selector("#pair-1.current")
+        tabs.append(tab)
+    first, second = tabs
+    first.keyboard.press("r")  # the first reviewer rejects the pair
+    first.wait_for_selector("#pair-1.decision-reject", state="attached")
+    second.keyboard.press("a")  # the second, from the page as it was loaded, accepts it: refused
+    conflict = second.wait_for_selector('#pair-1 [data-role="conflict"]:not([hidden])')
+    assert "another reviewer changed pair thesis:1>synthesis:1" in conflict.inner_text()
+    assert "(version 0, now 1)" in conflict.inner_text()
+    second.wait_for_selector("#pair-1.decision-reject")  # the first reviewer's label is shown
+    assert [lbl.decision for lbl in LabelStore.beside(log).records()] == ["reject"]
+    second.keyboard.press("a")  # deciding again replaces it knowingly
+    second.wait_for_selector("#pair-1.decision-accept", state="attached")
+    assert [lbl.decision for lbl in LabelStore.beside(log).records()] == ["reject", "accept"]
+    assert second.is_hidden('#pair-1 [data-role="conflict"]')
+    for tab in tabs:
+        tab.context.close()

@@ -103,6 +103,9 @@
     body.set("chosen", $('[data-role="edit"]', card).value);
     body.set("note", $('[data-role="note"]', card).value);
     body.set("labeller", labeller ? labeller.value : "");
+    const base = $('[data-role="base"]', card);
+    const conflict = $('[data-role="conflict"]', card);
+    if (base) body.set("base", base.value);
     let response;
     try {
       response = await fetch(form.action, {
@@ -113,11 +116,23 @@
       toast("Not saved: " + err, true);
       return false;
     }
+    if (response.status === 409) {
+      // Another reviewer labelled this pair since the page was loaded: show theirs, and send the next decision
+      // from their version (a second decision replaces it knowingly).
+      const data = await response.json();
+      if (data.label) render(card, data.label);
+      if (base) base.value = data.version;
+      if (conflict) { conflict.textContent = data.conflict; conflict.hidden = false; }
+      toast("Not saved: another reviewer changed this pair", true);
+      return false;
+    }
     if (!response.ok) {
       toast("Not saved: " + (await response.text()).trim(), true);
       return false;
     }
     const data = await response.json();
+    if (base) base.value = data.version;
+    if (conflict) conflict.hidden = true;
     render(card, data.label);
     refreshRows();
     toast("Saved: " + (data.label.decision || "no decision"));
