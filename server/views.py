@@ -125,13 +125,20 @@ def build_apps(state: ServerState, check: ArgumentCheck) -> tuple[Apps, ViewDesk
         chosen: Annotated[str | None, Field(description="An edited chosen text (after any swap).")] = None,
         note: Annotated[str, Field(description="Free text.")] = "",
         labeller: Annotated[str | None, Field(max_length=200, description="Who decided.")] = None,
+        base_version: Annotated[
+            int | None, Field(ge=0, description="The pair's version you read (review_pairs' `version`).")
+        ] = None,
     ) -> CallToolResult:
         """Label one pair (as review_pairs lists it) in the labels sidecar the review app uses: accept keeps it,
         reject drops it from exports, swap exchanges chosen and rejected, chosen replaces the chosen text. The
-        latest label of a pair wins; exports (export_dataset, `hegelion dataset`) apply it."""
+        latest label of a pair wins; exports (export_dataset, `hegelion dataset`) apply it. With base_version, the
+        label is refused if someone labelled the pair since (read it again with review_pairs)."""
+        fields = {"pair": pair, "decision": decision or "", "chosen": chosen or "", "note": note}
+        if base_version is not None:
+            fields["base"] = str(base_version)
         with tool_errors():
-            label = await desk.call("label", trace_id, pair, decision, chosen=chosen, note=note, labeller=labeller)
-        data = {"label": label.model_dump(mode="json")}
+            label, version = await desk.call("label", trace_id, fields, labeller)
+        data = {"label": label.model_dump(mode="json"), "version": version}
         return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structured_content=data)
 
     @apps.tool(resource_uri=DIALECTIC_VIEW, visibility=["app"], name="show_trace", title="Show a trace")

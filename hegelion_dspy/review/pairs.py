@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..curate.formats import preference_examples
-from ..curate.labels import DECISIONS, Label, LabelStore, parse_pair
+from ..curate.labels import Label, LabelStore, parse_pair
+from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
 from ..curate.verdict import example_pair
 from ..errors import InvalidLabelError
 from ..types import TraceRecord
 from .diff import diff_ratio, word_diff
 from .index import PairView, TraceIndex, TraceQuery
+from .params import BadRequest, parse_label_form
 
 MAX_PAIRS = 50
 SCAN_TRACES = 2000  # traces looked at for one list at most (a flag filter is applied after the index's filters)
@@ -43,17 +43,19 @@ class PairQuery:
 
 
 def trace_flags(record: TraceRecord) -> list[str]:
-    """The quality flags of a trace (``TraceRecord.flags`` in newer schemas; none before)."""
-    flags = getattr(record, "flags", None) or []
-    return [item if isinstance(item, str) else str(getattr(item, "name", None) or item) for item in flags]
+    """The quality flags of a trace (stored since schema v3, computed for older lines)."""
+    return list(flags_of(record))
 
 
 def label_fields(label: Label | None) -> dict[str, Any] | None:
     return None if label is None else label.model_dump(mode="json")
 
 
-def pair_cards(record: TraceRecord, labels: dict[str, Label], view: PairView | None = None) -> list[dict[str, Any]]:
-    """Every pair of one trace under ``view``, with its sides, the trace's facts and its latest label."""
+def pair_cards(
+    record: TraceRecord, labels: dict[str, Label], versions: dict[str, int], view: PairView | None = None
+) -> list[dict[str, Any]]:
+    """Every pair of one trace under ``view``, with its sides, the trace's facts, its latest label and its version
+    (how many labels it has had: a label is written from it, ``base``, and refused if another came meanwhile)."""
     view = view or PairView()
     cards = []
     for ex in preference_examples(record, rejected=view.rejected, pairs=view.pairs):
@@ -75,7 +77,7 @@ def pair_cards(record: TraceRecord, labels: dict[str, Label], view: PairView | N
                 "flags": trace_flags(record),
                 "demo": bool(getattr(record, "demo", False)),
                 "label": label_fields(label),
-                "version": getattr(label, "version", None) if label is not None else None,
+                "version": versions.get(pair, 0),
             }
         )
     return cards
@@ -126,7 +128,8 @@ class PairDesk:
         done: set[tuple[str, str]] = set()
         for reviewed in passes:
             for record in self._records(query, reviewed):
-                for card in pair_cards(record, self.index.labels_for(record.id), query.view):
+                labels, versions = self.index.labels_for(record.id), self.index.versions_for(record.id)
+                for card in pair_cards(record, labels, versions, query.view):
                     key = (card["trace_id"], card["pair"])
                     if key in done:
                         continue
@@ -148,58 +151,18 @@ class PairDesk:
             )
         return record
 
-    def label(
-        self,
-        trace_id: str,
-        pair: str,
-        decision: str | None,
-        *,
-        chosen: str | None = None,
-        note: str = "",
-        labeller: str | None = None,
-    ) -> Label:
-        """Check one label against its trace and append it to the sidecar; InvalidLabelError names what is wrong."""
-        label = checked_label(self.record(trace_id), pair, decision, chosen=chosen, note=note, labeller=labeller)
-        self.labels.append(label)
+    def label(self, trace_id: str, fields: dict[str, str], labeller: str | None = None) -> tuple[Label, int]:
+        """Check one label as the review app checks its form (``params.parse_label_form``: pair, decision, chosen,
+        note, labeller, base) and write it; returns it and the pair's new version. InvalidLabelError names what is
+        wrong; LabelConflictError says that another reviewer labelled the pair since version ``base``."""
+        record = self.record(trace_id)
+        try:
+            label, base = parse_label_form(record, fields, labeller)
+        except BadRequest as exc:
+            raise InvalidLabelError(str(exc), path=self.labels.path) from None
+        version = self.labels.write(label, base=base)
         self.index.sync(log=False)
-        return label
-
-
-def checked_label(
-    record: TraceRecord,
-    pair: str,
-    decision: str | None,
-    *,
-    chosen: str | None = None,
-    note: str = "",
-    labeller: str | None = None,
-) -> Label:
-    """A Label for ``pair`` of ``record`` once the pair exists in it and every field is valid (the review app's
-    rules: a known pair of an ok trace, a known decision or none, a non-blank edit)."""
-    try:
-        _, rejected_round, chosen_round = parse_pair(pair)
-    except ValueError as exc:
-        raise InvalidLabelError(str(exc), field="pair") from None
-    if not (record.ok and rejected_round <= chosen_round <= len(record.rounds)):
-        raise InvalidLabelError(f"trace {record.id[:80]!r} has no pair {pair!r}", field="pair")
-    decision = (decision or "").strip() or None
-    if decision is not None and decision not in DECISIONS:
-        raise InvalidLabelError(
-            f"decision {decision[:40]!r} is not one of {', '.join(DECISIONS)} (or empty)", field="decision"
-        )
-    try:
-        return Label(
-            trace_id=record.id,
-            pair=pair,
-            decision=decision,  # type: ignore[arg-type]
-            chosen=chosen if chosen and chosen.strip() else None,
-            note=note,
-            labeller=labeller,
-        )
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise InvalidLabelError(str(first.get("msg", "invalid value")), field=where or None) from None
+        return label, version
 
 
 def dialectic_view(record: TraceRecord) -> dict[str, Any]:

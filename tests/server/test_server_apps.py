@@ -16,7 +16,7 @@ from mcp.client import advertise
 from mcp.server.apps import APP_MIME_TYPE, EXTENSION_ID
 
 from hegelion_dspy.collect.traces import build_trace
-from hegelion_dspy.curate.labels import LabelStore
+from hegelion_dspy.curate.labels import Label, LabelStore
 from hegelion_dspy.lms.scripted import ScriptedLM
 from hegelion_dspy.store import TraceStore
 
@@ -116,7 +116,8 @@ async def test_the_view_data_has_every_round_with_contradictions_and_the_diff(da
     assert first["contradictions"] and {"description", "evidence"} <= set(first["contradictions"][0])
     ops = {op for op, _ in first["diff"]["runs"]}
     assert ops <= {"same", "del", "ins"} and 0 <= first["diff"]["same"] <= 1
-    assert view["demo"] is True and view["flags"] == [] and view["model"]
+    (line,) = (data_dir / "traces.jsonl").read_text().splitlines()
+    assert view["demo"] is True and view["flags"] == json.loads(line)["flags"] and view["model"]
 
 
 async def test_review_pairs_lists_unlabelled_first_and_filters(data_dir: Path) -> None:
@@ -164,3 +165,20 @@ async def test_label_pair_writes_the_sidecar_with_the_review_apps_checks(data_di
     assert blank.is_error and "decision" in blank.content[0].text  # type: ignore[union-attr]
     (label,) = LabelStore.beside(log).records()
     assert (label.trace_id, label.decision, label.chosen, label.labeller) == ("t0001", "accept", HOSTILE, "ann")
+
+
+async def test_a_label_from_a_stale_version_is_refused_and_nothing_is_written(data_dir: Path) -> None:
+    log = seeded(data_dir, 1)
+    async with Client(build_server(data_dir=data_dir)) as client:
+        (listed,) = json_of(await client.call_tool("review_pairs", {}))["pairs"]
+        assert listed["version"] == 0
+        LabelStore.beside(log).write(Label(trace_id="t0001", pair=PAIR, decision="reject", labeller="bob"), base=0)
+        stale = await client.call_tool(
+            "label_pair", {"trace_id": "t0001", "pair": PAIR, "decision": "accept", "base_version": 0}
+        )
+        fresh = await client.call_tool(
+            "label_pair", {"trace_id": "t0001", "pair": PAIR, "decision": "accept", "base_version": 1}
+        )
+    assert stale.is_error and "was changed by bob since you read it (version 0, now 1)" in stale.content[0].text  # type: ignore[union-attr]
+    assert not fresh.is_error and fresh.structured_content["version"] == 2  # type: ignore[index]
+    assert [label.decision for label in LabelStore.beside(log).records()] == ["reject", "accept"]
