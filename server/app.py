@@ -21,6 +21,7 @@ from hegelion_dspy import __version__
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.types import Mode, Step, TraceRecord
 
+from .completions import add_completions
 from .dialectic import DialecticCall, DialecticRuns
 from .schemas import (
     EXPORT_OPTIONS_NOT_OFFERED,
@@ -270,6 +271,7 @@ def build_server(
             loaded = await state.program(mode)
             return [UserMessage(dialectic_brief(loaded.dialectic, task, iterations))]
 
+    add_completions(server, check, desk)
     return server
 
 

@@ -26,6 +26,7 @@ from .params import BadRequest, parse_label_form
 MAX_PAIRS = 50
 SCAN_TRACES = 2000  # traces looked at for one list at most (a flag filter is applied after the index's filters)
 _PAGE = 100
+MAX_KNOWN_IDS = 100
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,15 @@ class PairDesk:
             if len(open_pairs) + len(decided) >= limit:
                 break
         return (open_pairs + decided)[:limit]
+
+    def known(self) -> dict[str, list[str]]:
+        """The values the log's traces take, most frequent first: ``model``, ``tag``, ``mode``, ``source`` ... and
+        ``trace_id`` (the newest ids): what a client completes an argument from."""
+        self.index.sync()
+        known = {name: [value for value, _ in counted] for name, counted in self.index.facets().items()}
+        newest = self.index.query(TraceQuery(traces=TraceFilter(include_demo=True)), per_page=MAX_KNOWN_IDS).items
+        known["trace_id"] = [item.id for item in newest if item.id]
+        return known
 
     def record(self, trace_id: str) -> TraceRecord:
         self.index.sync()

@@ -683,7 +683,7 @@ async def test_the_step_prompts_render_the_program_steps_in_the_answer_format(da
             },
         )
 
-    assert names == ["thesis", "antithesis", "synthesis", "dialectic"]
+    assert names == ["thesis", "antithesis", "synthesis", "dialectic", "export"]
     assert [m.role for m in thesis.messages] == ["user"]
     text = thesis.messages[0].content.text  # type: ignore[union-attr]
     assert "Answer the task directly" in text and text.count("plain text") == 1

@@ -166,7 +166,7 @@ async def test_the_checked_in_mcp_json_starts_the_server(tmp_path: Path) -> None
         names = sorted(t.name for t in (await client.list_tools()).tools)
         prompts = sorted(p.name for p in (await client.list_prompts()).prompts)
     assert names == TOOL_NAMES
-    assert prompts == ["antithesis", "dialectic", "synthesis", "thesis"]
+    assert prompts == ["antithesis", "dialectic", "export", "synthesis", "thesis"]
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
