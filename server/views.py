@@ -10,6 +10,7 @@ carries the view's data under ``_meta["hegelion/view"]``, where the host hands i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache, partial
 from importlib.resources import files
 from typing import Annotated, Any
@@ -88,6 +89,12 @@ def build_apps(state: ServerState, check: ArgumentCheck) -> tuple[Apps, ViewDesk
         DIALECTIC_VIEW, page("dialectic"), title="Dialectic view", description="Thesis, antithesis, synthesis."
     )
     apps.add_html_resource(REVIEW_VIEW, page("review"), title="Pair review", description="Label pairs in the chat.")
+    for fn in (*_review_tools(apps, desk), _trace_tool(apps, desk)):
+        check.register("tool", fn.__name__, fn)
+    return apps, desk
+
+
+def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[Callable[..., Any], ...]:
     reads = ToolAnnotations(title="Pairs to review", read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(title="Label a pair", read_only_hint=False, destructive_hint=False, idempotent_hint=True)
 
@@ -141,6 +148,10 @@ def build_apps(state: ServerState, check: ArgumentCheck) -> tuple[Apps, ViewDesk
         data = {"label": label.model_dump(mode="json"), "version": version}
         return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structured_content=data)
 
+    return review_pairs, label_pair
+
+
+def _trace_tool(apps: Apps, desk: ViewDesk) -> Callable[..., Any]:
     @apps.tool(resource_uri=DIALECTIC_VIEW, visibility=["app"], name="show_trace", title="Show a trace")
     async def show_trace(
         ctx: Context[Any, Any], trace_id: Annotated[str, Field(min_length=1, max_length=64)]
@@ -150,6 +161,4 @@ def build_apps(state: ServerState, check: ArgumentCheck) -> tuple[Apps, ViewDesk
             view = await desk.view_of(trace_id)
         return CallToolResult(content=[TextContent(type="text", text=f"trace {trace_id}")], _meta={VIEW_KEY: view})
 
-    for fn in (review_pairs, label_pair, show_trace):
-        check.register("tool", fn.__name__, fn)
-    return apps, desk
+    return show_trace

@@ -152,17 +152,7 @@ def test_run_dialectic_renders_the_three_steps_side_by_side(host: Any) -> None:
 
 
 def test_hostile_rtl_emoji_and_huge_texts_render_as_text(host: Any) -> None:
-    view, _ = open_view(host, "show_trace", {"trace_id": "t0005"})
-    view.locator("body[data-rendered]").wait_for(state="attached")
-    assert HOSTILE in view.locator("section.step").first.inner_text()  # shown, not run
-    assert view.locator("img, script:not(:first-of-type)").count() == 0
-    assert host.evaluate("window.__pwned") is None
-    shoot(host, "view-1", "dialectic-hostile")
-    rtl, _ = open_view(host, "show_trace", {"trace_id": "t0006"})
-    rtl.locator("body[data-rendered]").wait_for(state="attached")
-    assert rtl.locator("h1").inner_text() == RTL
-    shoot(host, "view-2", "dialectic-rtl-emoji")
-    huge, _ = open_view(host, "show_trace", {"trace_id": "t0007"})
+    huge, _ = open_view(host, "show_trace", {"trace_id": "t0007"})  # first: its frame is the one in sight
     huge.locator("body[data-rendered]").wait_for(state="attached")
     assert huge.locator("section.round").count() == 2
     shown = huge.locator("section.step .text").evaluate_all("els => els.reduce((n, e) => n + e.textContent.length, 0)")
@@ -170,11 +160,21 @@ def test_hostile_rtl_emoji_and_huge_texts_render_as_text(host: Any) -> None:
     assert "too long to diff here" in huge.locator("section.round").first.inner_text()
     first_text = huge.locator("section.step .text").first  # each text scrolls in its own box; the page answers
     assert first_text.evaluate("el => { el.scrollTop = 5000; return el.scrollTop }") > 0
-    shoot(host, "view-3", "dialectic-huge")
+    shoot(host, "view-1", "dialectic-huge")
+    view, _ = open_view(host, "show_trace", {"trace_id": "t0005"})
+    view.locator("body[data-rendered]").wait_for(state="attached")
+    assert HOSTILE in view.locator("section.step").first.inner_text()  # shown, not run
+    assert view.locator("img, script:not(:first-of-type)").count() == 0
+    assert host.evaluate("window.__pwned") is None
+    shoot(host, "view-2", "dialectic-hostile")
+    rtl, _ = open_view(host, "show_trace", {"trace_id": "t0006"})
+    rtl.locator("body[data-rendered]").wait_for(state="attached")
+    assert rtl.locator("h1").inner_text() == RTL
+    shoot(host, "view-3", "dialectic-rtl-emoji")
     host.set_viewport_size({"width": 380, "height": 800})  # a phone: the steps stack, nothing scrolls sideways
     widths = huge.locator("html").evaluate("el => [el.scrollWidth, el.clientWidth]")
     assert widths[0] <= widths[1]
-    shoot(host, "view-3", "dialectic-narrow")
+    shoot(host, "view-1", "dialectic-narrow")
     assert host.errors == []
 
 
