@@ -142,9 +142,7 @@ def build_server(
     check = ArgumentCheck()
     apps, desk = build_apps(state, check)  # the MCP App: views for run_dialectic/log_trace, the in-chat review
     # subscriptions=False: resource updates are not advertised in either protocol era (see docs/mcp.md, Subscriptions)
-    server: MCPServer = MCPServer(
-        name, version=__version__, instructions=INSTRUCTIONS, subscriptions=False, extensions=[apps]
-    )
+    server = MCPServer(name, version=__version__, instructions=INSTRUCTIONS, subscriptions=False, extensions=[apps])
     server.middleware.append(check)
     client_log = ClientLog(server)
     runs = DialecticRuns(state, client_log)
@@ -171,10 +169,7 @@ def build_server(
         it). When status is 'complete', call log_trace with `log_trace_arguments` and your model name.
         Passing thesis/antithesis/synthesis/rounds always continues the prompt workflow."""
         call = DialecticCall(args.task, args.mode, args.iterations, args.tags or [], args.answers())
-        result = await runs.run(ctx, call)
-        if isinstance(result, RunDialecticResult):
-            return await with_view(ctx, desk, result, result.trace_id)
-        return result
+        return await with_view(ctx, desk, await runs.run(ctx, call))
 
     @tool("Log a dialectic you wrote yourself", LogTraceArguments, destructive=False, meta=UI_META)
     async def log_trace(ctx: Context[Any, Any], args: LogTraceArguments) -> LogTraceResult:
@@ -184,7 +179,7 @@ def build_server(
         record = build_trace(source="mcp", **args.model_dump(exclude_none=True))
         counts = await state.append(record)
         logged = LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
-        return await with_view(ctx, desk, logged, record.id)
+        return await with_view(ctx, desk, logged)
 
     # destructive: with force=true it replaces a file; idempotent: the same call writes the same file
     @tool(

@@ -70,9 +70,11 @@ def dumped(result: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, indent=2))], structured_content=data)
 
 
-async def with_view(ctx: Context[Any, Any], desk: ViewDesk, result: BaseModel, trace_id: str | None) -> Any:
-    """``result`` unchanged, or for a client with Apps and a logged trace, the same plus the dialectic view's data."""
-    if trace_id is None or not client_supports_apps(ctx):
+async def with_view(ctx: Context[Any, Any], desk: ViewDesk, result: Any) -> Any:
+    """``result`` unchanged, or for a client with Apps and a logged trace (``trace_id`` of run_dialectic, ``id`` of
+    log_trace), the same plus the dialectic view's data."""
+    trace_id = getattr(result, "trace_id", None) or getattr(result, "id", None)
+    if not isinstance(result, BaseModel) or not isinstance(trace_id, str) or not client_supports_apps(ctx):
         return result
     shown = dumped(result)
     return shown.model_copy(update={"meta": {VIEW_KEY: await desk.view_of(trace_id)}})
