@@ -21,6 +21,7 @@ from hegelion_dspy import __version__
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.types import Mode, Step, TraceRecord
 
+from .completions import add_completions
 from .dialectic import DialecticCall, DialecticRuns
 from .schemas import (
     EXPORT_OPTIONS_NOT_OFFERED,
@@ -38,6 +39,7 @@ from .schemas import (
 )
 from .shaping import ArgumentCheck, ClientLog, prompt_errors, tool_errors
 from .state import ServerState
+from .views import UI_META, build_apps, with_view
 
 RESOURCE_URI = "hegelion://traces"
 RECENT_TRACES = 10
@@ -85,6 +87,7 @@ def _tool_registrar(server: MCPServer, check: ArgumentCheck) -> Callable[..., Ca
         idempotent: bool = False,
         open_world: bool = False,
         omit: frozenset[str] = frozenset(),
+        meta: dict[str, Any] | None = None,
     ) -> Callable[[ToolImpl], ToolImpl]:
         def register(impl: ToolImpl) -> ToolImpl:
             async def call(ctx: Context[Any, Any], **values: Any) -> Any:
@@ -103,7 +106,9 @@ def _tool_registrar(server: MCPServer, check: ArgumentCheck) -> Callable[..., Ca
                 open_world_hint=open_world,
             )
             description = inspect.cleandoc(impl.__doc__ or "")
-            server.add_tool(call, name=impl.__name__, title=title, description=description, annotations=hints)
+            server.add_tool(
+                call, name=impl.__name__, title=title, description=description, annotations=hints, meta=meta
+            )
             check.register("tool", impl.__name__, call)
             return impl
 
@@ -134,9 +139,10 @@ def build_server(
     program file. Without a server-side model, run_dialectic uses the client's model (sampling) or the prompt workflow.
     """
     state = ServerState(data_dir=data_dir, lm=lm, model=model, program=program)
-    # subscriptions=False: resource updates are not advertised in either protocol era (see docs/mcp.md, Subscriptions)
-    server: MCPServer = MCPServer(name, version=__version__, instructions=INSTRUCTIONS, subscriptions=False)
     check = ArgumentCheck()
+    apps, desk = build_apps(state, check)  # the MCP App: views for run_dialectic/log_trace, the in-chat review
+    # subscriptions=False: resource updates are not advertised in either protocol era (see docs/mcp.md, Subscriptions)
+    server = MCPServer(name, version=__version__, instructions=INSTRUCTIONS, subscriptions=False, extensions=[apps])
     server.middleware.append(check)
     client_log = ClientLog(server)
     runs = DialecticRuns(state, client_log)
@@ -147,6 +153,7 @@ def build_server(
         RunDialecticArguments,
         destructive=False,
         open_world=True,
+        meta=UI_META,
     )
     async def run_dialectic(
         ctx: Context[Any, Any], args: RunDialecticArguments
@@ -162,16 +169,17 @@ def build_server(
         it). When status is 'complete', call log_trace with `log_trace_arguments` and your model name.
         Passing thesis/antithesis/synthesis/rounds always continues the prompt workflow."""
         call = DialecticCall(args.task, args.mode, args.iterations, args.tags or [], args.answers())
-        return await runs.run(ctx, call)
+        return await with_view(ctx, desk, await runs.run(ctx, call))
 
-    @tool("Log a dialectic you wrote yourself", LogTraceArguments, destructive=False)
+    @tool("Log a dialectic you wrote yourself", LogTraceArguments, destructive=False, meta=UI_META)
     async def log_trace(ctx: Context[Any, Any], args: LogTraceArguments) -> LogTraceResult:
         """Log a thesis -> antithesis -> synthesis dialectic you produced yourself as a training trace. Validates
         every field and appends one line to the trace log; on invalid input nothing is written and the error names
         the field. Returns the trace id and the log's counts."""
         record = build_trace(source="mcp", **args.model_dump(exclude_none=True))
         counts = await state.append(record)
-        return LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
+        logged = LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
+        return await with_view(ctx, desk, logged)
 
     # destructive: with force=true it replaces a file; idempotent: the same call writes the same file
     @tool(
@@ -258,6 +266,7 @@ def build_server(
             loaded = await state.program(mode)
             return [UserMessage(dialectic_brief(loaded.dialectic, task, iterations))]
 
+    add_completions(server, check, desk)
     return server
 
 

@@ -100,8 +100,8 @@ async def test_three_tools_with_input_and_output_schemas_and_annotations(data_di
     async with Client(build_server(data_dir=data_dir)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
 
-    assert set(tools) == {"run_dialectic", "log_trace", "export_dataset"}
-    for tool in tools.values():
+    assert set(tools) == {"run_dialectic", "log_trace", "export_dataset", "review_pairs", "label_pair", "show_trace"}
+    for tool in (tools[name] for name in ("run_dialectic", "log_trace", "export_dataset")):
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
         assert tool.annotations is not None and tool.annotations.read_only_hint is False
         assert tool.description
@@ -659,7 +659,7 @@ async def test_the_resource_has_counts_and_recent_traces_newest_first(data_dir: 
         await client.call_tool("run_dialectic", {"task": "fails"})
         contents = (await client.read_resource("hegelion://traces")).contents
 
-    assert [str(r.uri) for r in resources] == ["hegelion://traces"]
+    assert [str(r.uri) for r in resources if not str(r.uri).startswith("ui://")] == ["hegelion://traces"]
     summary = json.loads(contents[0].text)  # type: ignore[union-attr]
     assert summary["stats"]["total"] == 3 and summary["stats"]["failed"] == 1
     assert [r["task"] for r in summary["recent"]] == ["fails", "question 1", "question 0"]
@@ -683,7 +683,7 @@ async def test_the_step_prompts_render_the_program_steps_in_the_answer_format(da
             },
         )
 
-    assert names == ["thesis", "antithesis", "synthesis", "dialectic"]
+    assert names == ["thesis", "antithesis", "synthesis", "dialectic", "export"]
     assert [m.role for m in thesis.messages] == ["user"]
     text = thesis.messages[0].content.text  # type: ignore[union-attr]
     assert "Answer the task directly" in text and text.count("plain text") == 1

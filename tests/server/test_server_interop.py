@@ -37,7 +37,7 @@ VERSIONS = {
     "inspector": ("2025-11-25", "2026-07-28"),
 }
 CELLS = [(c, t, v) for c, versions in VERSIONS.items() for t in ("stdio", "http") for v in versions]
-TOOLS = ["export_dataset", "log_trace", "run_dialectic"]
+TOOLS = ["export_dataset", "label_pair", "log_trace", "review_pairs", "run_dialectic", "show_trace"]
 
 
 def _node_env() -> dict[str, str]:

@@ -61,5 +61,5 @@ async def main():
 asyncio.run(main())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
-    assert done.stdout.split("\n")[0] == "3 4 []"
+    assert done.stdout.split("\n")[0] == "6 5 []"
     assert not (tmp_path / "data").exists()

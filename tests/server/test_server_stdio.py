@@ -27,6 +27,7 @@ INIT = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+TOOL_NAMES = ["export_dataset", "label_pair", "log_trace", "review_pairs", "run_dialectic", "show_trace"]
 TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 MODERN_META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -69,7 +70,7 @@ def test_listing_tools_writes_nothing_to_the_data_folder(tmp_path: Path) -> None
     for _ in range(2):
         init, tools = raw_session(data_dir, INIT, INITIALIZED, TOOLS)
         assert init["result"]["protocolVersion"] == "2025-06-18"
-        assert sorted(t["name"] for t in tools["result"]["tools"]) == ["export_dataset", "log_trace", "run_dialectic"]
+        assert sorted(t["name"] for t in tools["result"]["tools"]) == TOOL_NAMES
     assert not data_dir.exists()
 
 
@@ -92,12 +93,12 @@ def test_an_initialize_after_a_modern_probe_gets_the_sdks_own_answer(tmp_path: P
     assert tools["error"]["code"] == -32602 and "_meta" in tools["error"]["message"]  # the SDK's errors, not replays
     modern = {**TOOLS, "id": 4, "params": {"_meta": MODERN_META}}
     (listed,) = raw_session(tmp_path, DISCOVER, modern)[1:]
-    assert len(listed["result"]["tools"]) == 3
+    assert len(listed["result"]["tools"]) == 6
 
 
 def test_requests_sent_before_the_handshake_reply_are_answered_in_order(tmp_path: Path) -> None:
     init, tools = raw_session(tmp_path, INIT, INITIALIZED, TOOLS, together=True)
-    assert (init["id"], tools["id"]) == (1, 2) and len(tools["result"]["tools"]) == 3
+    assert (init["id"], tools["id"]) == (1, 2) and len(tools["result"]["tools"]) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
@@ -119,7 +120,7 @@ async def test_the_console_script_serves_every_tool_over_stdio(tmp_path: Path) -
         exported = await client.call_tool("export_dataset", {"format": "sft"})
         bad = await client.call_tool("export_dataset", {"output_name": "../escape.jsonl"})
 
-    assert names == ["export_dataset", "log_trace", "run_dialectic"]
+    assert names == TOOL_NAMES
     assert logged.structured_content is not None and logged.structured_content["total"] == 1
     (record,) = read_records(data_dir / "traces.jsonl")
     assert (record.id, record.tags) == (logged.structured_content["id"], ["stdio"])
@@ -164,8 +165,8 @@ async def test_the_checked_in_mcp_json_starts_the_server(tmp_path: Path) -> None
     async with Client(params, mode="legacy") as client:  # the handshake IDE clients use today
         names = sorted(t.name for t in (await client.list_tools()).tools)
         prompts = sorted(p.name for p in (await client.list_prompts()).prompts)
-    assert names == ["export_dataset", "log_trace", "run_dialectic"]
-    assert prompts == ["antithesis", "dialectic", "synthesis", "thesis"]
+    assert names == TOOL_NAMES
+    assert prompts == ["antithesis", "dialectic", "export", "synthesis", "thesis"]
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -173,4 +174,4 @@ async def test_both_protocol_eras_reach_the_tools_over_stdio(tmp_path: Path, mod
     async with Client(_params(tmp_path), mode=mode) as client:
         version = client.protocol_version
         tools = (await client.list_tools()).tools
-    assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28") and len(tools) == 3
+    assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28") and len(tools) == 6
