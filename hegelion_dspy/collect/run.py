@@ -52,6 +52,7 @@ class RunOptions(TypedDict, total=False):
     tpm: float | None
     max_retries: int
     parallel: int | None
+    timeout: float | None  # seconds per LM call (hosted models) [default: lms.hosted's]
 
 
 _RUN_OWN = ("store", "source", "on_step", "iterations", "tags")  # the rest builds the context

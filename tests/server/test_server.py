@@ -531,12 +531,19 @@ async def test_a_log_that_is_not_a_file_is_a_one_line_error(data_dir: Path) -> N
     assert error_text(result).endswith("traces.jsonl: is a folder, not a trace log file")
 
 
-async def test_an_unexpected_failure_is_a_short_error_without_a_traceback(data_dir: Path, tmp_path: Path) -> None:
+async def test_a_log_that_cannot_be_written_is_one_error_naming_where_the_trace_went(
+    data_dir: Path, tmp_path: Path
+) -> None:
     data_dir.mkdir()
     (data_dir / "traces.jsonl").symlink_to(tmp_path / "missing-folder" / "traces.jsonl")  # appending fails: OSError
     async with Client(build_server(data_dir=data_dir)) as client:
         result = await client.call_tool("log_trace", GOOD)
-    assert error_text(result) == "Error executing tool log_trace"
+    text = error_text(result)
+    assert text.startswith("Error executing tool log_trace: cannot write the trace log ") and "(ENOENT)" in text
+    assert "Traceback" not in text and "\n" not in text
+    saved = list(data_dir.glob("traces.jsonl.unsaved-*.jsonl"))  # the trace is kept, not lost
+    assert len(saved) == 1 and f"1 finished trace saved to {saved[0]}" in text
+    assert json.loads(saved[0].read_text().splitlines()[0])["task"] == GOOD["task"]
 
 
 # -- export_dataset -----------------------------------------------------------------------------------------------

@@ -208,11 +208,13 @@ def test_a_missing_model_folder_is_named() -> None:
 
 
 @TRL_CHECKPOINTING
-def test_the_readme_phase_3_dry_run_trains_offline(
+def test_the_documented_dry_run_trains_offline(
     trace_log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The README's phase-2 split export, then its phase-3 dry-run lines, run as written in a folder with the log.
-    block = (ROOT / "README.md").read_text(encoding="utf-8").split("# 3. Training")[1].split("```")[0]
+    # The phase-2 split export, then docs/training.md's dry-run lines (the README's phase 3 is now `hegelion train`),
+    # run as written in a folder with the log.
+    block = (ROOT / "docs" / "training.md").read_text(encoding="utf-8").split("**3. Dry run, offline.**")[1]
+    block = block.split("```bash")[1].split("```")[0]
     dry_run = [shlex.split(line.split("#")[0]) for line in block.splitlines() if "out/tiny" in line]
     assert [argv[:2] for argv in dry_run] == [
         ["python", "examples/tiny_model.py"],
