@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ExportError, InvalidTraceError
+from ..errors import ExportError, InvalidTraceError, option
 from ..quality import FLAGS, flags_of
 from ..store import normalize_task, read_records
 from ..types import TraceRecord
@@ -197,7 +197,8 @@ def export_dataset(
             files[name] = _AtomicFile(path, force=opts.force or opts.card)
         ranked = _stream(opts, input_paths, files, report)
         if report.rows_written == 0:
-            raise ExportError(f"no rows to write; nothing was written. {_nothing_kept(report, opts)}")
+            message = f"no rows to write; nothing was written. {_nothing_kept(report, opts)}"
+            raise ExportError(message, options=tuple(n for n in ExportOptions.model_fields if option(n) in message))
         if opts.split and 0 in report.rows.values():
             raise ExportError(_empty_split(report, opts.split))
         if ranked is not None:
@@ -434,6 +435,7 @@ def demo_hint(n: int) -> str:
     """What to say about demo traces left out of an export."""
     traces = "trace" if n == 1 else "traces"
     return (
-        f"{n:,} {traces} of a demo model (the embedded model or the scripted fake) left out: they prove the pipeline, "
-        "they are not training data; use a real model, or set option 'include_demo' for a dry run"
+        f"{n:,} {traces} of a demo model (the shipped SmolLM2 by any route, a model trained from it, or the scripted "
+        "fake) left out: they prove the pipeline, they are not training data; use a real model, or set option "
+        "'include_demo' for a dry run"
     )

@@ -14,10 +14,10 @@ from typing import Any
 
 from ..curate.formats import preference_examples
 from ..curate.labels import Label, LabelStore, parse_pair
-from ..curate.quality import flags_of
 from ..curate.selection import TraceFilter
 from ..curate.verdict import example_pair
 from ..errors import InvalidLabelError
+from ..quality import flags_of
 from ..types import TraceRecord
 from .diff import diff_ratio, word_diff
 from .index import PairView, TraceIndex, TraceQuery

@@ -183,7 +183,8 @@ def test_the_shipped_file_runs_by_path_as_a_gguf_model_string(shipped_gguf: Path
         "hegelion_dspy.lms.llamacpp.GGUFLM",
         "WholeReplyAdapter",
     )
-    assert logged.demo is False  # a file the user chose is their model, not the shipped demo
+    # the shipped file by any route is the demo model (issue 21: demo by model identity, not by route)
+    assert logged.demo is True and logged.model_identity is not None and logged.model_identity.demo
     [round_] = logged.rounds
     assert all(getattr(round_, step).strip() for step in ("thesis", "antithesis", "synthesis"))
     for step, usage in round_.usage.items():
