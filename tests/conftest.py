@@ -58,6 +58,21 @@ def need(what: str, how: str) -> None:
     pytest.skip(message)
 
 
+# Debian's Chromium for the browser tests (Playwright launches it; `playwright install` is never run). Headless, as root
+# (no sandbox), and quiet: without the background-networking flags Chromium keeps trying to reach Google's hosts, which
+# this machine's closed network refuses.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def card_folders(root: Path) -> list[Path]:
     """Folders under ``root`` that hold a dataset card (README.md) beside a data/ folder of JSONL splits."""
     return sorted(readme.parent for readme in root.rglob("README.md") if (readme.parent / "data").is_dir())

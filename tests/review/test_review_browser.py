@@ -14,24 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need
+from conftest import CHROMIUM, CHROMIUM_ARGS, need
 from test_review_index import failed_trace, make_trace
 
 from hegelion_dspy.curate.labels import LabelStore
 from hegelion_dspy.store import TraceStore
 
-CHROMIUM = "/usr/bin/chromium"
-# Headless, as root (no sandbox), and quiet: without the background-networking flags Chromium keeps trying to reach
-# Google's hosts, which this machine's closed network refuses.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 

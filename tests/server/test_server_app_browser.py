@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import need
+from conftest import CHROMIUM, CHROMIUM_ARGS, need
 from interop.serving import http_server
 
 from hegelion_dspy.collect.traces import build_trace
@@ -30,16 +30,6 @@ NODE_MODULES = Path(os.environ.get("MCP_NODE_MODULES", REPO / ".ci" / "node" / "
 HOST = Path(__file__).with_name("app_host") / "host.mjs"
 SHOTS = REPO / "docs" / "mcp-app"
 INSTALL = "run .ci/install-server.sh (Node 22, @modelcontextprotocol/ext-apps and esbuild into .ci/node)"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 HOSTILE = '<script>parent.__pwned = 1; window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 RTL = "هل الواحد عدد أولي؟ לא, 1 אינו ראשוני 🧮🙂👩🏽‍🔬"
 PAIR = "thesis:1>synthesis:1"
