@@ -37,20 +37,23 @@ from .verdict import Verdict, _reviewed
 
 KEEP_INVALID_LOCATIONS = 5
 LabelOf = Callable[[str, str], Label | None]
-Place = tuple[int, int, int, int, int]  # where a kept trace's rows went: part, offset, length, rows, origin
+# A kept trace under ranking: where its rows went (part, offset, length), how many, its origin (index into _Origins)
+# and its unreviewed examples (label outcomes of a labelled input are kept aside, in _Labels).
+Place = tuple[int, int, int, int, int, int]
+PLACE = 6  # fields of a Place
 
 
 class _Kept:
-    """The trace kept for each prompt under ``keep="best"``/``"latest"``: ``slots`` maps the prompt's key to a slot;
-    per slot its rank (score, creation time) and where its rows went (part, offset, length, rows, origin) live in
-    arrays. A plain dict beats the open-addressing table of arrays this replaced (benchmarks/bench_export.py): one C
-    lookup per trace instead of a Python probe loop, for about 30 bytes more a prompt."""
+    """The trace kept for each prompt under ``keep="best"``/``"latest"``: ``slots``, a plain dict, maps the prompt's
+    key to a slot; per slot its rank (score, creation time) and its ``Place`` live in arrays. The dict replaced an
+    open-addressing table of slot numbers probed in Python: one C lookup per trace instead, for about 90 bytes more a
+    prompt (peak 54 MB instead of 45 MB for 100,000 prompts, benchmarks/bench_export.py)."""
 
     def __init__(self, keep: Keep):
         self.keep = keep
         self.slots: dict[int, int] = {}
         self.ranks = array("d")  # per slot: score (-1 when unscored), creation time
-        self.places = array("q")  # per slot: part, offset, length, rows, origin (index into _Origins)
+        self.places = array("q")  # per slot: its Place
         self.dead: list[list[tuple[int, int]]] = [[], []]  # per part: (offset, length) of replaced rows
 
     def beats(self, slot: int, score: float, created: float) -> bool:
@@ -58,7 +61,7 @@ class _Kept:
         return outranks(self.keep, (score, created), (self.ranks[2 * slot], self.ranks[2 * slot + 1]))
 
     def place(self, slot: int) -> tuple[int, ...]:
-        return tuple(self.places[5 * slot : 5 * slot + 5])
+        return tuple(self.places[PLACE * slot : PLACE * (slot + 1)])
 
     def add(self, key: int, place: Place, rank: tuple[float, float]) -> int:
         """Keep the first trace of a new prompt; returns its slot."""
@@ -69,13 +72,16 @@ class _Kept:
 
     def replace(self, slot: int, place: Place, rank: tuple[float, float]) -> None:
         """Keep a trace that outranks the one in ``slot`` (same prompt, so the same split part)."""
-        part, offset, length, _, _ = self.place(slot)
+        part, offset, length = self.place(slot)[:3]
         self.dead[part].append((offset, length))
-        self.places[5 * slot : 5 * slot + 5] = array("q", place)
+        self.places[PLACE * slot : PLACE * (slot + 1)] = array("q", place)
         self.ranks[2 * slot : 2 * slot + 2] = array("d", rank)
 
     def created(self) -> array[float]:
         return self.ranks[1::2]
+
+    def unreviewed(self) -> int:
+        return sum(self.places[PLACE - 1 :: PLACE])
 
 
 class _Origins:
@@ -106,12 +112,12 @@ class _Origins:
 
 class _Labels:
     """The reviewers' label outcomes, counted so that a trace replaced under ranking drops out: outcomes of traces
-    not (or not yet) kept count at once, those of ranked kept traces per slot, added up at the end."""
+    not (or not yet) kept count at once; those of ranked kept traces are kept per slot (unreviewed ones in the slot's
+    Place) and added up at the end."""
 
     def __init__(self, outcomes: dict[str, int]):
         self.outcomes = outcomes
-        self.unreviewed_of = array("q")  # per kept slot
-        self.labelled: dict[int, dict[str, int]] = {}  # per kept slot with labels
+        self.labelled: dict[int, dict[str, int]] = {}  # per kept slot of a labelled input
 
     def count(self, counted: dict[str, int] | None, unreviewed: int) -> None:
         if counted is None:
@@ -120,18 +126,15 @@ class _Labels:
             for outcome, n in counted.items():
                 self.outcomes[outcome] += n
 
-    def keep(self, slot: int, counted: dict[str, int] | None, unreviewed: int) -> None:
+    def keep(self, slot: int, counted: dict[str, int] | None) -> None:
         """Record the outcomes of the trace now kept in ``slot`` (replacing those of a trace it outranked)."""
-        if slot == len(self.unreviewed_of):
-            self.unreviewed_of.append(unreviewed)
-        else:
-            self.unreviewed_of[slot] = unreviewed
         self.labelled.pop(slot, None)
         if counted is not None:
             self.labelled[slot] = counted
 
-    def finish(self) -> None:
-        self.outcomes["unreviewed"] += sum(self.unreviewed_of)
+    def finish(self, kept: _Kept | None) -> None:
+        if kept is not None:
+            self.outcomes["unreviewed"] += kept.unreviewed()
         for counted in self.labelled.values():
             self.count(counted, 0)
 
@@ -219,20 +222,19 @@ class ExportStream:
             self.dropped["duplicate_prompt"] += 1
             return
         counted, unreviewed, lines = self.rows(record, label_of, flag)
-        if self.kept is None:
+        if self.kept is None or not lines:  # under ranking a trace not kept is never replaced: its labels count now
             self.labels.count(counted, unreviewed)
         if not lines:
-            if self.kept is not None:  # not kept, so never replaced: its labels count now
-                self.labels.count(counted, unreviewed)
             return
         part, offset, length = self.write(key, lines)
         origin = self.origins.of(record)
         self.origins.count[origin] += 1
         if self.kept is None:
             self.note_kept(record, prompt)
-        else:
-            self.rank_kept(prompt, slot, (part, offset, length, len(lines), origin), rank)
-            self.labels.keep(self.kept.slots[prompt], counted, unreviewed)
+            return
+        slot = self.rank_kept(prompt, slot, (part, offset, length, len(lines), origin, unreviewed), rank)
+        if counted is not None or self.labels.labelled:
+            self.labels.keep(slot, counted)
 
     def flag_drop(self, record: TraceRecord) -> str | None:
         """Count the trace's quality flags; the one its pairs are dropped for (None: none, or all allowed)."""
@@ -297,25 +299,25 @@ class ExportStream:
         if self.last_created is None or created_at > self.last_created:
             self.last_created = created_at
 
-    def rank_kept(self, prompt: int, slot: int, place: Place, rank: tuple[float, float]) -> None:
-        """Under ranking: keep the first trace of a prompt, or let this one replace the one it outranks."""
+    def rank_kept(self, prompt: int, slot: int, place: Place, rank: tuple[float, float]) -> int:
+        """Under ranking: keep the first trace of a prompt, or let this one replace the one it outranks; its slot."""
         assert self.kept is not None
         if slot < 0:
-            self.kept.add(prompt, place, rank)
-            return
-        old_part, _, _, old_rows, old_origin = self.kept.place(slot)
+            return self.kept.add(prompt, place, rank)
+        old_part, _, _, old_rows, old_origin, _ = self.kept.place(slot)
         self.report.rows[self.parts[old_part]] -= old_rows
         self.origins.count[old_origin] -= 1
         self.report.traces_kept -= 1
         self.dropped["duplicate_prompt"] += 1
         self.kept.replace(slot, place, rank)
+        return slot
 
     def finish(self) -> _Kept | None:
         """Add up the kept traces' origins, labels and time range; returns the ranked table (its dead ranges are the
         caller's to cut)."""
         report = self.report
         self.origins.tally(report)
-        self.labels.finish()
+        self.labels.finish(self.kept)
         first, last = self.first_created, self.last_created
         if self.kept is not None and self.kept.slots:
             created_times = self.kept.created()
