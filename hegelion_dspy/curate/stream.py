@@ -6,8 +6,9 @@ flags, the one-per-prompt check (``_Kept``), the reviewers' labels, the row chec
 rules themselves live in ``verdict.py`` (``Verdict``), the keep rule in ``selection.py`` (``outranks``).
 
 Memory stays flat however large the logs: per kept prompt a dict entry (the 64-bit hash of its normalised task -> a
-slot) and a few numbers in compact arrays. A trace that a later one of its prompt outranks leaves its rows in the temp
-file as a dead byte range, cut out at the end (only when something was replaced).
+slot) and a few numbers in compact arrays. Under ranking the rows of the last ``WINDOW`` bytes of kept traces are held
+back (``_Window``): a trace outranked while its rows are still there (a rerun soon after) is dropped before it reaches
+the disk; one outranked later leaves its rows in the temp file as a dead byte range, cut out at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from .selection import Keep, keep_rank, outranks
 from .verdict import Verdict, _reviewed
 
 KEEP_INVALID_LOCATIONS = 5
+# orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py)
+_dumps, _NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE
 LabelOf = Callable[[str, str], Label | None]
 # A kept trace under ranking: where its rows went (part, offset, length), how many, its origin (index into _Origins)
 # and its unreviewed examples (label outcomes of a labelled input are kept aside, in _Labels).
@@ -54,7 +57,7 @@ class _Kept:
         self.slots: dict[int, int] = {}
         self.ranks = array("d")  # per slot: score (-1 when unscored), creation time
         self.places = array("q")  # per slot: its Place
-        self.dead: list[list[tuple[int, int]]] = [[], []]  # per part: (offset, length) of replaced rows
+        self.dead: list[list[tuple[int, int]]] = [[], []]  # per part: (offset, length) of replaced rows on disk
 
     def beats(self, slot: int, score: float, created: float) -> bool:
         """Whether a trace read now ranks above the one kept in ``slot`` (``selection.outranks``)."""
@@ -72,16 +75,55 @@ class _Kept:
 
     def replace(self, slot: int, place: Place, rank: tuple[float, float]) -> None:
         """Keep a trace that outranks the one in ``slot`` (same prompt, so the same split part)."""
-        part, offset, length = self.place(slot)[:3]
-        self.dead[part].append((offset, length))
         self.places[PLACE * slot : PLACE * (slot + 1)] = array("q", place)
         self.ranks[2 * slot : 2 * slot + 2] = array("d", rank)
+
+    def moved(self, slot: int, offset: int) -> None:
+        """The rows of ``slot`` reached the file at ``offset``."""
+        self.places[PLACE * slot + 1] = offset
 
     def created(self) -> array[float]:
         return self.ranks[1::2]
 
     def unreviewed(self) -> int:
         return sum(self.places[PLACE - 1 :: PLACE])
+
+
+WINDOW = 4 << 20  # bytes of rows held back per part under ranking
+
+
+class _Window:
+    """The rows of the latest kept traces of one output part, held back before the disk while they are fewer than
+    ``WINDOW`` bytes, in the order they were kept. A trace outranked while here is dropped with no trace on disk; at
+    each flush the rows' file offsets go into their slots' places, for a later replacement to cut out."""
+
+    def __init__(self, write: Callable[[bytes], Any], kept: _Kept):
+        self.write, self.kept = write, kept
+        self.rows: dict[int, bytes] = {}  # slot -> its rows, in insertion order
+        self.size = 0  # bytes in ``rows``
+        self.position = 0  # bytes in the file
+
+    def hold(self, slot: int, data: bytes) -> None:
+        self.rows[slot] = data
+        self.size += len(data)
+        if self.size > WINDOW:
+            self.flush()
+
+    def drop(self, slot: int) -> bool:
+        """Forget the rows of ``slot`` if they are still here (True), else (on disk) False."""
+        data = self.rows.pop(slot, None)
+        if data is None:
+            return False
+        self.size -= len(data)
+        return True
+
+    def flush(self) -> None:
+        for slot, data in self.rows.items():
+            self.kept.moved(slot, self.position)
+            self.position += len(data)
+        self.write(b"".join(self.rows.values()))
+        self.rows.clear()
+        self.size = 0
 
 
 class _Origins:
@@ -169,7 +211,7 @@ class ExportStream:
         self.origins, self.labels = _Origins(), _Labels(report.labels)
         self.parts = list(files)
         self.writers = [files[name].fh.write for name in self.parts]
-        self.position = [0] * len(self.parts)
+        self.windows = [_Window(write, self.kept) for write in self.writers] if self.kept is not None else []
         self.first_created: datetime | None = None  # without ranking, tracked as traces are written
         self.last_created: datetime | None = None
         self.fixed_book: LabelBook | None = None
@@ -226,22 +268,27 @@ class ExportStream:
             self.labels.count(counted, unreviewed)
         if not lines:
             return
-        part, offset, length = self.write(key, lines)
+        part, data = self.write(key, lines)
         origin = self.origins.of(record)
         self.origins.count[origin] += 1
         if self.kept is None:
             self.note_kept(record, prompt)
             return
-        slot = self.rank_kept(prompt, slot, (part, offset, length, len(lines), origin, unreviewed), rank)
+        slot = self.rank_kept(prompt, slot, (part, -1, len(data), len(lines), origin, unreviewed), rank)
+        self.windows[part].hold(slot, data)
         if counted is not None or self.labels.labelled:
             self.labels.keep(slot, counted)
 
     def flag_drop(self, record: TraceRecord) -> str | None:
         """Count the trace's quality flags; the one its pairs are dropped for (None: none, or all allowed)."""
-        flags = flags_of(record)  # stored, or (a v2 line, read in full: reader.py) computed now
+        flags = record.flags
+        if flags is None:  # a line written without them (v2): computed now
+            flags = flags_of(record)
+        if not flags:
+            return None
         for flag in flags:
             self.flagged[flag] += 1
-        return self.flag_reason(flags) if flags else None
+        return self.flag_reason(flags)
 
     def rows(
         self, record: TraceRecord, label_of: LabelOf | None, flag: str | None
@@ -269,25 +316,25 @@ class ExportStream:
                 if self.with_metadata:
                     row["metadata"] = row_metadata(record, ex)
                 # Texts are valid Unicode: the trace schema refuses lone surrogates ("\ud800"), and so does orjson.
-                lines.append(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
+                lines.append(_dumps(row, option=_NEWLINE))
             else:
                 self.dropped[reason] += 1
         return lines
 
-    def write(self, key: str, lines: list[bytes]) -> tuple[int, int, int]:
-        """Write a kept trace's rows to its split part: (part, offset, length)."""
+    def write(self, key: str, lines: list[bytes]) -> tuple[int, bytes]:
+        """Count a kept trace's rows and write them to its split part (under ranking ``rank_kept`` holds them in the
+        part's window instead): (part, the rows as bytes)."""
         part = 0
         if self.threshold >= 0:
             bucket = hashlib.blake2b(self.seed_prefix + key.encode(), digest_size=8).digest()
             if int.from_bytes(bucket, "big") < self.threshold:
                 part = 1
-        data = b"".join(lines)
-        self.writers[part](data)
-        offset = self.position[part]
-        self.position[part] += len(data)
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        if self.kept is None:
+            self.writers[part](data)
         self.report.rows[self.parts[part]] += len(lines)
         self.report.traces_kept += 1
-        return part, offset, len(data)
+        return part, data
 
     def note_kept(self, record: TraceRecord, prompt: int) -> None:
         """Without ranking a written trace stays: remember its prompt (keep first) and its creation time."""
@@ -304,7 +351,9 @@ class ExportStream:
         assert self.kept is not None
         if slot < 0:
             return self.kept.add(prompt, place, rank)
-        old_part, _, _, old_rows, old_origin, _ = self.kept.place(slot)
+        old_part, old_offset, old_length, old_rows, old_origin, _ = self.kept.place(slot)
+        if not self.windows[old_part].drop(slot):  # its rows reached the file: cut them out at the end
+            self.kept.dead[old_part].append((old_offset, old_length))
         self.report.rows[self.parts[old_part]] -= old_rows
         self.origins.count[old_origin] -= 1
         self.report.traces_kept -= 1
@@ -316,6 +365,8 @@ class ExportStream:
         """Add up the kept traces' origins, labels and time range; returns the ranked table (its dead ranges are the
         caller's to cut)."""
         report = self.report
+        for window in self.windows:
+            window.flush()
         self.origins.tally(report)
         self.labels.finish(self.kept)
         first, last = self.first_created, self.last_created
