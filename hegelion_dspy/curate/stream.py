@@ -17,6 +17,7 @@ import hashlib
 from array import array
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -202,8 +203,12 @@ class ExportStream:
         self.dropped, self.flagged = report.dropped, report.flagged
         judge = Verdict(opts)  # the drop rules, in their order (verdict.py)
         self.trace_reason, self.flag_reason, self.row_reason = judge.trace_reason, judge.flag_reason, judge.row_reason
-        self.preference = opts.format in PREFERENCE_FORMATS
-        self.steps, self.every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
+        steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
+        self.examples_of: Callable[[TraceRecord], list[RowSource]] = (
+            partial(_preference_examples, steps=steps, every_round=every_round)
+            if opts.format in PREFERENCE_FORMATS
+            else _supervised_examples
+        )
         self.shape, self.system, self.with_metadata = _SHAPERS[opts.format], opts.system, opts.with_metadata
         self.kept = _Kept(opts.keep) if opts.dedupe and opts.keep != "first" else None
         self.seen: set[int] | None = set() if opts.dedupe and opts.keep == "first" else None
@@ -252,7 +257,8 @@ class ExportStream:
         if reason is not None:
             self.dropped[reason] += 1
             return
-        flag = self.flag_drop(record)
+        flags = record.flags
+        flag = self.flag_drop(record) if flags is None or flags else None
         key = normalize_task(record.task) if self.keyed else ""
         prompt = hash(key)  # 64 bits: two prompts collide about once in 1e9 at a million prompts
         slot, rank = -1, (0.0, 0.0)
@@ -270,14 +276,17 @@ class ExportStream:
             self.labels.count(counted, unreviewed)
         if not lines:
             return
-        part, data = self.write(key, lines)
+        part = self.part_of(key) if self.threshold >= 0 else 0
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
+        report.rows[self.parts[part]] += len(lines)
+        report.traces_kept += 1
         origin = self.origins.of(record)
         self.origins.count[origin] += 1
         if self.kept is None:
+            self.writers[part](data)
             self.note_kept(record, prompt)
             return
-        slot = self.rank_kept(prompt, slot, (part, -1, len(data), len(lines), origin, unreviewed), rank)
-        self.windows[part].hold(slot, data)
+        slot = self.rank_kept(prompt, slot, (part, -1, len(data), len(lines), origin, unreviewed), rank, data)
         if counted is not None or self.labels.labelled:
             self.labels.keep(slot, counted)
 
@@ -297,10 +306,7 @@ class ExportStream:
     ) -> tuple[dict[str, int] | None, int, list[bytes]]:
         """The trace's examples with labels applied and the row checks run: (label outcomes or None when the input
         has no labels, unreviewed examples, the rows as JSON lines)."""
-        if self.preference:
-            examples = _preference_examples(record, self.steps, self.every_round)
-        else:
-            examples = _supervised_examples(record)
+        examples = self.examples_of(record)
         counted: dict[str, int] | None = None
         if label_of is None:  # no labels for this input: every example is unreviewed, skip the lookups
             unreviewed = len(examples)
@@ -323,20 +329,10 @@ class ExportStream:
                 self.dropped[reason] += 1
         return lines
 
-    def write(self, key: str, lines: list[bytes]) -> tuple[int, bytes]:
-        """Count a kept trace's rows and write them to its split part (under ranking ``rank_kept`` holds them in the
-        part's window instead): (part, the rows as bytes)."""
-        part = 0
-        if self.threshold >= 0:
-            bucket = hashlib.blake2b(self.seed_prefix + key.encode(), digest_size=8).digest()
-            if int.from_bytes(bucket, "big") < self.threshold:
-                part = 1
-        data = lines[0] if len(lines) == 1 else b"".join(lines)
-        if self.kept is None:
-            self.writers[part](data)
-        self.report.rows[self.parts[part]] += len(lines)
-        self.report.traces_kept += 1
-        return part, data
+    def part_of(self, key: str) -> int:
+        """The split part of a prompt (1: test), by a hash of its normalised task and the seed."""
+        bucket = hashlib.blake2b(self.seed_prefix + key.encode(), digest_size=8).digest()
+        return 1 if int.from_bytes(bucket, "big") < self.threshold else 0
 
     def note_kept(self, record: TraceRecord, prompt: int) -> None:
         """Without ranking a written trace stays: remember its prompt (keep first) and its creation time."""
@@ -348,11 +344,14 @@ class ExportStream:
         if self.last_created is None or created_at > self.last_created:
             self.last_created = created_at
 
-    def rank_kept(self, prompt: int, slot: int, place: Place, rank: tuple[float, float]) -> int:
-        """Under ranking: keep the first trace of a prompt, or let this one replace the one it outranks; its slot."""
+    def rank_kept(self, prompt: int, slot: int, place: Place, rank: tuple[float, float], data: bytes) -> int:
+        """Under ranking: keep the first trace of a prompt, or let this one replace the one it outranks; its rows go
+        to their part's window. Returns its slot."""
         assert self.kept is not None
         if slot < 0:
-            return self.kept.add(prompt, place, rank)
+            slot = self.kept.add(prompt, place, rank)
+            self.windows[place[0]].hold(slot, data)
+            return slot
         old_part, old_offset, old_length, old_rows, old_origin, _ = self.kept.place(slot)
         if not self.windows[old_part].drop(slot):  # its rows reached the file: cut them out at the end
             self.kept.dead[old_part].append((old_offset, old_length))
@@ -361,6 +360,7 @@ class ExportStream:
         self.report.traces_kept -= 1
         self.dropped["duplicate_prompt"] += 1
         self.kept.replace(slot, place, rank)
+        self.windows[place[0]].hold(slot, data)
         return slot
 
     def finish(self) -> _Kept | None:
