@@ -79,10 +79,6 @@ class _Kept:
         self.places[PLACE * slot : PLACE * (slot + 1)] = array("q", place)
         self.ranks[2 * slot : 2 * slot + 2] = array("d", rank)
 
-    def moved(self, slot: int, offset: int) -> None:
-        """The rows of ``slot`` reached the file at ``offset``."""
-        self.places[PLACE * slot + 1] = offset
-
     def created(self) -> array[float]:
         return self.ranks[1::2]
 
@@ -95,8 +91,8 @@ WINDOW = 1 << 20  # bytes of rows held back per part under ranking (4 MB: 20 MB 
 
 class _Window:
     """The rows of the latest kept traces of one output part, held back before the disk while they are fewer than
-    ``WINDOW`` bytes, in the order they were kept. A trace outranked while here is dropped with no trace on disk; at
-    each flush the rows' file offsets go into their slots' places, for a later replacement to cut out."""
+    ``WINDOW`` bytes, in the order they were kept. A trace outranked while here is dropped with no trace on disk; as
+    the oldest rows are written their file offsets go into their slots' places, for a later replacement to cut out."""
 
     def __init__(self, write: Callable[[bytes], Any], kept: _Kept):
         self.write, self.kept = write, kept
@@ -108,7 +104,7 @@ class _Window:
         self.rows[slot] = data
         self.size += len(data)
         if self.size > WINDOW:
-            self.flush()
+            self.flush(keep=WINDOW // 2)  # the latest half stays: a rerun of the trace just kept is still free
 
     def drop(self, slot: int) -> bool:
         """Forget the rows of ``slot`` if they are still here (True), else (on disk) False."""
@@ -118,15 +114,21 @@ class _Window:
         self.size -= len(data)
         return True
 
-    def flush(self) -> None:
-        write, moved, position = self.write, self.kept.moved, self.position
-        for slot, data in self.rows.items():  # through the file's buffer: no joined copy of the window
-            moved(slot, position)
+    def flush(self, keep: int = 0) -> None:
+        """Write the oldest rows until at most ``keep`` bytes are held (0: all)."""
+        write, places, position = self.write, self.kept.places, self.position
+        items = list(self.rows.items())
+        done = 0
+        for slot, data in items:  # through the file's buffer: no joined copy of the window
+            if self.size <= keep:
+                break
+            places[PLACE * slot + 1] = position  # the rows' offset in the file, for a later replacement to cut
             write(data)
             position += len(data)
+            self.size -= len(data)
+            done += 1
         self.position = position
-        self.rows.clear()
-        self.size = 0
+        self.rows = dict(items[done:])
 
 
 class _Origins:
