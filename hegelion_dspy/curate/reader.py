@@ -73,12 +73,32 @@ def _bounded(kind: Any, meta: msgspec.Meta | None) -> Any:
     return Annotated[kind, meta]
 
 
+# What _struct_of carries over from a model: its fields; its configuration only as below; no validator but the
+# status rule, run by ``checked``. Anything else (a field validator, strict or stripping strings) would let the fast
+# way accept what pydantic refuses: refused loudly at import instead.
+_CONFIG = {"extra": "forbid", "str_strip_whitespace": False}
+_MODEL_VALIDATORS: dict[type[BaseModel], set[str]] = {TraceRecord: {"_status_is_consistent"}}
+
+
+def _check_translatable(model: type[BaseModel]) -> None:
+    found = model.__pydantic_decorators__
+    extra_config = {k: v for k, v in model.model_config.items() if _CONFIG.get(k, object()) != v}
+    validators = set(found.model_validators) - _MODEL_VALIDATORS.get(model, set())
+    others = [found.validators, found.field_validators, found.root_validators, found.computed_fields]
+    if extra_config or validators or any(others):
+        raise TypeError(
+            f"reader.py cannot mirror {model.__name__} ({extra_config or validators or others}); teach _struct_of "
+            "the new rule, or read this model with pydantic only"
+        )
+
+
 @cache
 def _struct_of(model: type[BaseModel]) -> type[msgspec.Struct]:
     """A msgspec Struct with ``model``'s fields, types, bounds and defaults, unknown fields refused (extra="forbid").
 
     A field whose default is made per record (an id, a creation time) is required here: a line without it goes to
     pydantic, which makes it. ``created_at`` is read as the writer's string and parsed after."""
+    _check_translatable(model)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     for name, info in model.model_fields.items():
         kind = _type_of(info.annotation)

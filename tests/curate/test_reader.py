@@ -166,3 +166,26 @@ def test_a_bad_line_gets_pydantics_message_with_path_line_and_field(change: dict
     with pytest.raises(InvalidTraceError, match=message) as err:
         parse_for_export(raw, "log.jsonl", 7)
     assert str(err.value).startswith("log.jsonl:7: ")
+
+
+def test_a_model_rule_the_struct_cannot_mirror_is_refused_at_import_not_skipped() -> None:
+    from pydantic import BaseModel, ConfigDict, field_validator
+
+    from hegelion_dspy.curate.reader import _struct_of
+
+    class Checked(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        text: str
+
+        @field_validator("text")
+        @classmethod
+        def _no_x(cls, value: str) -> str:
+            return value
+
+    class Stripped(BaseModel):
+        model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+        text: str
+
+    for model in (Checked, Stripped):
+        with pytest.raises(TypeError, match="cannot mirror"):
+            _struct_of(model)
