@@ -10,7 +10,7 @@ import pytest
 
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.errors import InvalidTraceError
-from hegelion_dspy.store import TORN_SUFFIX, Provenance, TraceStore, read_records
+from hegelion_dspy.store import TORN_SUFFIX, LogStats, Provenance, TraceStore, read_records
 from hegelion_dspy.types import TraceFailure, TraceRecord
 
 
@@ -159,7 +159,12 @@ def test_running_counts_follow_every_append_without_rereading_the_log(store: Tra
     assert store.append_counted(ok_trace("a")).total == 1
     reads = []
     original = TraceStore.stats
-    monkeypatch.setattr(TraceStore, "stats", lambda self: reads.append(1) or original(self))
+
+    def counted_stats(self: TraceStore) -> LogStats:
+        reads.append(1)
+        return original(self)
+
+    monkeypatch.setattr(TraceStore, "stats", counted_stats)
 
     counts = [store.append_counted(t) for t in (ok_trace("b", mode="coding"), failed_trace("c"))]
 
