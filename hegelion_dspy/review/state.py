@@ -10,12 +10,19 @@ import threading
 from typing import Any
 
 from ..curate.labels import LabelStore
+from ..logwrite import check_writable
 from ..types import TraceRecord
 from .config import ReviewConfig
 from .index import IndexState, Page, TraceIndex, TraceQuery
 
 INLINE_SYNC_BYTES = 16 << 20  # a log that grew by less is indexed during the request; more goes to a background thread
 PER_PAGE = 50
+LABELS_TARGET: dict[str, Any] = {
+    "what": "labels sidecar",
+    "nothing": "the review app was not started",
+    "elsewhere": "copy the log to a writable folder and review the copy",
+    "options": (),
+}
 
 
 class ReviewState:
@@ -25,6 +32,7 @@ class ReviewState:
         self.config = config
         self.index = TraceIndex(config.log_path, path=config.index_path)
         self.labels = LabelStore.beside(config.log_path)
+        check_writable(self.labels.path, **LABELS_TARGET)  # before a reviewer makes a label it could not keep
         self._worker: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._charts: tuple[Any, Any] | None = None
