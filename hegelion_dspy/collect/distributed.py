@@ -290,8 +290,10 @@ class _Driver:
             worker = self.live[stream]
             try:
                 batch, counts = self.ray.get(next(stream))
-            except StopIteration:
+            except StopIteration:  # closed, or its budget ran out: what it had not started goes to the others
                 self._retire(worker)
+                for other in list(self.live.values()):
+                    self._feed(other)
                 continue
             except self.ray.exceptions.RayActorError as exc:
                 self._lost(worker, exc)
