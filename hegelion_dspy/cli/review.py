@@ -88,14 +88,7 @@ def review(
         allowed_hosts=allow_host,
     )
     app = create_app(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((HOST, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
-    sock.listen(1024)  # connections made from now on wait for the server
+    sock = _listen(port)
     url = f"http://{HOST}:{sock.getsockname()[1]}/"
     lines = [
         f"serving {log} at {url} (Ctrl-C stops)",
@@ -113,6 +106,19 @@ def review(
         threading.Timer(0.5, _open_browser, args=(url, prog())).start()
     server.run(sockets=[sock])
     return 0
+
+
+def _listen(port: int) -> socket.socket:
+    """A socket listening on HOST:``port``; connections made from then on wait for the server."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
+    sock.listen(1024)
+    return sock
 
 
 def _open_browser(url: str, prefix: str) -> None:
