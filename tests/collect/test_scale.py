@@ -171,9 +171,7 @@ def test_a_program_file_travels_to_the_workers(ray_cluster: object, store: Trace
     from hegelion_dspy.program import Dialectic, program_digest, save_program
 
     program = save_program(Dialectic(mode="coding", iterations=2), tmp_path / "program.json")
-    result = run_ray_batch(
-        PROMPTS[:6], recipe=RunRecipe(model="scripted", program=program), store=store, workers=2
-    )
+    result = run_ray_batch(PROMPTS[:6], recipe=RunRecipe(model="scripted", program=program), store=store, workers=2)
     assert result.ok == 6
     assert {(r.program, r.program_digest, r.mode, len(r.rounds)) for r in store} == {
         (str(program), program_digest(program), "coding", 2)
