@@ -28,7 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 
 from ..curate.labels import Label
-from ..errors import InvalidTraceError, LabelConflictError
+from ..errors import ConfigError, InvalidTraceError, LabelConflictError
 from . import charts, views
 from .config import ReviewConfig
 from .evals import evals_page
@@ -164,6 +164,10 @@ class Pages:
             return PlainTextResponse(f"{exc}\n", status_code=400)
         except LabelConflictError as exc:
             return self._conflict(request, exc)
+        except ConfigError as exc:  # the sidecar's disk refused the write: nothing was saved, and the page says so
+            if _wants_json(request):
+                return JSONResponse({"error": str(exc)}, status_code=507)
+            return self.error(request, f"Not saved: {exc}.", 507)
         if _wants_json(request):
             return JSONResponse({"label": json.loads(saved.model_dump_json()), "version": version})
         qs = request.url.query
