@@ -12,8 +12,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..eval.report import find_reports
-
 
 def report_row(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text("utf-8"))
@@ -28,6 +26,8 @@ def report_row(path: Path) -> dict[str, Any]:
 def evals_page(
     request: Request, root: Path, render: Callable[..., Response], bad_request: Callable[..., Response]
 ) -> Response:
+    from ..eval.report import find_reports  # the eval package reaches the LM backends (dspy): not on every start
+
     paths = find_reports(root)
     pick = request.query_params.get("i")
     if pick is None:
