@@ -30,11 +30,12 @@ import re
 from collections import Counter
 from functools import cache
 from importlib.resources import files
+from typing import get_args
 
 from .checks import COPY_THRESHOLD  # one threshold for the judge's copy check and this flag
-from .types import Round, TraceRecord
+from .types import QualityFlag, Round, TraceRecord
 
-FLAGS: tuple[str, ...] = ("truncated", "copy", "no_critique", "leak", "loop")
+FLAGS: tuple[QualityFlag, ...] = get_args(QualityFlag)
 
 # Word-level similarity (difflib ratio over case-folded words) at or above which a synthesis is a copy. 0.9 is the
 # judge's copy threshold too (checks.COPY_THRESHOLD, there on characters): at 0.9 a 100-word answer may differ from
@@ -198,10 +199,10 @@ def _has_loop(words: list[str]) -> bool:
 # -- the flags -----------------------------------------------------------------------------------------------------
 
 
-def quality_flags(trace: TraceRecord) -> list[str]:
+def quality_flags(trace: TraceRecord) -> list[QualityFlag]:
     """Every quality flag of ``trace`` (a sub-list of ``FLAGS``, in its order); ``[]`` when none applies."""
     rounds = trace.rounds
-    found = set()
+    found: set[QualityFlag] = set()
     first_thesis = _words(rounds[0].thesis) if rounds else []
     for r in rounds:
         if "synthesis" in r.truncated:
@@ -224,7 +225,7 @@ def quality_flags(trace: TraceRecord) -> list[str]:
     return [flag for flag in FLAGS if flag in found]
 
 
-def flags_of(trace: TraceRecord) -> list[str]:
+def flags_of(trace: TraceRecord) -> list[QualityFlag]:
     """The trace's stored flags, or (a v2 trace, one built by hand) the flags computed now."""
     return trace.flags if trace.flags is not None else quality_flags(trace)
 

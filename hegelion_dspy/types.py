@@ -17,6 +17,9 @@ Mode = Literal["general", "coding"]
 Source = Literal["cli", "mcp", "python"]
 Step = Literal["thesis", "antithesis", "synthesis"]
 Status = Literal["ok", "failed"]
+# The quality flags a trace can carry (decided by quality.py); a name outside these is refused on read, so a reader
+# never meets a flag it has no rule for.
+QualityFlag = Literal["truncated", "copy", "no_critique", "leak", "loop"]
 STEPS: tuple[Step, ...] = ("thesis", "antithesis", "synthesis")
 
 # Generous bounds: a record larger than this is almost certainly a runaway generation or a wrong file.
@@ -129,7 +132,7 @@ class TraceRecord(_Model):
     cost_usd: float | None = Field(
         default=None, ge=0, description="What every LM call of this run cost (failed ones too), when known."
     )
-    flags: list[str] | None = Field(
+    flags: list[QualityFlag] | None = Field(
         default=None,
         max_length=20,
         description="Quality flags (truncated, copy, no_critique, leak, loop: quality.py) computed when the "

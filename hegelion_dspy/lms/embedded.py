@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from .llamacpp import DEFAULT_REPEAT_PENALTY, GGUFLM, env_threads
+from .llamacpp import DEFAULT_REPEAT_PENALTY, DEFAULT_SLOTS, GGUFLM, env_threads
 
 EMBEDDED_MODEL = "embedded/smollm2-135m-instruct"
 
@@ -33,8 +33,10 @@ EMBEDDED_MAX_TOKENS = 256
 # 5-6): 35 tokens/s with one thread, 1.4 with two (each op waits for the slower thread); on idle cores they are close.
 EMBEDDED_THREADS = 1
 # KV cache shared by the slots: a step's prompt plus its 256 new tokens stays under ~1,100 tokens, so four concurrent
-# steps fit with room to spare (the full 8,192-token context would cost ~90 MB more resident memory).
+# steps fit with room to spare (the full 8,192-token context would cost ~90 MB more resident memory). More slots (a
+# higher -j) get 1,536 tokens each, so they fit too.
 EMBEDDED_CONTEXT = 6144
+EMBEDDED_CONTEXT_PER_SLOT = 1536
 
 
 def locate_gguf(package: str = GGUF_PACKAGE, filename: str = GGUF_FILE) -> Path:
@@ -89,7 +91,7 @@ class EmbeddedLM(GGUFLM):
             repeat_penalty=repeat_penalty,
             slots=slots,
             threads=threads,
-            context=EMBEDDED_CONTEXT,
+            context=max(EMBEDDED_CONTEXT, EMBEDDED_CONTEXT_PER_SLOT * max(slots or 0, DEFAULT_SLOTS)),
             model=EMBEDDED_MODEL,
         )
 

@@ -103,7 +103,7 @@ def totals(record: TraceRecord) -> dict[str, Any]:
 
 def flags(record: TraceRecord) -> list[str]:
     """The trace's quality flags: stored, or computed for a trace written without them (``hegelion_dspy.quality``)."""
-    return flags_of(record)
+    return list(flags_of(record))
 
 
 def extra_fields(record: TraceRecord) -> dict[str, Any]:

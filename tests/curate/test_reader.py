@@ -158,6 +158,7 @@ def test_a_v2_line_reads_fast_and_its_flags_are_computed_as_for_a_record() -> No
         ({"created_at": "2026-11-24T10:00:00"}, "timezone"),
         ({"task": 5}, "field 'task'"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"flags": ["truncated", "sparkly"]}, "field 'flags.1'"),  # a flag no reader has a rule for
     ],
 )
 def test_a_bad_line_gets_pydantics_message_with_path_line_and_field(change: dict[str, Any], message: str) -> None:
