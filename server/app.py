@@ -11,11 +11,11 @@ that needs them, in a worker thread, so ``initialize`` and ``tools/list`` answer
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -52,9 +52,12 @@ from .schemas import (
     offered,
     plain,
 )
-from .shaping import ArgumentCheck, ClientLog, tool_errors
+from .shaping import ArgumentCheck, ClientLog, ToolFunction, tool_errors
 from .state import ServerState
 from .views import UI_META, ViewDesk, build_apps, with_view
+
+if TYPE_CHECKING:
+    from hegelion_dspy.lms.base import NamedLM
 
 RESOURCE_URI = "hegelion://traces"
 RECENT_TRACES = 10
@@ -69,15 +72,13 @@ every run as training data (DPO/SFT) in a trace log.
 The prompt `dialectic` explains the whole workflow in one read. Resource hegelion://traces has the log's counts and
 recent traces."""
 
-Ctx = Context[Any, Any]
-ToolFunction = Callable[..., Coroutine[Any, Any, object]]
 Registration = Callable[[ToolFunction], ToolFunction]
 
 
 def build_server(
     *,
     data_dir: str | Path | None = None,
-    lm: object = None,
+    lm: NamedLM | None = None,
     model: str | None = None,
     program: str | Path | None = None,
     name: str = "hegelion",
@@ -156,7 +157,7 @@ def add_run_dialectic(tools: Tools, runs: DialecticRuns, desk: ViewDesk) -> None
         meta=UI_META,
     )
     async def run_dialectic(
-        ctx: Ctx,
+        ctx: Context,
         task: Task,
         mode: Mode = offered(RunSpec, "mode", description="'coding' words the steps for software tasks."),
         iterations: int | None = offered(
@@ -198,7 +199,7 @@ def add_log_trace(tools: Tools, state: ServerState, desk: ViewDesk) -> None:
 
     @tool("Log a dialectic you wrote yourself", destructive=False, meta=UI_META)
     async def log_trace(
-        ctx: Ctx,
+        ctx: Context,
         task: Task,
         thesis: Annotated[StepText, Field(description="Your first answer to the task.")],
         antithesis: Annotated[StepText, Field(description="Your critique of the thesis.")],
@@ -240,7 +241,7 @@ def add_export_dataset(tools: Tools, state: ServerState) -> None:
     # destructive: with force=true it replaces a file; idempotent: the same call writes the same file
     @tool("Export the trace log as a training set", destructive=True, idempotent=True)
     async def export_dataset(
-        ctx: Ctx,
+        ctx: Context,
         include_demo: bool = offered(E, "include_demo"),
         models: list[Glob] = offered(E, "models"),
         exclude_models: list[Glob] = offered(E, "exclude_models"),
@@ -283,7 +284,7 @@ def add_trace_log(server: MCPServer, state: ServerState) -> None:
         description="Counts of the server's trace log (by status, mode, model) and its 10 most recent traces.",
         mime_type="application/json",
     )
-    async def trace_log() -> dict[str, Any]:
+    async def trace_log() -> dict[str, object]:
         counts, recent = await state.counts(), await state.recent(RECENT_TRACES)
         summary = [_summary(r) for r in reversed(recent)]
         return {

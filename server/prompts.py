@@ -13,13 +13,12 @@ from pydantic import Field, TypeAdapter
 from hegelion_dspy.types import Mode, Step
 
 from .schemas import MAX_CONTRADICTIONS, MAX_LATER_ROUNDS, ContradictionIn, StepText, Task
-from .shaping import ArgumentCheck, prompt_errors
+from .shaping import ArgumentCheck, PromptFunction, prompt_errors
 from .state import ServerState
 
 ContradictionList = TypeAdapter(
     Annotated[list[ContradictionIn], Field(max_length=MAX_CONTRADICTIONS)]  # the limits log_trace applies
 )
-PromptFunction = Callable[..., object]
 
 
 def add_prompts(server: MCPServer, check: ArgumentCheck, state: ServerState) -> None:

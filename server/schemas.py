@@ -157,7 +157,7 @@ def answers(**given: object) -> dict[str, Any]:
     return {name: value for name, value in plain(**given).items() if value}
 
 
-_PLAIN = TypeAdapter(dict[str, Any])
+_PLAIN = TypeAdapter(dict[str, object])
 
 
 class RoundOut(BaseModel):

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import click
 
@@ -27,14 +27,9 @@ from .options import (
 
 if TYPE_CHECKING:
     from ..collect.optimize import OptimizerName, OptimizerSettings
+    from ..lms.base import NamedLM
     from ..program import Dialectic
     from ..types import Mode
-
-
-class NamedLM(Protocol):
-    """What the CLI reads of a dspy LM (it passes them on to the optimizer as they are)."""
-
-    model: str
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
