@@ -241,7 +241,7 @@ def _compile(
             use_judge=plan.use_judge,
             settings=plan.settings,
         )
-    info = {
+    info: dict[str, object] = {
         **result.info(),
         "model": str(lms.lm.model),
         "judge_model": str((lms.judge or lms.lm).model) if plan.use_judge else None,
