@@ -25,7 +25,7 @@ from dspy.utils.usage_tracker import UsageTracker, track_usage
 from .errors import ConfigError, StepFailedError
 from .lms.base import StepRecord, recording_step
 from .signatures import signature_for
-from .types import Contradiction, Mode, Round, Step, Usage
+from .types import Contradiction, JSONObject, Mode, Round, Step, Usage
 
 # Where Dialectic.dump_state keeps its own settings (and save_program the optimizer's provenance).
 STATE_KEY = "hegelion"
@@ -107,7 +107,7 @@ class Dialectic(dspy.Module):
 
     # -- persistence: mode and iterations travel with the tuned predictors ---------------------------------------
 
-    def dump_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def dump_state(self, *args: Any, **kwargs: Any) -> JSONObject:
         state: dict[str, Any] = super().dump_state(*args, **kwargs)
         state[STATE_KEY] = {"mode": self.mode, "iterations": self.iterations}
         return state

@@ -6,7 +6,7 @@ This module imports only pydantic so that readers (exporters, the MCP server) st
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
@@ -21,9 +21,12 @@ Step = Literal["thesis", "antithesis", "synthesis"]
 Status = Literal["ok", "failed"]
 STEPS: tuple[Step, ...] = ("thesis", "antithesis", "synthesis")
 
-# A JSON document as json.loads returns it and json.dumps takes it: for the signatures of functions that read, build
-# or pass on JSON. (A pydantic field keeps ``dict[str, Any]``: this alias would change its JSON schema.)
-JSONValue = TypeAliasType("JSONValue", "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None")
+# A JSON document as json.dumps takes it: for the signatures of functions that build or pass on JSON. Its containers
+# are Sequence and Mapping (read-only, so a list[str] or a dict[str, int] is one); a JSONObject is a dict to fill in.
+# (A pydantic field keeps ``dict[str, Any]``: this alias would change its JSON schema.)
+JSONValue = TypeAliasType(
+    "JSONValue", "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
+)
 JSONObject = dict[str, JSONValue]
 
 # Generous bounds: a record larger than this is almost certainly a runaway generation or a wrong file.

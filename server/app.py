@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -28,7 +28,7 @@ from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.curate.formats import Format, Pairs, Rejected
 from hegelion_dspy.curate.options import Flag
 from hegelion_dspy.curate.selection import Glob, Keep, TagName
-from hegelion_dspy.types import Mode, Source, TraceRecord
+from hegelion_dspy.types import JSONObject, Mode, Source, TraceRecord
 
 from .completions import add_completions
 from .dialectic import DialecticCall, DialecticRuns
@@ -295,7 +295,7 @@ def add_trace_log(server: MCPServer, state: ServerState) -> None:
         }
 
 
-def _summary(record: TraceRecord) -> dict[str, Any]:
+def _summary(record: TraceRecord) -> JSONObject:
     """One recent trace in the resource: its labels and the start of its task and synthesis."""
     fields = record.model_dump(mode="json", include={"id", "created_at", "source", "mode", "model", "status", "tags"})
     return {**fields, "rounds": len(record.rounds), "task": record.task[:200], "synthesis": record.synthesis[:300]}

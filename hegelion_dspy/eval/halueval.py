@@ -20,10 +20,12 @@ import ast
 import json
 import random
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..types import JSONObject
 from .context import EvalContext, chat_text
 from .datafiles import halueval_qa
 from .metrics import metric
@@ -91,7 +93,7 @@ def first_word(reply: str) -> str:
     return words[0].strip("#").strip(".").strip(",") if words else ""
 
 
-def _judge(ctx: EvalContext, side: str, query: str) -> dict[str, Any]:
+def _judge(ctx: EvalContext, side: str, query: str) -> JSONObject:
     model = ctx.model if side == "m" else ctx.base
     assert model is not None
     if model.weights is not None:
@@ -112,18 +114,18 @@ def f1(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _answer(ctx: EvalContext, side: str, item: dict[str, Any]) -> dict[str, Any]:
+def _answer(ctx: EvalContext, side: str, item: dict[str, Any]) -> JSONObject:
     reply = chat_text(ctx.lm(side, HALUEVAL), answer_prompt(item), max_tokens=HALUEVAL_ANSWER_TOKENS)
     right, wrong = f1(reply, item["right_answer"]), f1(reply, item["hallucinated_answer"])
     match = "right" if right > wrong else ("hallucinated" if wrong > right else "neither")
     return {"reply": reply[:500], "f1_right": right, "f1_hallucinated": wrong, "match": match}
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     shown = item["hallucinated_answer"] if item["hallucinated"] else item["right_answer"]
     query = judge_query(judge_instruction(halueval_qa()), item["question"], shown)
     label = "Yes" if item["hallucinated"] else "No"
-    result: dict[str, Any] = {"label": label}
+    result: JSONObject = {"label": label}
     for side, model in ctx.sides():
         entry = _judge(ctx, side, query)
         entry["correct"] = entry["pred"] == label
@@ -133,13 +135,17 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+# what a metric reads of one side's result: a number or a truth (counted as 1/0)
+Reading = Callable[[Any], float | bool]
+
+
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     has_base = ctx.base is not None
 
-    def per_side(side: str, fn: Any, rows: list[dict[str, Any]]) -> list[float]:
+    def per_side(side: str, fn: Reading, rows: list[dict[str, Any]]) -> list[float]:
         return [float(fn(r[side])) for r in rows]
 
-    def entry(name: str, fn: Any, rows: list[dict[str, Any]], about: str, null: float | None = None) -> dict:
+    def entry(name: str, fn: Reading, rows: list[dict[str, Any]], about: str, null: float | None = None) -> JSONObject:
         m0 = per_side("m0", fn, rows) if has_base else None
         return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
 

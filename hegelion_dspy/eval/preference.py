@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalError
+from ..types import JSONObject
 from .context import M0, EvalContext, M
 from .heldout import read_rows, row_prompt
 from .logprob import completion_text
@@ -61,7 +62,7 @@ def prepare(ctx: EvalContext) -> None:
     ctx.load_scorers(PREFERENCE)
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     row = item["row"]
     chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
     result: dict[str, Any] = {}
@@ -82,7 +83,7 @@ def _own_preference(results: list[dict[str, Any]], side: str) -> list[float]:
     return tie_aware_accuracy(margins, tol=TIE_TOL)[0]
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     seed = ctx.seed
     metrics = []
     counts: dict[str, Any] = {"items": len(results)}

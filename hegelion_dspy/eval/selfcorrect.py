@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ..types import JSONObject
 from .context import EvalContext
 from .metrics import metric
 from .stats import mcnemar_exact
@@ -124,7 +125,7 @@ def prepare(ctx: EvalContext) -> None:
         ctx.lm(side, SELFCORRECT)
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     from ..collect.run import run_dialectic
 
     result: dict[str, Any] = {}
@@ -144,7 +145,7 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     has_base = ctx.base is not None
     sides = ["m", "m0"] if has_base else ["m"]
     values: dict[str, dict[str, list[float]]] = {}

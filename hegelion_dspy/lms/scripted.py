@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import ConfigError, LMError
-from ..types import STEPS
+from ..types import STEPS, JSONObject
 from .base import ChatMessages, Completion, MessagesLM
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
@@ -32,7 +32,7 @@ def _fields(text: str) -> dict[str, str]:
     return {name: value.strip() for name, value in _FIELD.findall(text)}
 
 
-def default_answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
+def default_answer(step: str, inputs: dict[str, str]) -> JSONObject:
     """The scripted outputs of ``step`` given the step's input fields."""
     task = inputs.get("task", "")
     if step == "thesis":
