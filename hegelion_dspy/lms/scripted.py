@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from ..errors import ConfigError, LMError
@@ -53,7 +53,7 @@ def default_answer(step: str, inputs: dict[str, str]) -> JSONObject:
     return {"synthesis": f"Synthesis v{version}: a corrected answer to '{task}' that handles edge cases."}
 
 
-def _marked(outputs: dict[str, Any]) -> str:
+def _marked(outputs: Mapping[str, object]) -> str:
     parts = []
     for name, value in outputs.items():
         text = value if isinstance(value, str) else json.dumps(value)
