@@ -7,6 +7,10 @@ run by run, so a busy machine slows them alike:
 
 - the floor: a plain orjson loop in a child (read every line, decode it, write one DPO row per ok trace), what any
   exporter in Python costs at least;
+- ``--before REV`` (default ``BEFORE_REV``, the driver before its rewrite into small steps and a fast line reader):
+  the package as it was at that git revision (``git archive`` into a temp folder, imported through PYTHONPATH), run
+  as the same ``hegelion-dataset`` command on the same v3 log, interleaved with this checkout: the before and after
+  of one change in one run (``--before ''`` skips it);
 - ``--baseline-src DIR``: the same command on another checkout of hegelion-dspy (e.g. ``git worktree add /tmp/old
   HEAD~5``), imported through PYTHONPATH: today's code against the previous code path. It reads the log as schema v2
   (what it understands); this checkout reads the same traces as v3 (quality flags stored, as the collect side writes
@@ -14,10 +18,12 @@ run by run, so a busy machine slows them alike:
 - ``--reference CMD``: the reference converter (Hegelion 0.4.0's ``hegelion-dataset``, in a venv of its own) on the
   same traces written in its own log format.
 
-    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--baseline-src DIR]
+    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--before REV] [--log FILE]
+        [--baseline-src DIR]
         [--baseline-args "..."] [--reference PATH/TO/hegelion-dataset] [-- EXTRA hegelion-dataset ARGS]
 
-The machine is shared (2 cores): each run prints the load average, and the best and median of --runs are reported.
+The machine is shared (2 cores): each run prints the load average, and the best and median of --runs are reported;
+ratios are of the medians. ``--log FILE`` reuses a log this script wrote (``--keep``) instead of generating one.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ REFERENCE_PEAK_MB = 2.28 * 1024
 GOAL_SECONDS = 4.3
 GOAL_PEAK_MB = 100.0
 HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
+BEFORE_REV = "e05ab95"  # the export driver before its rewrite (issue 23): one 140-line loop over TraceRecords
+# ``hegelion-dataset`` of whatever hegelion_dspy is first on PYTHONPATH (the console script would do the same)
+DATASET_MAIN = "import sys; from hegelion_dspy.cli.dataset import main; sys.argv[0] = 'hegelion-dataset'; main()"
 
 WORDS = str.split(
     "the a an model cache leak memory thread lock queue request parser token budget retry latency index edge case "
@@ -197,7 +206,26 @@ def run_export(
     }
 
 
+def checkout_of(rev: str, folder: Path) -> Path:
+    """The ``hegelion_dspy`` package as it was at ``rev``, extracted into ``folder`` (put it first on PYTHONPATH)."""
+    repo = Path(__file__).resolve().parents[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "hegelion_dspy"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", "import hegelion_dspy; print(hegelion_dspy.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(folder)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    if not found.startswith(str(folder)):
+        raise SystemExit(f"the {rev} checkout in {folder} is not the one imported ({found})")
+    return folder
+
+
 def _report(name: str, results: list[dict[str, float]], size: int, traces: int) -> tuple[float, float, float]:
+    """Print the figures of one converter; returns its median wall time, least CPU time and peak memory."""
     best = min(r["wall"] for r in results)
     median = statistics.median(r["wall"] for r in results)
     cpu = min(r["cpu"] for r in results)
@@ -206,7 +234,7 @@ def _report(name: str, results: list[dict[str, float]], size: int, traces: int) 
         f"{name}: best {best:.2f} s, median {median:.2f} s ({size / 1e6 / best:.0f} MB/s, {traces / best:,.0f} "
         f"traces/s), least CPU {cpu:.2f} s, peak {peak:.0f} MB"
     )
-    return best, cpu, peak
+    return median, cpu, peak
 
 
 def main() -> None:
@@ -215,6 +243,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="conversions to time (best and median are reported)")
     parser.add_argument("--format", default="dpo")
     parser.add_argument("--keep", type=Path, help="write the log and output here instead of a temp folder")
+    parser.add_argument("--before", default=BEFORE_REV, help="git revision timed side by side ('' for none)")
+    parser.add_argument("--log", type=Path, help="reuse this v3 log (written by --keep) instead of generating one")
     parser.add_argument("--baseline-src", type=Path, help="another hegelion-dspy checkout to time side by side")
     parser.add_argument("--baseline-args", default="", help="arguments for the baseline (default: none extra)")
     parser.add_argument("--reference", help="the reference converter's hegelion-dataset, timed side by side")
@@ -230,11 +260,19 @@ def main() -> None:
         log, out = folder / "traces.jsonl", folder / "train_dpo.jsonl"
         ref_log = folder / "reference.jsonl" if args.reference else None
         t0 = time.perf_counter()
-        size = write_log(log, args.traces, reference=ref_log, v3=True)
+        if args.log is not None and ref_log is None:
+            log = args.log
+            size, args.traces = log.stat().st_size, sum(1 for _ in open(log, "rb"))  # noqa: SIM115
+        else:
+            size = write_log(log, args.traces, reference=ref_log, v3=True)
         print(
             f"log: {args.traces:,} traces, {size / 1e6:.0f} MB ({size / args.traces / 1000:.1f} KB a trace), "
-            f"generated in {time.perf_counter() - t0:.1f} s"
+            f"{'read' if args.log else 'generated'} in {time.perf_counter() - t0:.1f} s"
         )
+        before_env = None
+        if args.before:
+            before_src = checkout_of(args.before, Path(tmp) / "before")
+            before_env = {**os.environ, "PYTHONPATH": str(before_src)}
         old_log = None
         if args.baseline_src or args.v2_too:
             old_log = folder / "traces-v2.jsonl"
@@ -244,15 +282,24 @@ def main() -> None:
         ref: list[dict[str, float]] = []
         floor: list[dict[str, float]] = []
         ours_v2: list[dict[str, float]] = []
+        before: list[dict[str, float]] = []
         for n in range(1, args.runs + 1):
             f = run_export(log, out, [], command=[sys.executable, "-c", FLOOR])
             floor.append(f)
+            line = f"run {n}: floor {f['wall']:.2f} s"
+            if before_env is not None:
+                b = run_export(
+                    log,
+                    out,
+                    ["--format", args.format, *args.extra],
+                    command=[sys.executable, "-c", DATASET_MAIN],
+                    env=before_env,
+                )
+                before.append(b)
+                line += f" | before ({args.before}) {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU"
             r = run_export(log, out, ["--format", args.format, *args.extra])
             ours.append(r)
-            line = (
-                f"run {n}: floor {f['wall']:.2f} s | this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
-                f"peak {r['peak_mb']:.0f} MB"
-            )
+            line += f" | this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB"
             if args.v2_too and old_log is not None:
                 v = run_export(old_log, out, ["--format", args.format, *args.extra])
                 ours_v2.append(v)
@@ -268,32 +315,42 @@ def main() -> None:
                 line += f" | reference {f['wall']:.2f} s wall, {f['cpu']:.2f} s CPU, peak {f['peak_mb']:.0f} MB"
             print(line + f" (load average {r['load']:.1f})")
         print(f"  {ours[-1]['summary']}")
-        f_best, _, _ = _report("floor (plain orjson loop)", floor, size, args.traces)
-        best, cpu, peak = _report(
+        f_median, f_cpu, _ = _report("floor (plain orjson loop)", floor, size, args.traces)
+        if before:
+            b_median, b_cpu_least, _ = _report(f"before ({args.before}, the same command)", before, size, args.traces)
+            print(
+                f"  before / floor: {b_median / f_median:.2f}x the wall time, {b_cpu_least / f_cpu:.2f}x the CPU time"
+            )
+        median, cpu, peak = _report(
             f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces
         )
-        print(f"  this checkout / floor: {best / f_best:.2f}x (goal <= 1.6x)")
+        print(
+            f"  this checkout / floor: {median / f_median:.2f}x the wall time (goal <= 1.6x; medians), "
+            f"{cpu / f_cpu:.2f}x the CPU time (least; steadier on a busy machine)"
+        )
+        if before:
+            print(f"  this checkout / before: {median / b_median:.2f}x the wall time, {cpu / b_cpu_least:.2f}x the CPU")
         if ours_v2:
-            v_best, _, _ = _report("this checkout on the v2 log (flags computed on read)", ours_v2, size, args.traces)
-            print(f"  v2 log / v3 log: {v_best / best:.2f}x")
+            v_median, _, _ = _report("this checkout on the v2 log (flags computed on read)", ours_v2, size, args.traces)
+            print(f"  v2 log / v3 log: {v_median / median:.2f}x")
         if base:
-            b_best, b_cpu, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
-            print(f"  baseline / floor: {b_best / f_best:.2f}x")
+            base_median, b_cpu, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
+            print(f"  baseline / floor: {base_median / f_median:.2f}x")
             print(
-                f"  this checkout / baseline: {best / b_best:.2f}x the wall time, {cpu / b_cpu:.2f}x the CPU time, "
-                f"{peak / b_peak:.2f}x the memory"
+                f"  this checkout / baseline: {median / base_median:.2f}x the wall time, {cpu / b_cpu:.2f}x the CPU "
+                f"time, {peak / b_peak:.2f}x the memory"
             )
         if ref:
-            r_best, _, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
-            print(f"  reference / this checkout: {r_best / best:.1f}x faster, {r_peak / peak:.0f}x less memory")
+            r_median, _, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
+            print(f"  reference / this checkout: {r_median / median:.1f}x faster, {r_peak / peak:.0f}x less memory")
         else:
             print(
                 f"reference (an earlier run): {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> "
-                f"{REFERENCE_SECONDS / best:.1f}x faster (best), {REFERENCE_PEAK_MB / peak:.0f}x less memory"
+                f"{REFERENCE_SECONDS / median:.1f}x faster (median), {REFERENCE_PEAK_MB / peak:.0f}x less memory"
             )
         print(
             f"goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} MB: "
-            f"{'met' if best <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
+            f"{'met' if median <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
         )
 
 

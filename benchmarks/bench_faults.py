@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,16 +58,24 @@ def run_case(faulty: bool, args: argparse.Namespace) -> dict[str, Any]:
         fault = pick(number)
         return answered if fault == OK else fault
 
-    with faulty_server(faults) as server:
+    run_id = uuid.uuid4().hex[:8]
+    tasks = [f"fault bench {run_id} prompt {i}" for i in range(args.prompts)]
+    with faulty_server(faults, key=_prompt_of) as server:
         lm = HostedLM(PRICED, api_base=server.url, api_key="x", timeout=args.timeout, max_tokens=256, cache=False)
         manners = Manners(max_retries=args.max_retries, backoff=args.backoff, max_backoff=1.0)
         ctx = RunContext.build(lm=lm, manners=manners, iterations=args.iterations)
-        run_id = uuid.uuid4().hex[:8]
-        tasks = [f"fault bench {run_id} prompt {i}" for i in range(args.prompts)]
+        records: list[Any] = []
         started = time.perf_counter()
-        result = asyncio.run(run_batch(tasks, ctx=ctx, store=None, concurrency=args.concurrency))
+        result = asyncio.run(
+            run_batch(tasks, ctx=ctx, store=None, concurrency=args.concurrency, on_result=records.append)
+        )
         wall = time.perf_counter() - started
         kinds = dict(server.kinds)
+        hangs = {prompt: n for (prompt, kind), n in server.by_key.items() if kind == "hang"}
+    # per prompt, in the order the batch took them: its dialectic's wall time (the steps' seconds, retries included)
+    # and how many of its calls hung
+    seconds = {r.task.rsplit(" ", 1)[1]: sum(sum(x.seconds.values()) for x in r.rounds) for r in records}
+    prompts = [(seconds.get(str(i), 0.0), hangs.get(str(i), 0)) for i in range(args.prompts)]
     meter = result.meter
     reasons: dict[str, int] = {}
     for _task, reason in result.failures:  # the first few failures' reasons
@@ -82,7 +92,35 @@ def run_case(faulty: bool, args: argparse.Namespace) -> dict[str, Any]:
         "cut_off": getattr(meter, "cut_off", None),
         "rate_limited": meter.rate_limited,
         "first_failures": reasons,
+        "prompts": prompts,
     }
+
+
+def _prompt_of(request: dict[str, Any]) -> str:
+    """The prompt number a request is for (its task is in the user message), or "?"."""
+    text = " ".join(str(m.get("content", "")) for m in request.get("messages", []) if isinstance(m, dict))
+    found = re.search(r"fault bench [0-9a-f]{8} prompt (\d+)", text)
+    return found[1] if found else "?"
+
+
+def fifo_wall(durations: list[float], slots: int) -> float:
+    """When the last of ``durations`` ends, run in order on ``slots`` slots, each taking the next as it frees (as
+    run_batch's runners take prompts from its queue)."""
+    ends = [0.0] * slots
+    for duration in durations:
+        heapq.heapreplace(ends, ends[0] + duration)
+    return max(ends)
+
+
+def timeouts_critical(case: dict[str, Any], args: argparse.Namespace) -> tuple[float, float]:
+    """What the hung calls cost this batch counted where they fell: the batch replayed (``fifo_wall``) from each
+    prompt's own wall time, with and without ``timeout`` per hung call of it. Unlike ``timeouts_cost`` it counts a
+    prompt whose calls hung several times in a row at the end, while the other slots have nothing left to do. Returns
+    (that cost, the replayed wall with the hangs: a check against the measured wall)."""
+    durations = [d for d, _ in case["prompts"]]
+    without = [max(0.0, d - n * args.timeout) for d, n in case["prompts"]]
+    replayed = fifo_wall(durations, args.concurrency)
+    return replayed - fifo_wall(without, args.concurrency), replayed
 
 
 def timeouts_cost(case: dict[str, Any], args: argparse.Namespace) -> float:
@@ -138,6 +176,15 @@ def main() -> None:
         f"{limit + asked:.1f} s: {_within(faulty['wall'], limit + asked)}; all ok: {faulty['ok'] == args.prompts}; "
         f"retries: {faulty['timed_out']} timed out, {faulty['cut_off']} cut off, {faulty['rate_limited']} after a 429"
     )
+    where, replayed = timeouts_critical(faulty, args)
+    hung = sorted((n for _, n in faulty["prompts"]), reverse=True)[:5]
+    fair = 1.5 * clean["wall"] + where
+    print(
+        f"timeouts counted where they fell (the batch replayed from each prompt's wall time, {replayed:.1f} s as "
+        f"measured {faulty['wall']:.1f} s, with and without {args.timeout:g} s per hung call): {where:.1f} s; "
+        f"1.5 x clean + that = {fair:.1f} s: {_within(faulty['wall'], fair)} (most hung calls of one prompt: {hung}; "
+        f"the hangs cost {lost:.1f} s spread over {args.concurrency} slots)"
+    )
     if args.before:
         done = subprocess.run(
             [sys.executable, __file__, "--only", "faulty", "--code", args.before, *_passed(args)],
@@ -159,7 +206,16 @@ def _within(wall: float, limit: float) -> str:
 
 
 def _passed(args: argparse.Namespace) -> list[str]:
-    names = ("prompts", "iterations", "concurrency", "timeout", "backoff", "retry_after", "max_retries", "seed")
+    names: tuple[str, ...] = (
+        "prompts",
+        "iterations",
+        "concurrency",
+        "timeout",
+        "backoff",
+        "retry_after",
+        "max_retries",
+        "seed",
+    )
     names += ("latency",)
     return [part for name in names for part in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
 

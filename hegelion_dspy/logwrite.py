@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 
 TORN_SUFFIX = ".torn"
 UNSAVED_SUFFIX = ".unsaved"  # <log>.unsaved-<pid>.jsonl: lines a failed write could not put in the log
@@ -104,38 +104,48 @@ def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "OSError")
 
 
-def check_writable(path: str | Path, *, what: str = "trace log", min_free: int = MIN_FREE_BYTES) -> None:
+def check_writable(
+    path: str | Path,
+    *,
+    what: str = "trace log",
+    nothing: str = "nothing was run",
+    elsewhere: str = f"set {option('log_file')}",
+    options: tuple[str, ...] = ("log_file",),
+    folder: bool = False,
+    min_free: int = MIN_FREE_BYTES,
+) -> None:
     """ConfigError unless ``path`` can be appended to (created, when it does not exist) on a disk with ``min_free``
-    bytes free: checked before a run makes its first LM call, so no paid work is done for a log that cannot take it.
-    A device or a pipe (``/dev/stdout``) is only opened, not measured."""
+    bytes free: checked before a run makes its first LM call (or an export writes its first row, or a review app
+    takes its first label), so no work is done for a file that cannot take it. A device or a pipe (``/dev/stdout``)
+    is only opened, not measured. With ``folder``, ``path`` is a folder made (or replaced) beside itself: its parent
+    must take a new entry. The error says ``what`` the file is, ``nothing`` was done, and how to put it
+    ``elsewhere`` (naming ``options``)."""
     path = Path(path)
     try:
-        if path.is_dir():
-            raise ConfigError(
-                f"the {what} {path} is a folder; give a file path (set option 'log_file')", options=("log_file",)
-            )
-        if path.exists():
+        if path.is_dir() and not folder:
+            raise ConfigError(f"the {what} {path} is a folder; give a file path ({elsewhere})", options=options)
+        if path.exists() and not folder:
             os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.probe-")
             os.close(fd)
             os.unlink(probe)
-        if path.exists() and not path.is_file():
+        if path.exists() and not path.is_file() and not folder:
             return
         disk = os.statvfs(path.parent)
     except OSError as exc:
         raise ConfigError(
-            f"cannot write the {what} {path}: {exc.strerror or exc} ({errno_name(exc)}); nothing was run. Put it "
-            "on a writable disk (set option 'log_file')",
-            options=("log_file",),
+            f"cannot write the {what} {path}: {exc.strerror or exc} ({errno_name(exc)}); {nothing}. Put it on a "
+            f"writable disk ({elsewhere})",
+            options=options,
         ) from None
     free = disk.f_bavail * disk.f_frsize
     if free < min_free:
         raise ConfigError(
-            f"the disk of the {what} {path} has {free >> 10:,} KiB free, less than the {min_free >> 20:,} MiB a run "
-            "needs to start; nothing was run. Free some space or put it elsewhere (set option 'log_file')",
-            options=("log_file",),
+            f"the disk of the {what} {path} has {free >> 10:,} KiB free, less than the {min_free >> 20:,} MiB needed "
+            f"to start; {nothing}. Free some space or put it elsewhere ({elsewhere})",
+            options=options,
         )
 
 

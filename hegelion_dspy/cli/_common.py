@@ -54,7 +54,7 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         # DSPy warns on stderr for every reply cut at max_tokens; the trace records it per step (Round.truncated)
         logging.getLogger("dspy.clients.lm").addFilter(_NotTruncationWarnings())
     args = list(sys.argv[1:] if argv is None else argv)
-    prefix = _running[0] = prog.split()[0]
+    prefix = PREFIX
     try:
         code = command.main(
             args=args, prog_name=prog, standalone_mode=False, obj={"command_line": shlex.join([prog, *args])}
@@ -70,7 +70,7 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
         click.echo(f"{prefix}: error: {exc.format_message()} (see {where} --help)", err=True)
         code = EXIT_USAGE
     except LogWriteError as exc:  # paid work kept out of the log: where it is, not a usage error
-        click.echo(f"{prog}: error: {exc}", err=True)
+        click.echo(f"{prefix}: error: {exc}", err=True)
         code = EXIT_LOG
     except HegelionError as exc:
         from .options import as_flags
@@ -90,12 +90,11 @@ def command_line() -> str | None:
     return obj.get("command_line") if isinstance(obj, dict) else None
 
 
-_running = ["hegelion"]  # the program run() runs now, for lines printed outside a click context
+PREFIX = "hegelion"
 
 
 def prog() -> str:
-    """The prefix of every line a command prints about itself: the program the user ran (``hegelion`` for
-    ``hegelion dataset ...``, the old script name when run by it), so one run speaks with one prefix."""
-    ctx = click.get_current_context(silent=True)
-    name = ctx.find_root().info_name if ctx is not None else None
-    return name.split()[0] if name else _running[0]
+    """The prefix of every line a command prints about itself: ``hegelion``, also when an old script name
+    (``hegelion-dataset``, ``hegelion-agent``...) ran it, so every run speaks with one prefix. Usage errors still
+    point at the command as typed (``see hegelion-dataset --help``)."""
+    return PREFIX

@@ -88,6 +88,28 @@ def review(
         allowed_hosts=allow_host,
     )
     app = create_app(config)
+    sock = _listen(port)
+    url = f"http://{HOST}:{sock.getsockname()[1]}/"
+    lines = [
+        f"serving {log} at {url} (Ctrl-C stops)",
+        f"index {index_path(log)} (a cache beside the log; safe to delete)",
+    ]
+
+    class Announcing(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)  # the app's warm-up (its lifespan) first: then the URL
+            for line in lines if not self.should_exit else []:
+                click.echo(f"{prog()}: {line}", err=True)
+
+    server = Announcing(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    if open_browser:
+        threading.Timer(0.5, _open_browser, args=(url, prog())).start()
+    server.run(sockets=[sock])
+    return 0
+
+
+def _listen(port: int) -> socket.socket:
+    """A socket listening on HOST:``port``; connections made from then on wait for the server."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -95,15 +117,8 @@ def review(
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {HOST}:{port} ({exc.strerror}); pass another --port (0: any)") from None
-    sock.listen(1024)  # connections made from now on wait for the server: the URL printed below already works
-    url = f"http://{HOST}:{sock.getsockname()[1]}/"
-    click.echo(f"{prog()}: serving {log} at {url} (Ctrl-C stops)", err=True)
-    click.echo(f"{prog()}: index {index_path(log)} (a cache beside the log; safe to delete)", err=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
-    if open_browser:
-        threading.Timer(0.5, _open_browser, args=(url, prog())).start()
-    server.run(sockets=[sock])
-    return 0
+    sock.listen(1024)
+    return sock
 
 
 def _open_browser(url: str, prefix: str) -> None:

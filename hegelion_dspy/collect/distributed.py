@@ -10,7 +10,10 @@ driver, the only writer, appends them to the one log under the store's lock. So:
 - an interrupt (Ctrl-C) or an error in the driver kills the actors; every trace already received is in the log;
 - an actor that dies has its unfinished prompts handed to the others (and a replacement actor is started); a trace
   that arrives twice for one prompt is logged once;
-- ``max_cost`` stops the batch when the actors' calls have cost that much (their running totals, summed).
+- ``max_cost`` is one budget for every actor, never passed by what was served: a ``BudgetKeeper`` actor holds it and
+  hands it out in pieces; each actor's calls reserve their worst case on its ``LeasedBudget`` (what it was granted)
+  before they are sent and ask the keeper for more when it does not fit. Once the keeper is dry an actor starts
+  nothing new; its unstarted prompts are not run, and a rerun resumes them.
 
 Ray is an optional extra (``pip install 'hegelion-dspy[ray]'``); this module imports it only when a batch runs.
 """
@@ -30,7 +33,7 @@ from typing import Any, Unpack
 from ..collect.batch import BatchOptions, BatchResult, BatchSettings, Queued, run_queue
 from ..collect.context import RunContext, RunRecipe
 from ..errors import ClusterError, ConfigError
-from ..lms.metering import CallMeter, metering
+from ..lms.metering import CallMeter, LeasedBudget, metering
 from ..store import TraceStore
 from ..types import Source, TraceRecord
 
@@ -83,6 +86,35 @@ class WorkerPlan:
     iterations: int | None
     source: Source
     tags: tuple[str, ...]
+    budget: Any = None  # the batch's BudgetKeeper actor, with a max_cost
+
+
+class BudgetKeeper:
+    """A Ray batch's ``max_cost`` (an actor): hands it out to the workers' meters in pieces, never more in all."""
+
+    def __init__(self, limit: float):
+        self.left = limit
+
+    def grant(self, usd: float) -> float:
+        """Up to ``usd`` of what is left (less when less is left; 0 once it is all handed out)."""
+        given = min(max(0.0, usd), self.left)
+        self.left -= given
+        return given
+
+
+def _meter(plan: WorkerPlan, on_limit: Any) -> CallMeter:
+    """A worker's meter: a ``LeasedBudget`` on the batch's keeper when it has a budget, asking it without blocking
+    the worker's event loop (the keeper's answer is a future the meter looks at when a call next asks)."""
+    if plan.budget is None:
+        return CallMeter()
+    keeper = plan.budget
+
+    def answer(request: Any) -> float | None:
+        return float(request.result()) if request.done() else None
+
+    return LeasedBudget(
+        ask=lambda usd: keeper.grant.remote(usd).future(), answer=answer, ahead=plan.concurrency, on_limit=on_limit
+    )
 
 
 def _worker_context(plan: WorkerPlan) -> RunContext:
@@ -119,6 +151,10 @@ class DialecticWorker:
             self.queue.put_nowait(item)
 
     async def close(self) -> None:
+        self._stop_now()
+
+    def _stop_now(self) -> None:
+        """Every runner ends once its dialectic does (the driver closed, or the budget is spent)."""
         for _ in range(self.plan.concurrency):
             self.queue.put_nowait(None)
 
@@ -128,7 +164,8 @@ class DialecticWorker:
         assert self.ctx is not None, self.error
         finished: list[tuple[Any, TraceRecord]] = []
         wake = asyncio.Event()
-        meter = CallMeter()
+        loop = asyncio.get_running_loop()
+        meter = _meter(self.plan, lambda: loop.call_soon_threadsafe(self._stop_now))
 
         def on_record(key: Any, record: TraceRecord) -> None:
             finished.append((key, record))
@@ -145,6 +182,7 @@ class DialecticWorker:
                         iterations=self.plan.iterations,
                         source=self.plan.source,
                         tags=self.plan.tags,
+                        stop=lambda: meter.reached,
                     )
             finally:
                 wake.set()
@@ -244,9 +282,6 @@ class _Driver:
         if batch:
             worker.actor.submit.remote(batch)
 
-    def spent(self) -> float:
-        return self.finished.cost_usd + sum(w.counts.get("cost_usd", 0.0) for w in self.live.values())
-
     def receive(self) -> list[TraceRecord]:
         """Wait for the next traces; returns those of prompts not logged before."""
         ready, _ = self.ray.wait(list(self.live), num_returns=1)
@@ -255,8 +290,10 @@ class _Driver:
             worker = self.live[stream]
             try:
                 batch, counts = self.ray.get(next(stream))
-            except StopIteration:
+            except StopIteration:  # closed, or its budget ran out: what it had not started goes to the others
                 self._retire(worker)
+                for other in list(self.live.values()):
+                    self._feed(other)
                 continue
             except self.ray.exceptions.RayActorError as exc:
                 self._lost(worker, exc)
@@ -342,22 +379,28 @@ def run_ray_batch(
     program_bytes = Path(recipe.program).read_bytes() if recipe.program is not None else None
     started = connect(ray, address)
     driver: _Driver | None = None
+    keeper = None
     try:
         cpus = float(ray.cluster_resources().get("CPU", 1.0))
         count = min(workers or max(1, int(cpus)), len(todo))
-        plan = WorkerPlan(recipe, program_bytes, count, batch.concurrency, batch.iterations, batch.source, batch.tags)
+        if batch.max_cost is not None:
+            keeper = ray.remote(BudgetKeeper).options(num_cpus=0).remote(batch.max_cost)
+        plan = WorkerPlan(
+            recipe, program_bytes, count, batch.concurrency, batch.iterations, batch.source, batch.tags, keeper
+        )
         driver = _Driver(ray, plan, todo, count, count if restarts is None else restarts, cpus)
         while driver.live:
             batch.log(driver.receive(), store, result)
             if result.log_error is not None:
                 break  # the log cannot take more: the traces received are in its fallback file
-            if batch.max_cost is not None and driver.spent() >= batch.max_cost:
-                result.stopped = "max_cost"
-                break
+        if batch.max_cost is not None and result.stopped is None and result.not_run > 0:
+            result.stopped = "max_cost"  # every worker ended with the keeper dry
     finally:
         if driver is not None:
             driver.kill()
             result.meter.absorb(driver.finished.snapshot())
+        if keeper is not None:
+            ray.kill(keeper)
         if started:
             ray.shutdown()
     return result

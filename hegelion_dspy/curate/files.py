@@ -9,7 +9,7 @@ import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import ExportError, option
 from ..litter import sweep_stale, temp_path
@@ -66,6 +66,9 @@ FORCE = ("force",)
 CARD_MARK = "<!-- written by hegelion-dspy -->"
 
 
+_ELSEWHERE: dict[str, Any] = {"nothing": "nothing was written", "elsewhere": "give another output path", "options": ()}
+
+
 def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool) -> None:
     input_keys = {p.resolve() for p in inputs}
     sidecars = {labels_path(p).resolve() for p in inputs}
@@ -79,7 +82,7 @@ def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool)
             raise ExportError(f"the output {str(path)!r} is a folder; give a file name such as '{path}/train.jsonl'")
         if path.exists() and not force:
             raise ExportError(f"{str(path)!r} already exists; {_REPLACE_HINT}", options=FORCE)
-        check_writable(path, what="dataset file")  # a read-only or nearly full disk, before reading any log
+        check_writable(path, what="dataset file", **_ELSEWHERE)  # a read-only or nearly full disk, before any row
 
 
 def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
@@ -97,6 +100,8 @@ def _check_card_folder(folder: Path, inputs: list[Path], force: bool) -> None:
                 f"{str(folder)!r} is not a dataset folder this tool wrote (no README.md of ours); it is never "
                 "replaced, even with --force: choose another folder"
             )
+    # staged beside itself and renamed into place: its parent must take new entries, with space to spare
+    check_writable(folder, what="dataset folder", folder=True, **_ELSEWHERE)
 
 
 def _copy_range(source: int, target: int, offset: int, count: int) -> None:

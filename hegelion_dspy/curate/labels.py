@@ -32,7 +32,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import InvalidLabelError, LabelConflictError, from_validation
+from ..errors import ConfigError, InvalidLabelError, LabelConflictError, from_validation
+from ..logwrite import errno_name
 from ..store import append_lines, iter_lines
 from ..types import MAX_ROUNDS, MAX_TEXT_CHARS
 
@@ -235,8 +236,21 @@ def write_label(path: str | Path, label: Label, *, base: int | None = None) -> i
             raise LabelConflictError(label.trace_id, label.pair, base=base, version=version, latest=latest)
         found.append(version)
 
-    append_lines(path, [label.to_json_line()], _is_whole_label, check=check)
+    _append(path, [label.to_json_line()], check)
     return found[0] + 1
+
+
+def _append(path: Path, lines: list[bytes], check: Callable[[int], None] | None = None) -> None:
+    """``append_lines`` to a sidecar; a disk that refuses the write (full, read-only) is a ConfigError naming it:
+    nothing was written, and the person labelling is told so rather than losing the label unseen."""
+    try:
+        append_lines(path, lines, _is_whole_label, check=check)
+    except OSError as exc:
+        what = "the label was" if len(lines) == 1 else f"{len(lines)} labels were"
+        raise ConfigError(
+            f"cannot write the labels sidecar {path}: {exc.strerror or exc} ({errno_name(exc)}); {what} not saved. "
+            "Free some space or make the folder writable, then label again"
+        ) from None
 
 
 class LabelStore:
@@ -266,7 +280,7 @@ class LabelStore:
     def append_many(self, labels: Iterable[Label]) -> int:
         """Append labels as whole lines under the log's lock, with one write. Returns how many were written."""
         lines = [label.to_json_line() for label in labels]
-        append_lines(self.path, lines, _is_whole_label)
+        _append(self.path, lines)
         return len(lines)
 
     def records(

@@ -121,10 +121,10 @@ def example_pair(example: RowSource) -> str:
 def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
     """Why an example is not worth training on (a key of DROP_REASONS), or None to keep it."""
     chosen = example.chosen.strip()
-    rejected = example.rejected
-    if not chosen or (rejected is not None and not rejected.strip()):
+    rejected = None if example.rejected is None else example.rejected.strip()
+    if not chosen or rejected == "":
         return "empty"
-    if rejected is not None and chosen == rejected.strip():
+    if chosen == rejected:
         return "chosen_equals_rejected"
     if len(chosen) < min_chars:
         return "too_short"

@@ -6,7 +6,8 @@ arithmetic and unit arithmetic. Each goes through the real dialectic (``collect.
 M and with M0: t1 is the first thesis, t2 the final synthesis. Reported per model: accuracy at t1 and t2, Δ = t2 − t1,
 and the fractions of all items that went wrong→right and right→wrong. Intrinsic self-correction can make answers
 worse (Huang et al., arXiv 2310.01798); the suite reports what it measures. A reply is read by its last number (or
-last YYYY-MM-DD date for date items); a failed dialectic counts as wrong at both steps and is counted.
+last YYYY-MM-DD date for date items, leaving out dates the question itself gives: a reply that ends by quoting the
+start date has not answered); a failed dialectic counts as wrong at both steps and is counted.
 """
 
 from __future__ import annotations
@@ -103,11 +104,13 @@ def generate_items(seed: int, n: int) -> list[CheckableItem]:
     return out
 
 
-def extract(text: str, answer_type: str) -> str | None:
-    """The last date (YYYY-MM-DD) or number in ``text``, normalised (None when there is none)."""
+def extract(text: str, answer_type: str, question: str = "") -> str | None:
+    """The last date (YYYY-MM-DD) or number in ``text``, normalised (None when there is none). For dates, one that
+    ``question`` itself gives is not an answer and is skipped."""
     if answer_type == "date":
-        found = _DATE.findall(text)
-        return "-".join(found[-1]) if found else None
+        given = {"-".join(d) for d in _DATE.findall(question)}
+        found = [d for d in ("-".join(d) for d in _DATE.findall(text)) if d not in given]
+        return found[-1] if found else None
     numbers = _NUMBER_RE.findall(text)
     if not numbers:
         return None
@@ -118,7 +121,7 @@ def extract(text: str, answer_type: str) -> str | None:
 
 
 def is_correct(text: str, item: CheckableItem) -> bool:
-    got = extract(text, item["answer_type"])
+    got = extract(text, item["answer_type"], item["question"])
     return got is not None and got == item["answer"]
 
 

@@ -3,7 +3,13 @@
 Every M-vs-M0 difference in a report is a ``Difference``: the mean of the paired per-item differences, its paired
 bootstrap 95% interval (percentile method: resample items with replacement, recompute the mean difference), and for
 paired 0/1 outcomes McNemar's exact (binomial) p-value. A difference is called significant only when its interval
-excludes 0; otherwise the report says "no significant difference".
+excludes 0, it rests on at least ``MIN_ITEMS`` paired items, and, for 0/1 outcomes, McNemar's p is below the
+interval's error rate too; otherwise the report says "no significant difference" (or, under ``MIN_ITEMS``, that there
+are too few items to tell).
+
+Why a minimum: a percentile bootstrap over a handful of items has as many resamples as distinct means, so two items
+that both favour M give the interval [1, 1] and would read as certain; and McNemar's exact test cannot reach p < 0.05
+with fewer than 6 discordant pairs. Ten items is the smallest sample this module calls a difference on.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from ..types import JSONObject
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 NO_DIFFERENCE = "no significant difference"
+MIN_ITEMS = 10
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,19 @@ class Difference:
     discordant: tuple[int, int] | None = None  # (M right & M0 wrong, M wrong & M0 right) for 0/1 outcomes
 
     @property
+    def too_few(self) -> bool:
+        return self.interval.n < MIN_ITEMS
+
+    @property
     def significant(self) -> bool:
-        return not self.interval.holds(0.0)
+        if self.too_few or self.interval.holds(0.0):
+            return False
+        return self.mcnemar_p is None or self.mcnemar_p < 1.0 - self.interval.level
 
     @property
     def verdict(self) -> str:
+        if self.too_few:
+            return f"too few items to tell (n={self.interval.n}; a difference is called from {MIN_ITEMS} items)"
         if not self.significant:
             return NO_DIFFERENCE
         return "M higher" if self.interval.mean > 0 else "M lower"

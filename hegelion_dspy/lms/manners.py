@@ -10,9 +10,10 @@ retries with backoff on rate limits and server errors, and what each call cost (
 2. calls the LM it wraps (whose own retries are turned off: they sleep without jitter and without the shared pause),
    a hosted one with a time limit per call (``Manners.timeout``, ``hosted.with_timeout``);
 3. on a 429, a 5xx, a timeout, a reset connection or a reply cut mid-body, retries with exponential backoff and
-   jitter, or after exactly the ``Retry-After`` the provider sent (plus up to 10% jitter), at most ``max_retries``
-   times; then the error propagates and the dialectic step fails (a ``failed`` trace, never data). With several base
-   URLs each retry goes to the next one;
+   jitter, counted from when the failed attempt was sent (a call that waited out its timeout is retried at once), or
+   after exactly the ``Retry-After`` the provider sent (plus up to 10% jitter), at most ``max_retries`` times; then
+   the error propagates and the dialectic step fails (a ``failed`` trace, never data). With several base URLs each
+   retry goes to the next one;
 4. prices what the call used (prompt and completion tokens at the model's prices in LiteLLM's price map) and reports
    it to the step being recorded (``Usage.cost_usd``) and to every active ``CallMeter`` (a run's cost, a batch's
    spend and its ``max_cost``).
@@ -215,6 +216,7 @@ class _Call:
         self.estimate = estimate_tokens(prompt, messages, max_tokens) if owner._tokens is not None else 0
         self.reserved = 0  # tokens reserved so far (a renewed slot reserves again)
         self.pauses_seen = 0
+        self.started = 0.0  # when the latest attempt was sent (the owner's clock)
 
     def before(self) -> float:
         """Reserve this call's slot; the seconds to wait for it."""
@@ -242,6 +244,7 @@ class _Call:
     @contextlib.contextmanager
     def attempt(self) -> Iterator[dspy.BaseLM]:
         self.tries += 1
+        self.started = self.owner.clock.now()
         lm = self.owner._next_lm()
         held, self.held = self.held, ()
         try:
@@ -280,6 +283,8 @@ class _Call:
             raise exc
         if reason == "rate limit":
             owner._pause(delay)  # every call waits for the provider, not only this one
+        else:  # backoff spaces the attempts: one that waited out its timeout has waited already
+            delay = max(0.0, delay - (owner.clock.now() - self.started))
         for meter in active_meters():
             meter.add_wait(delay, retry=reason)
         return delay

@@ -8,6 +8,7 @@ A meter with a ``limit`` (a batch's ``max_cost``) is an honest budget: before a 
 prompt byte a token, plus ``max_tokens``, at the model's prices: ``worst_case_cost``) is reserved on every active
 meter (``reserve_budget``), and settled to the real cost when it returns. A call whose reservation would take spent +
 reserved past the limit is not sent (``BudgetExhausted``), so what the provider served never exceeds the budget.
+Meters in other processes share one budget as ``LeasedBudget``s: each spends only what a keeper granted it.
 """
 
 from __future__ import annotations
@@ -180,6 +181,49 @@ class CallMeter:
                 setattr(self, name, getattr(self, name) + value)
 
 
+@dataclass
+class LeasedBudget(CallMeter):
+    """A meter spending a budget someone else hands out in pieces (a Ray batch's keeper, ``collect.distributed``):
+    a call is sent only when its worst case fits the ``allowance`` granted so far, so the calls of every meter of one
+    keeper never pass what the keeper holds. A call that does not fit asks for more (``ask(usd)`` starts a request;
+    ``answer(request)`` is the amount granted once known, else None) and waits ("later"); once the keeper gave less
+    than was needed it is dry, and the meter's limit is reached as a ``CallMeter``'s is (``on_limit``)."""
+
+    ask: Callable[[float], Any] | None = None
+    answer: Callable[[Any], float | None] | None = None
+    ahead: int = 1  # worst cases asked for beyond the call's need: fewer requests, at most this many stranded
+    allowance: float = 0.0  # granted so far
+    _request: Any = field(default=None, repr=False, compare=False)
+    _shortfall: float = field(default=0.0, repr=False, compare=False)
+    _dry: bool = field(default=False, repr=False, compare=False)
+
+    def reserve(self, usd: float) -> str:
+        """As ``CallMeter.reserve`` against the allowance, and "later" while more is asked for."""
+        with self._lock:
+            if self._request is not None and self.answer is not None:
+                granted = self.answer(self._request)
+                if granted is not None:
+                    self.allowance += granted
+                    self._dry, self._request = granted < self._shortfall, None
+            need = self.cost_usd + self.reserved_usd + usd - self.allowance
+            if need <= 0:
+                self.reserved_usd += usd
+                self.in_flight += 1
+                return "sent"
+            if self._request is None and not self._dry and self.ask is not None:
+                self._shortfall, self._request = need, self.ask(need + usd * self.ahead)
+            if self._request is not None:
+                return "later"
+            crossed = not self._reached
+            if crossed:
+                self._reached = True
+                self.stopped_in_flight, self.stopped_reserved_usd = self.in_flight, self.reserved_usd
+            answer = "wait" if self.in_flight > 0 else "stop"
+        if crossed and self.on_limit is not None:
+            self.on_limit()
+        return answer
+
+
 _meters: ContextVar[tuple[CallMeter, ...]] = ContextVar("hegelion_call_meters", default=())
 
 
@@ -212,8 +256,9 @@ def worst_case_cost(model: str, prompt_bytes: int, max_tokens: int) -> float | N
 
 def reserve_budget(usd: float | None) -> tuple[CallMeter, ...] | None:
     """Reserve ``usd`` on every active meter, all or none: the meters to ``release_budget`` once the call returns,
-    or None when the call must wait for calls in flight to settle. Raises BudgetExhausted when it never fits, and
-    for the first call of a run once the budget is tight (the room left goes to the runs under way)."""
+    or None when the call must wait for calls in flight to settle, or for a ``LeasedBudget``'s keeper. Raises
+    BudgetExhausted when it never fits, and for the first call of a run once the budget is tight (the room left goes
+    to the runs under way)."""
     if usd is None:
         return ()
     held: list[CallMeter] = []
@@ -223,11 +268,12 @@ def reserve_budget(usd: float | None) -> tuple[CallMeter, ...] | None:
             held.append(meter)
             continue
         release_budget(tuple(held), usd)
-        if answer == "wait" and _begun():
+        if answer == "later" or (answer == "wait" and _begun()):
             return None  # a dialectic under way waits for room; one not begun yet is not started
+        budget = "max_cost" if meter.limit is None else f"max_cost ${meter.limit:g}"  # a LeasedBudget's: a share
         raise BudgetExhausted(
-            f"not sent: this call may cost up to ${usd:.6f} and the budget (max_cost ${meter.limit:g}) has "
-            f"${meter.cost_usd:.6f} spent; rerun with a higher max_cost to resume"
+            f"not sent: this call may cost up to ${usd:.6f} and the budget ({budget}) has ${meter.cost_usd:.6f} "
+            "spent; rerun with a higher max_cost to resume"
         )
     return tuple(held)
 

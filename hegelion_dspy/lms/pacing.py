@@ -30,8 +30,9 @@ class Manners:
 
     ``rpm`` / ``tpm``: requests / tokens per minute allowed to all calls through one wrapper together (a Ray batch
     splits them across its workers: ``share``). ``burst_seconds``: how far ahead of the steady rate calls may run.
-    ``max_retries``: retries after the first attempt on a 429, a 5xx or a timeout; the n-th waits about
-    ``backoff * 2**n`` seconds (half of it to all of it, at random; at most ``max_backoff``) unless the provider sent
+    ``max_retries``: retries after the first attempt on a 429, a 5xx or a timeout; the n-th is sent about
+    ``backoff * 2**n`` seconds (half of it to all of it, at random; at most ``max_backoff``) after the failed attempt
+    was (so a timeout longer than that is retried at once) unless the provider sent
     ``Retry-After``, which is honoured when it is at most ``max_retry_after`` (a longer one fails the call at once).
     ``timeout``: seconds one call to a hosted LM may wait for its answer [default: ``hosted.default_timeout``, 120 s
     or ``$HEGELION_TIMEOUT``]; in-process LMs have none.

@@ -9,8 +9,11 @@ no request ever names a file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 
 from ..curate.labels import Label
-from ..errors import InvalidTraceError, LabelConflictError
+from ..errors import ConfigError, InvalidTraceError, LabelConflictError
 from . import charts, views
 from .config import ReviewConfig
 from .evals import evals_page
@@ -161,6 +164,10 @@ class Pages:
             return PlainTextResponse(f"{exc}\n", status_code=400)
         except LabelConflictError as exc:
             return self._conflict(request, exc)
+        except ConfigError as exc:  # the sidecar's disk refused the write: nothing was saved, and the page says so
+            if _wants_json(request):
+                return JSONResponse({"error": str(exc)}, status_code=507)
+            return self.error(request, f"Not saved: {exc}.", 507)
         if _wants_json(request):
             return JSONResponse({"label": json.loads(saved.model_dump_json()), "version": version})
         qs = request.url.query
@@ -210,6 +217,14 @@ class Pages:
         return JSONResponse({**asdict(index_state), "complete": index_state.complete})
 
 
+@contextlib.asynccontextmanager
+async def _warm_up(state: ReviewState, _app: Starlette) -> AsyncIterator[None]:
+    """At a server's start (ASGI lifespan): the thread pool the pages run in (its first use imports anyio's event
+    loop backend) and the index file, so the first page pays for neither."""
+    await run_in_threadpool(state.warm)
+    yield
+
+
 def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
     """The review app for one trace log, wrapped in its guard (Host check, CSRF, security headers).
 
@@ -227,7 +242,7 @@ def create_app(config: ReviewConfig, *, csrf_token: str | None = None) -> Guard:
         Route("/api/state", pages.api_state),
         Route("/evals", lambda request: evals_page(request, config.log_path.parent, pages.render, pages.error)),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=functools.partial(_warm_up, pages.state))
     app.state.review = pages.state
     return Guard(app, csrf_token=token, allowed_hosts=config.allowed_hosts)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..eval.report import find_reports
 from ..types import JSONObject
 
 
@@ -28,6 +27,8 @@ def report_row(path: Path) -> JSONObject:
 def evals_page(
     request: Request, root: Path, render: Callable[..., Response], bad_request: Callable[..., Response]
 ) -> Response:
+    from ..eval.report import find_reports  # the eval package reaches the LM backends (dspy): not on every start
+
     paths = find_reports(root)
     pick = request.query_params.get("i")
     if pick is None:

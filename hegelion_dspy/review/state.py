@@ -10,12 +10,26 @@ import threading
 from typing import Any
 
 from ..curate.labels import LabelStore
+from ..logwrite import check_writable
 from ..types import TraceRecord
 from .config import ReviewConfig
 from .index import IndexState, Page, TraceIndex, TraceQuery
+from .index.build import NICENESS
 
 INLINE_SYNC_BYTES = 16 << 20  # a log that grew by less is indexed during the request; more goes to a background thread
 PER_PAGE = 50
+# The child building the index lowers its priority before it imports anything (``-m`` would import the packages
+# first, at the app's priority, beside the page it is serving).
+BUILDER = (
+    f"import os, sys; os.nice({NICENESS}); from hegelion_dspy.review.index.build import main; "
+    "sys.exit(main(sys.argv[1:], nice=False))"
+)
+LABELS_TARGET: dict[str, Any] = {
+    "what": "labels sidecar",
+    "nothing": "the review app was not started",
+    "elsewhere": "copy the log to a writable folder and review the copy",
+    "options": (),
+}
 
 
 class ReviewState:
@@ -25,10 +39,15 @@ class ReviewState:
         self.config = config
         self.index = TraceIndex(config.log_path, path=config.index_path)
         self.labels = LabelStore.beside(config.log_path)
+        check_writable(self.labels.path, **LABELS_TARGET)  # before a reviewer makes a label it could not keep
         self._worker: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._charts: tuple[Any, Any] | None = None
         self.catch_up_error: str | None = None
+
+    def warm(self) -> None:
+        """Open the index (made when new) before the first request, so the first page does not wait for it."""
+        self.index.state()
 
     def refresh(self) -> IndexState:
         """Bring the index up to date: at once when little was appended, else in the background. Returns the state.
@@ -54,8 +73,8 @@ class ReviewState:
                 return
             index = self.index
             self._worker = subprocess.Popen(
-                [sys.executable, "-m", "hegelion_dspy.review.index.build", str(index.log_path), str(index.path),
-                 str(index.labels_path), str(os.getpid())],
+                [sys.executable, "-c", BUILDER, str(index.log_path), str(index.path), str(index.labels_path),
+                 str(os.getpid())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

@@ -98,7 +98,7 @@ def test_user_mistakes_get_one_clear_line(args: list[str], message: str, capsys:
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("hegelion-agent: error: ")
+    assert lines[0].startswith("hegelion: error: ")
     assert message in lines[0]
     assert "Traceback" not in err
 

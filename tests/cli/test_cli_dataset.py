@@ -78,7 +78,7 @@ def test_seed_command_dpo(workdir: Path) -> None:
         assert set(row) == {"prompt", "chosen", "rejected"}
         assert row["chosen"].startswith("Synthesis v2:")  # the final synthesis of the 2-round run
         assert row["rejected"].startswith("Thesis:")  # the first thesis
-    assert done.stderr == ("hegelion-dataset: 3 rows -> train_dpo.jsonl; 5 traces read, 2 dropped (--stats says why)\n")
+    assert done.stderr == ("hegelion: 3 rows -> train_dpo.jsonl; 5 traces read, 2 dropped (--stats says why)\n")
 
 
 def test_seed_command_rejected_antithesis(workdir: Path) -> None:
@@ -109,7 +109,7 @@ def test_running_a_seed_command_again_asks_for_force(workdir: Path) -> None:
     before = (workdir / "train_dpo.jsonl").read_bytes()
     again = shell("hegelion-dataset traces.jsonl train_dpo.jsonl --rejected antithesis", workdir)
     assert again.returncode == 2
-    assert again.stderr == ("hegelion-dataset: error: 'train_dpo.jsonl' already exists; pass --force to replace it\n")
+    assert again.stderr == ("hegelion: error: 'train_dpo.jsonl' already exists; pass --force to replace it\n")
     assert (workdir / "train_dpo.jsonl").read_bytes() == before
     forced = shell("hegelion-dataset traces.jsonl train_dpo.jsonl --rejected antithesis --force", workdir)
     assert forced.returncode == 0 and (workdir / "train_dpo.jsonl").read_bytes() != before
@@ -120,7 +120,7 @@ def test_bad_input_exits_non_zero_with_path_and_line_and_no_traceback(workdir: P
         fh.write(b'{"task": 42}\n')
     done = shell("hegelion-dataset traces.jsonl out.jsonl", workdir)
     assert done.returncode == 2
-    assert done.stderr.startswith("hegelion-dataset: error: traces.jsonl:6: field ")
+    assert done.stderr.startswith("hegelion: error: traces.jsonl:6: field ")
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
     assert sorted(p.name for p in workdir.iterdir()) == ["traces.jsonl"]
 
@@ -132,7 +132,7 @@ def test_skip_invalid_reports_the_count_and_where(workdir: Path) -> None:
     done = shell("hegelion-dataset traces.jsonl out.jsonl --skip-invalid", workdir)
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
-    assert lines[0] == "hegelion-dataset: skipped 2 invalid lines; the first:"
+    assert lines[0] == "hegelion: skipped 2 invalid lines; the first:"
     assert lines[1].startswith("  traces.jsonl:6: invalid UTF-8")
     assert lines[2].startswith("  traces.jsonl:7: torn last line")
     assert len(rows_of(workdir / "out.jsonl")) == 3
@@ -210,7 +210,7 @@ def test_usage_errors_are_one_line_and_write_nothing(
     workdir: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     code, _, err = run_main([str(workdir / "traces.jsonl"), str(workdir / "o.jsonl"), *args], capsys)
-    assert code == 2 and message in err and len(err.splitlines()) == 1 and err.startswith("hegelion-dataset: error:")
+    assert code == 2 and message in err and len(err.splitlines()) == 1 and err.startswith("hegelion: error:")
     assert not (workdir / "o.jsonl").exists()
 
 

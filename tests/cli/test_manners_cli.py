@@ -102,7 +102,7 @@ def test_mistakes_with_the_manners_flags_get_one_line(
     code, _, err = run(agent_main, "--prompts", str(prompts), "--no-log", *args, capsys=capsys)
     assert code == 2
     [line] = err.strip().splitlines()
-    assert line.startswith("hegelion-agent: error: ") and message in line
+    assert line.startswith("hegelion: error: ") and message in line
 
 
 def test_a_single_task_refuses_batch_flags(capsys: pytest.CaptureFixture[str]) -> None:
@@ -121,8 +121,7 @@ def test_ray_without_ray_says_what_to_install(
     )
     assert code == 2
     assert err.strip() == (
-        "hegelion-agent: error: running a batch on Ray needs Ray, which is not installed: "
-        "pip install 'hegelion-dspy[ray]'"
+        "hegelion: error: running a batch on Ray needs Ray, which is not installed: pip install 'hegelion-dspy[ray]'"
     )
     assert not log.exists()
 
@@ -153,7 +152,7 @@ def test_a_single_run_on_a_full_disk_prints_its_answer_and_says_where_the_trace_
     assert [r.task for r in TraceStore(saved)] == ["Why?"]
     (line,) = err.strip().splitlines()
     assert line == (
-        "hegelion-agent: error: cannot write the trace log /dev/full: No space left on device (ENOSPC); 1 finished "
+        "hegelion: error: cannot write the trace log /dev/full: No space left on device (ENOSPC); 1 finished "
         f"trace saved to {saved}; once there is room, append them to the log: cat {saved} >> /dev/full"
     )
 
@@ -173,7 +172,7 @@ def test_a_batch_on_a_full_disk_keeps_every_trace_and_exits_4(
     (saved,) = temp_folder.iterdir()
     kept = [r.task for r in TraceStore(saved)]
     assert len(kept) >= 1 and set(kept) <= set(tasks)  # the batch stopped once the log failed
-    assert err.strip().splitlines()[-1].startswith("hegelion-agent: error: cannot write the trace log /dev/full")
+    assert err.strip().splitlines()[-1].startswith("hegelion: error: cannot write the trace log /dev/full")
     assert f"{len(kept)} finished trace" in err
 
 

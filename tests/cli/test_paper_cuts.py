@@ -71,6 +71,18 @@ def test_hegelion_dataset_prints_one_prefix_for_errors_and_success(
     assert code == 2 and err.startswith("hegelion: error: ")
 
 
+def test_the_old_script_names_speak_with_the_same_prefix(tmp_path: Path) -> None:
+    log = tmp_path / "t.jsonl"
+    TraceStore(log).append(build_trace(task="Why?", thesis="A", antithesis="B", synthesis="C", model="openai/x"))
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run([str(BIN / "hegelion-dataset"), str(log), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == f"hegelion: 1 row -> {out}; 1 trace read, 0 dropped\n"
+    again = subprocess.run([str(BIN / "hegelion-dataset"), str(log), str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.startswith("hegelion: error: ")
+    bad = subprocess.run([str(BIN / "hegelion-agent"), "--iterations", "0", "x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("hegelion: error: ") and "hegelion-agent --help" in bad.stderr
+
+
 def test_review_says_where_its_index_lives_and_open_without_a_browser_prints_the_url(tmp_path: Path) -> None:
     log = tmp_path / "t.jsonl"
     TraceStore(log).append(build_trace(task="Why?", thesis="A", antithesis="B", synthesis="C", model="openai/x"))

@@ -43,7 +43,7 @@ def test_a_log_that_cannot_be_created_is_refused_before_any_lm_call() -> None:
 
 
 def test_a_nearly_full_disk_is_refused_before_any_lm_call(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"KiB free, less than the 1,048,576 MiB a run needs to start; nothing was"):
+    with pytest.raises(ConfigError, match=r"KiB free, less than the 1,048,576 MiB needed to start; nothing was"):
         check_writable(tmp_path / "log.jsonl", min_free=1 << 40)
     assert list(tmp_path.iterdir()) == []  # the check leaves nothing behind
     check_writable(tmp_path / "log.jsonl")

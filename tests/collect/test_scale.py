@@ -3,13 +3,13 @@ mid-run, resume after an interrupt, the budget, and the CLI's --ray as a user ru
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +48,7 @@ def ray_cluster() -> Iterator[object]:
         ray.shutdown()  # type: ignore[attr-defined]
 
 
-def run_ray_batch(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+def run_ray_batch(*args: object, **kwargs: object):
     from hegelion_dspy.collect.distributed import run_ray_batch as run
 
     return run(*args, **kwargs)  # type: ignore[arg-type]
@@ -144,27 +144,34 @@ def test_an_interrupted_ray_batch_resumes(ray_cluster: object, store: TraceStore
     assert_each_prompt_once(store, PROMPTS)
 
 
-def test_max_cost_stops_a_ray_batch_keeping_finished_traces(ray_cluster: object, store: TraceStore) -> None:
-    one = run_dialectic("probe", lm=ScriptedLM(model=PRICED)).cost_usd
-    assert one is not None
-    recipe = RunRecipe(lm=functools.partial(ScriptedLM, model=PRICED, latency=0.002))
-    result = run_ray_batch(PROMPTS[:200], recipe=recipe, store=store, workers=2, concurrency=4, max_cost=one * 20)
+def test_max_cost_is_one_budget_for_every_ray_worker_never_passed_by_what_the_server_served(
+    ray_cluster: object, store: TraceStore
+) -> None:
+    from faulty_server import faulty_server
 
-    assert result.stopped == "max_cost"
+    from hegelion_dspy.lms.metering import token_prices
+
+    prices = token_prices(PRICED)
+    one = run_dialectic("probe", lm=ScriptedLM(model=PRICED)).cost_usd  # what one dialectic really costs
+    assert prices is not None and one is not None
+    # 2 workers x 4 dialectics in flight: reporting spend after the fact, they overshot by up to 8 calls
+    budget = 6 * one
+    with faulty_server(prices=prices) as server:
+        recipe = RunRecipe(model=PRICED, api_base=(server.url,), max_tokens=256, timeout=10)
+        tasks = [f"budget prompt {uuid.uuid4().hex[:8]} {i}" for i in range(40)]
+        result = run_ray_batch(tasks, recipe=recipe, store=store, workers=2, concurrency=4, max_cost=budget)
+    assert server.served_usd <= budget  # the provider's bill, with every call in flight counted
+    assert result.stopped == "max_cost" and result.failed == 0 and 1 <= result.ok < 40
+    assert result.meter.cost_usd == pytest.approx(server.served_usd)  # every call served was counted
     logged = list(store)
-    assert len(logged) == result.ok and 10 <= result.ok < 200 and result.not_run == 200 - result.ok
-    assert result.meter.cost_usd >= one * 20
-    assert len({r.task for r in logged}) == len(logged)
-    assert sum(r.cost_usd or 0 for r in logged) <= result.meter.cost_usd + 1e-9  # traces round to 1e-8
+    assert len(logged) == result.ok and len({r.task for r in logged}) == result.ok and result.not_run == 40 - result.ok
 
 
 def test_a_program_file_travels_to_the_workers(ray_cluster: object, store: TraceStore, tmp_path: Path) -> None:
     from hegelion_dspy.program import Dialectic, program_digest, save_program
 
     program = save_program(Dialectic(mode="coding", iterations=2), tmp_path / "program.json")
-    result = run_ray_batch(
-        PROMPTS[:6], recipe=RunRecipe(model="scripted", program=str(program)), store=store, workers=2
-    )
+    result = run_ray_batch(PROMPTS[:6], recipe=RunRecipe(model="scripted", program=program), store=store, workers=2)
     assert result.ok == 6
     assert {(r.program, r.program_digest, r.mode, len(r.rounds)) for r in store} == {
         (str(program), program_digest(program), "coding", 2)

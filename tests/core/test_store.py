@@ -10,7 +10,7 @@ import pytest
 
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.errors import InvalidTraceError
-from hegelion_dspy.store import TORN_SUFFIX, Provenance, TraceStore, read_records
+from hegelion_dspy.store import TORN_SUFFIX, LogStats, Provenance, TraceStore, read_records
 from hegelion_dspy.types import TraceFailure, TraceRecord
 
 
@@ -159,7 +159,12 @@ def test_running_counts_follow_every_append_without_rereading_the_log(store: Tra
     assert store.append_counted(ok_trace("a")).total == 1
     reads = []
     original = TraceStore.stats
-    monkeypatch.setattr(TraceStore, "stats", lambda self: reads.append(1) or original(self))
+
+    def counted_stats(self: TraceStore) -> LogStats:
+        reads.append(1)
+        return original(self)
+
+    monkeypatch.setattr(TraceStore, "stats", counted_stats)
 
     counts = [store.append_counted(t) for t in (ok_trace("b", mode="coding"), failed_trace("c"))]
 
@@ -198,3 +203,16 @@ def test_schema_v3_lines_keep_their_flags_and_older_lines_read_as_v3(log_path: P
     assert (first.schema_version, first.flags) == (3, ["copy"])
     assert (second.schema_version, second.flags) == (3, None)  # computed by quality.flags_of when read for curation
     assert [e.lineno for e in found] == [3] and "newer than this hegelion-dspy" in str(found[0])
+
+
+def test_normalize_task_collapses_whitespace_and_case_alike_on_its_fast_and_slow_ways() -> None:
+    import random
+
+    from hegelion_dspy.store import normalize_task
+
+    rng = random.Random(5)
+    alphabet = ["a", "B", " ", "  ", "\t", "\n", "\x1c", "\xa0", "É", "ß", "z", "\u2003", "~", "1"]
+    for _ in range(3000):
+        task = "".join(rng.choices(alphabet, k=rng.randint(0, 12)))
+        assert normalize_task(task) == " ".join(task.split()).casefold(), repr(task)
+    assert normalize_task("Write  a\tParser ") == normalize_task("write a parser") == "write a parser"

@@ -270,7 +270,7 @@ def test_hegelion_dataset_honours_labels_and_counts_each_outcome(
         dataset_main([str(labelled), str(tmp_path / "c.jsonl"), "--no-labels", "--reviewed-only"])
     assert done.value.code == 2
     assert capsys.readouterr().err == (
-        "hegelion-dataset: error: --reviewed-only and --labels work on labels, and --no-labels leaves them out; drop "
+        "hegelion: error: --reviewed-only and --labels work on labels, and --no-labels leaves them out; drop "
         "one of them\n"
     )
 

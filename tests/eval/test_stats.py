@@ -97,3 +97,21 @@ def test_ties_count_as_half_and_are_counted():
     # A model against itself: all margins exactly 0 -> accuracy 0.5, not 0.
     scores, ties = tie_aware_accuracy([0.0] * 8)
     assert sum(scores) / len(scores) == 0.5 and ties == 8
+
+
+def test_two_items_that_both_favour_m_are_too_few_to_call():
+    diff = paired_difference([1.0, 1.0], [0.0, 0.0])
+    assert (diff.interval.low, diff.interval.high) == (1.0, 1.0)  # the degenerate bootstrap of two items
+    assert not diff.significant and diff.too_few
+    assert diff.verdict.startswith("too few items to tell (n=2;")
+    assert diff.as_dict()["significant"] is False
+
+
+def test_an_interval_clear_of_zero_is_not_called_while_mcnemar_cannot_reject():
+    m = [1.0] * 5 + [0.0] * 7
+    m0 = [0.0] * 12  # five discordant pairs, all for M: the exact test's smallest p is 2 / 2**5 = 0.0625
+    diff = paired_difference(m, m0, seed=1)
+    assert diff.interval.low > 0 and diff.mcnemar_p == pytest.approx(0.0625)
+    assert not diff.significant and diff.verdict == NO_DIFFERENCE
+    six = paired_difference([1.0] * 6 + [0.0] * 6, [0.0] * 12, seed=1)
+    assert six.mcnemar_p == pytest.approx(2 / 2**6) and six.significant and six.verdict == "M higher"

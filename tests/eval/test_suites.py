@@ -36,6 +36,15 @@ def test_selfcorrect_reads_the_last_number_or_date():
     assert selfcorrect.extract("no digits", "number") is None
 
 
+def test_selfcorrect_does_not_take_the_questions_own_date_for_the_answer():
+    item = next(i for i in selfcorrect.generate_items(3, 3) if i["answer_type"] == "date")
+    start = selfcorrect._DATE.search(item["question"]).group(0)
+    assert not selfcorrect.is_correct(f"Counting on from {start}: the date is {start}.", item)
+    reply = f"After {start}, the answer is 1999-01-01 (from {start})."
+    assert selfcorrect.extract(reply, "date", item["question"]) == "1999-01-01"
+    assert selfcorrect.is_correct(f"Starting at {start} we reach {item['answer']}, counting from {start}.", item)
+
+
 def test_selfcorrect_runs_the_real_dialectic_for_m_and_m0(tmp_path):
     report = evaluate("scripted", base="scripted", suites="selfcorrect", n=4, out=tmp_path / "o", seed=2)
     suite = report["suites"]["selfcorrect"]

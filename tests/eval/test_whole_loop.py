@@ -6,6 +6,7 @@ it against the base with preference and selfcorrect on a few items."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,10 @@ def test_collect_export_train_serve_and_evaluate_on_the_shipped_model(tmp_path: 
     )
     gguf = tmp_path / "trained" / "model.gguf"
     assert gguf.is_file() and (tmp_path / "trained" / "hegelion-model.json").is_file()
+    _assert_trained_folder(tmp_path / "trained", tmp_path / "export")
+    again = _run("train", "export", "--base", "embedded", "--out", "trained", "--steps", "2", "--max-length", "128",
+                 cwd=tmp_path)  # fmt: skip
+    assert "already holds this model; nothing to train" in again.stderr
 
     served = _run(
         "run",
@@ -60,6 +65,7 @@ def test_collect_export_train_serve_and_evaluate_on_the_shipped_model(tmp_path: 
     )
     trace = json.loads((tmp_path / "served.jsonl").read_text().splitlines()[-1])
     assert trace["status"] == "ok" and "model.gguf" in trace["model"] and trace["demo"] is True, served.stderr
+    assert "hegelion.demo" in trace["model_identity"]["demo_reason"]  # lms/identity.py read the trained file's key
 
     _run(
         "eval",
@@ -92,3 +98,29 @@ def test_collect_export_train_serve_and_evaluate_on_the_shipped_model(tmp_path: 
     card = json.loads((tmp_path / "trained" / "hegelion-model.json").read_text())
     assert {"preference", "selfcorrect"} <= set(card["evals"][-1]["suites"])
     assert (tmp_path / "trained" / "report.md").is_file() and (tmp_path / "trained" / "report.svg").is_file()
+
+
+def _assert_trained_folder(out: Path, export: Path) -> None:
+    """What `hegelion train --base embedded` leaves: the merged model, model.gguf marked demo, the card, the curve."""
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "model.gguf", "README.md", "loss.svg"} <= names
+    assert {"hegelion-model.json", "adapter"} <= names and ".hegelion-train" not in names
+    card = json.loads((out / "hegelion-model.json").read_text())
+    train_split, test_split = export / "data" / "train.jsonl", export / "data" / "test.jsonl"
+    assert card["base"]["kind"] == "embedded" and card["base"]["demo"] and card["demo"]
+    cwd = export.parent  # the commands ran there and name the folder as given
+    assert (cwd / card["data"]["source"]).resolve() == export.resolve()
+    assert (cwd / card["data"]["file"]).resolve() == train_split.resolve()
+    assert card["data"]["rows"] == len(train_split.read_text().splitlines())  # the test split held out
+    assert test_split.read_text().strip()
+    assert (card["method"], card["steps"], card["steps_done"]) == ("dpo", 2, 2)
+    assert [step for step, _ in card["losses"]] == [1, 2] and all(math.isfinite(v) for _, v in card["losses"])
+    assert abs(card["losses"][0][1] - math.log(2)) < 1e-3  # step 1: the model against itself
+    assert card["hyperparameters"]["max_length"] == 128 and card["evals"] == []
+    assert card["files"]["model.gguf"] == (out / "model.gguf").stat().st_size
+    assert "- demo" in (out / "README.md").read_text() and (out / "loss.svg").read_text().startswith("<svg")
+
+    from hegelion_dspy.lms.identity import gguf_metadata
+
+    metadata = gguf_metadata(out / "model.gguf")
+    assert metadata["hegelion.demo"] is True and metadata["hegelion.base_sha256"] == card["base"]["sha256"]

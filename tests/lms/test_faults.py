@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from dspy.utils.exceptions import LMRateLimitError
+from dspy.utils.exceptions import LMRateLimitError, LMTransportError
 from faulty_server import DROP, HANG, OK, faulty_server, rate_limited
 from test_manners import FakeClock, FlakyLM
 
@@ -76,6 +76,36 @@ def test_replies_cut_mid_body_are_retried() -> None:
     assert record.ok
     assert (server.requests, server.kinds["drop"], server.answered) == (6, 3, 3)
     assert (meter.retries, meter.cut_off) == (3, 3)
+
+
+class SlowFailures(ScriptedLM):
+    """Fails the first attempts after ``seconds`` on the fake clock each (a hung call waiting out its timeout, or an
+    error that comes at once with ``seconds=0``); then answers."""
+
+    def __init__(self, clock: FakeClock, failures: list[tuple[Exception, float]]):
+        super().__init__()
+        self.clock, self.failures = clock, list(failures)
+
+    def _reply(self, messages: Any) -> Any:
+        if self.failures:
+            error, seconds = self.failures.pop(0)
+            self.clock.t += seconds  # time passes inside the call, not in a sleep
+            raise error
+        return super()._reply(messages)
+
+
+def test_a_call_that_waited_out_its_timeout_is_retried_at_once_and_a_quick_failure_backs_off() -> None:
+    clock = FakeClock()
+    timed_out = LMTransportError("Request timed out.")
+    dropped = LMTransportError("peer closed connection without sending complete message body")
+    lm = SlowFailures(clock, [(timed_out, 5.0), (dropped, 0.0), (timed_out, 5.0)])
+    polite = PoliteLM(lm, Manners(backoff=1.0, max_backoff=4.0), clock=clock, rng=random.Random(1))
+    with metering() as meter:
+        record = run_dialectic(unique("task"), lm=polite)
+    assert record.ok and (meter.retries, meter.timed_out, meter.cut_off) == (3, 2, 1)
+    # retry 2 (after the drop) waits its backoff (1 to 2 s); retries 1 and 3 were due within the 5 s each waited
+    assert len(clock.waits) == 1 and 1.0 <= clock.waits[0] <= 2.0
+    assert meter.backoff_seconds == clock.waits[0]
 
 
 def test_a_call_that_keeps_hanging_is_a_failed_trace_with_the_reason(tmp_path: Any) -> None:

@@ -153,7 +153,7 @@ def test_a_real_http_429_with_retry_after_is_retried(store: TraceStore, monkeypa
     clock = FakeClock()
     with openai_stub(refusals=[(429, 1.5), (503, None)]) as stub:
         ctx = RunContext.build(model=PRICED, api_base=stub.url)
-        ctx.lm.clock = clock  # type: ignore[attr-defined]
+        ctx.lm.clock = clock
         record = run_dialectic(unique("task"), ctx=ctx, store=store)
     assert record.ok
     assert (stub.requests, stub.answered) == (5, 3)
@@ -241,7 +241,7 @@ def test_a_dead_base_url_hands_its_calls_to_the_next() -> None:
         taken.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         dead = f"http://127.0.0.1:{taken.getsockname()[1]}/v1"
         ctx = RunContext.build(model=PRICED, api_base=[dead, alive.url])
-        ctx.lm.clock = clock  # type: ignore[attr-defined]
+        ctx.lm.clock = clock
         records = [run_dialectic(unique("task"), ctx=ctx) for _ in range(2)]
     assert all(r.ok for r in records) and alive.answered == 6
 

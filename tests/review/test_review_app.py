@@ -259,7 +259,7 @@ def test_hegelion_review_without_a_log_says_so_in_one_line(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"hegelion-review: error: there is no trace log at {str(tmp_path / 'missing.jsonl')!r}; run a dialectic "
+        f"hegelion: error: there is no trace log at {str(tmp_path / 'missing.jsonl')!r}; run a dialectic "
         "first or give the log's path"
     ]
 

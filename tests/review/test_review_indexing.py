@@ -57,7 +57,7 @@ def test_during_the_first_indexing_pages_come_from_the_log(held_index: tuple[Pat
     assert client.get("/trace/t9999").status_code == 404
     assert client.get("/", params={"page": "2"}).status_code == 200  # later pages: what is indexed
     writer.execute("ROLLBACK")  # the other writer is done: the app's indexing goes on
-    app.app.state.review.wait(timeout=120)  # type: ignore[attr-defined]
+    app.app.state.review.wait(timeout=120)
     assert TraceIndex(log).state().complete and TraceIndex(log).locate("t0025") is not None
 
 
@@ -97,3 +97,26 @@ def test_the_backwards_readers_agree_with_a_plain_split(tmp_path: Path, monkeypa
                 ]
         finally:
             os.close(fd)
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("hegelion_dspy.review.index.build", ("dspy", "starlette", "jinja2")),  # the child beside the app
+        ("hegelion_dspy.review.app", ("dspy",)),  # the app: the eval reports page imports its package when asked
+    ],
+)
+def test_the_review_processes_import_no_lm_machinery(module: str, absent: tuple[str, ...]) -> None:
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted(m for m in {absent!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_first_request_finds_the_index_open_and_the_thread_pool_started(tmp_path: Path) -> None:
+    log = tmp_path / "traces.jsonl"
+    TraceStore(log).append(make_trace(0))
+    with TestClient(create_app(ReviewConfig(log_path=log)), base_url=BASE):  # runs the app's lifespan
+        assert index_path(log).exists()

@@ -107,3 +107,17 @@ def test_a_page_that_is_no_number_is_a_400(log: Path, page: str) -> None:
 def test_a_page_below_one_is_the_first(log: Path, page: str) -> None:
     response = reviewer(log, "ann").get("/", params={"page": page})
     assert response.status_code == 200 and "page 1 of 1" in response.text
+
+
+def test_a_label_the_disk_refuses_is_not_saved_and_the_reviewer_is_told(log: Path, tmp_path: Path) -> None:
+    ann = reviewer(log, "ann")  # the sidecar was writable when the app started
+    sidecar = Path(f"{log}.labels")
+    sidecar.symlink_to(tmp_path / "gone" / "traces.jsonl.labels")  # now every write to it fails (ENOENT)
+    refused = ann.post("/trace/t0003/label", data={"pair": PAIR, "decision": "reject", "base": "0"}, headers=JSON)
+    assert refused.status_code == 507
+    assert refused.json()["error"] == (
+        f"cannot write the labels sidecar {sidecar}: No such file or directory (ENOENT); the label was not saved. "
+        "Free some space or make the folder writable, then label again"
+    )
+    form = ann.post("/trace/t0003/label", data={"csrf": TOKEN, "pair": PAIR, "decision": "swap"})
+    assert form.status_code == 507 and "Not saved: cannot write the labels sidecar" in form.text

@@ -1,15 +1,14 @@
 """hegelion train for real, run as a user runs it: an export folder -> TRL LoRA -> merged model, model.gguf, card.
 
-The embedded-model test is the one the issue asks for (the shipped 135M, a few steps, a short max length; the GGUF
-loads in llama.cpp and answers, marked demo). The others use the tiny random model of examples/tiny_model.py, fast
-enough to interrupt and resume a run, and to train SFT.
+Training the shipped 135M itself (a few steps, its card, model.gguf marked demo and run by llama.cpp) is checked once,
+inside the whole loop (tests/eval/test_whole_loop.py), which does exactly that run. These use the tiny random model of
+examples/tiny_model.py, fast enough to interrupt and resume a run, and to train SFT.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import signal
 import subprocess
@@ -56,58 +55,6 @@ def card_of(folder: Path) -> dict:
 
 def progress_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("hegelion: step ")]
-
-
-@pytest.mark.slow
-def test_dpo_on_the_embedded_model_writes_a_gguf_that_llama_cpp_runs_as_demo(dpo_folder: Path, tmp_path: Path) -> None:
-    out = tmp_path / "dpo-135m"
-
-    done = hegelion_train(str(dpo_folder), "--base", "embedded", "--out", str(out), "--steps", "2", *QUICK)
-
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(out / "model.gguf")
-    assert len(progress_lines(done.stderr)) == 2 and "loss" in progress_lines(done.stderr)[0]
-    names = {p.name for p in out.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "model.gguf", "README.md", "loss.svg"} <= names
-    assert {"hegelion-model.json", "adapter"} <= names and ".hegelion-train" not in names
-    card = card_of(out)
-    train_split = dpo_folder / "data" / "train.jsonl"
-    assert card["base"]["kind"] == "embedded" and card["base"]["demo"] and card["demo"]
-    assert card["data"]["source"] == str(dpo_folder) and card["data"]["file"] == str(train_split)
-    assert card["data"]["rows"] == len(train_split.read_text().splitlines()) < len(TASKS)  # the test split held out
-    assert (card["method"], card["steps"], card["steps_done"]) == ("dpo", 2, 2)
-    assert [step for step, _ in card["losses"]] == [1, 2] and all(math.isfinite(v) for _, v in card["losses"])
-    assert card["losses"][0][1] == pytest.approx(math.log(2), abs=1e-3)  # step 1: the model against itself
-    assert card["hyperparameters"]["max_length"] == 64 and card["evals"] == []
-    assert card["files"]["model.gguf"] == (out / "model.gguf").stat().st_size
-    assert "- demo" in (out / "README.md").read_text() and (out / "loss.svg").read_text().startswith("<svg")
-
-    from hegelion_dspy.lms.identity import gguf_metadata
-    from hegelion_dspy.lms.llamacpp import runtime_for
-
-    metadata = gguf_metadata(out / "model.gguf")
-    assert metadata["hegelion.demo"] is True and metadata["hegelion.base_sha256"] == card["base"]["sha256"]
-    runtime = runtime_for(out / "model.gguf", threads=1)
-    reply = runtime.chat([{"role": "user", "content": "What is the capital of France?"}], max_tokens=16)
-    assert reply.text.strip() and reply.completion_tokens
-
-    # hegelion run on the trained file: lms/identity.py reads hegelion.demo, so its trace is demo
-    log = tmp_path / "traces.jsonl"
-    question = ["run", "What is 2+2?", "--model", f"gguf:{out / 'model.gguf'}", "--max-tokens", "16"]
-    run = subprocess.run(
-        [str(HEGELION), *question, "--log-file", str(log)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    [trace] = [json.loads(line) for line in log.read_text().splitlines()]
-    assert trace["status"] == "ok" and trace["model"] == f"gguf:{out / 'model.gguf'}" and trace["demo"] is True
-    assert "hegelion.demo" in trace["model_identity"]["demo_reason"]
-
-    again = hegelion_train(str(dpo_folder), "--base", "embedded", "--out", str(out), "--steps", "2", *QUICK)
-    assert again.returncode == 0 and "already holds this model; nothing to train" in again.stderr
 
 
 @pytest.mark.slow

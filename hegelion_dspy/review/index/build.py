@@ -29,9 +29,10 @@ def build(log: str, index: str, labels: str, parent: int) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, nice: bool = True) -> int:
     log, index, labels, parent = (argv if argv is not None else sys.argv[1:])[:4]
-    os.nice(NICENESS)
+    if nice:  # the app's child has lowered its priority already, before its imports (``review.state.BUILDER``)
+        os.nice(NICENESS)
     try:
         build(log, index, labels, int(parent))
     except (HegelionError, OSError) as exc:  # the edge of the child: one line for the parent to show
