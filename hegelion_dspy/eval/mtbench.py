@@ -22,7 +22,7 @@ MTBENCH_ANSWER_TOKENS = 512
 JUDGE_TOKENS = 512
 
 
-def judge_prompt() -> dict[str, Any]:
+def judge_prompt() -> dict[str, str]:
     for line in mtbench_judge_prompts().read_text(encoding="utf-8").splitlines():
         prompt = json.loads(line)
         if prompt.get("name") == "pair-v2":
