@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import LMError
-from .types import Contradiction
+from .types import Contradiction, JSONObject
 
 COPY_THRESHOLD = 0.9  # difflib ratio at or above which the synthesis counts as a copy of the thesis
 _MAX_COMPARE_CHARS = 20_000  # difflib is quadratic in the worst case: compare at most this much of each text
@@ -85,7 +85,7 @@ class Checks:
     similarity: float
     is_copy: bool
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "coverage": round(self.coverage, 4),
             "missed": list(self.missed),

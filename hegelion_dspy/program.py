@@ -25,7 +25,7 @@ from dspy.utils.usage_tracker import UsageTracker, track_usage
 from .errors import ConfigError, StepFailedError
 from .lms.base import StepRecord, recording_step
 from .signatures import signature_for
-from .types import Contradiction, Mode, Round, Step, Usage
+from .types import Contradiction, JSONObject, Mode, Round, Step, Usage
 
 # Where Dialectic.dump_state keeps its own settings (and save_program the optimizer's provenance).
 STATE_KEY = "hegelion"
@@ -107,7 +107,7 @@ class Dialectic(dspy.Module):
 
     # -- persistence: mode and iterations travel with the tuned predictors ---------------------------------------
 
-    def dump_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def dump_state(self, *args: Any, **kwargs: Any) -> JSONObject:
         state: dict[str, Any] = super().dump_state(*args, **kwargs)
         state[STATE_KEY] = {"mode": self.mode, "iterations": self.iterations}
         return state
@@ -124,7 +124,7 @@ class Dialectic(dspy.Module):
 
 
 def _usage_of(tracker: UsageTracker, record: StepRecord) -> Usage | None:
-    totals: dict[str, Any] = {}
+    totals: dict[str, int | float] = {}
     for per_model in tracker.get_total_tokens().values():
         for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
             value = per_model.get(key)
@@ -132,10 +132,10 @@ def _usage_of(tracker: UsageTracker, record: StepRecord) -> Usage | None:
                 totals[key] = totals.get(key, 0) + value
     if record.cost_usd is not None:
         totals["cost_usd"] = round(record.cost_usd, 8)
-    return Usage(**totals) if totals else None
+    return Usage.model_validate(totals) if totals else None
 
 
-def _contradictions(value: Any) -> list[Contradiction]:
+def _contradictions(value: object) -> list[Contradiction]:
     if not value:
         return []
     items = value if isinstance(value, list) else [value]
@@ -190,14 +190,14 @@ class _RoundState:
         self.usage: dict[Step, Usage] = {}
         self.adapters: dict[Step, str] = {}
         self.truncated: list[Step] = []
-        self._answer: Any = None
+        self._answer: dspy.Prediction | None = None
 
     def steps(self) -> tuple[Step, ...]:
         """The steps this round runs: round 1 writes its thesis, later rounds start from the last synthesis."""
         return ("antithesis", "synthesis") if "thesis" in self.texts else ("thesis", "antithesis", "synthesis")
 
-    def inputs(self, step: Step) -> dict[str, Any]:
-        inputs: dict[str, Any] = {"task": self.run.task}
+    def inputs(self, step: Step) -> dict[str, object]:
+        inputs: dict[str, object] = {"task": self.run.task}
         if step != "thesis":
             inputs["thesis"] = self.texts["thesis"]
         if step == "synthesis":
@@ -205,7 +205,7 @@ class _RoundState:
             inputs["contradictions"] = self.contradictions
         return inputs
 
-    def answer(self, prediction: Any) -> None:
+    def answer(self, prediction: dspy.Prediction) -> None:
         self._answer = prediction
 
     @contextlib.contextmanager
@@ -288,7 +288,7 @@ def load_program(path: str | Path) -> Dialectic:
 
 
 def save_program(
-    program: Dialectic, path: str | Path, *, info: Mapping[str, Any] | None = None, overwrite: bool = False
+    program: Dialectic, path: str | Path, *, info: Mapping[str, object] | None = None, overwrite: bool = False
 ) -> Path:
     """Write ``program`` as JSON state (``Dialectic.save``), atomically; ``info`` (e.g. an optimizer's summary) is kept
     under ``STATE_KEY -> "optimization"`` for provenance. Load it back with ``load_program(path)``."""

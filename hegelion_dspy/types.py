@@ -6,10 +6,12 @@ This module imports only pydantic so that readers (exporters, the MCP server) st
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypeAliasType
 
 SCHEMA_VERSION = 3
 
@@ -21,6 +23,14 @@ Status = Literal["ok", "failed"]
 # never meets a flag it has no rule for.
 QualityFlag = Literal["truncated", "copy", "no_critique", "leak", "loop"]
 STEPS: tuple[Step, ...] = ("thesis", "antithesis", "synthesis")
+
+# A JSON document as json.dumps takes it: for the signatures of functions that build or pass on JSON. Its containers
+# are Sequence and Mapping (read-only, so a list[str] or a dict[str, int] is one); a JSONObject is a dict to fill in.
+# (A pydantic field keeps ``dict[str, Any]``: this alias would change its JSON schema.)
+JSONValue = TypeAliasType(
+    "JSONValue", "str | int | float | bool | Sequence[JSONValue] | Mapping[str, JSONValue] | None"
+)
+JSONObject = dict[str, JSONValue]
 
 # Generous bounds: a record larger than this is almost certainly a runaway generation or a wrong file.
 MAX_TEXT_CHARS = 200_000
@@ -187,12 +197,12 @@ class TraceRecord(_Model):
 # schema changes, and register it.
 
 
-def _upgrade_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+def _upgrade_v1_to_v2(data: JSONObject) -> JSONObject:
     """v2 added demo, program_digest, cost_usd, and per-round adapters/truncated/usage cost, all with defaults."""
     return {**data, "schema_version": 2}
 
 
-def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+def _upgrade_v2_to_v3(data: JSONObject) -> JSONObject:
     """v3 added ``flags``, the quality flags, and ``model_identity``. A v2 line has no flags: they stay None here
     (this module holds the contract, not the curation rules, and must not import them) and ``quality.flags_of``
     computes them on read, which every reader of flags (the export's verdict, the review app, ``hegelion logs``) goes
@@ -200,10 +210,10 @@ def _upgrade_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "schema_version": 3}
 
 
-UPGRADES: dict[int, Any] = {1: _upgrade_v1_to_v2, 2: _upgrade_v2_to_v3}
+UPGRADES: dict[int, Callable[[JSONObject], JSONObject]] = {1: _upgrade_v1_to_v2, 2: _upgrade_v2_to_v3}
 
 
-def upgrade_record(data: dict[str, Any]) -> dict[str, Any]:
+def upgrade_record(data: JSONObject) -> JSONObject:
     """Bring a decoded record of any known older schema version up to SCHEMA_VERSION."""
     version = data.get("schema_version")
     while isinstance(version, int) and version < SCHEMA_VERSION and version in UPGRADES:

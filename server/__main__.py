@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp.server import MCPServer
 
 DEFAULT_PORT = 8765
 HOST = "127.0.0.1"
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         pass
 
 
-def _serve_http(server: Any, port: int, data_dir: str | None) -> None:
+def _serve_http(server: MCPServer, port: int, data_dir: str | None) -> None:
     """What ``server.run("streamable-http")`` does, plus the review app beside ``/mcp``."""
     import uvicorn
 

@@ -1,5 +1,9 @@
 """build_server() -> MCPServer: the hegelion tools, resource and prompts, each a few lines over the library.
 
+Each tool is a plain typed function registered as it is: its parameters are its input schema. Where a parameter is a
+library option (a ``RunSpec`` or ``ExportOptions`` field), its default is ``offered(Model, name)``, which brings the
+option's default, limits and description from the library's one declaration of it.
+
 Start-up imports only the SDK, pydantic and the library's light modules; dspy (and a model) load on the first call
 that needs them, in a worker thread, so ``initialize`` and ``tools/list`` answer as fast as the SDK allows.
 """
@@ -7,39 +11,53 @@ that needs them, in a worker thread, so ``initialize`` and ``tools/list`` answer
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp_types import InputRequiredResult, ToolAnnotations
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import Field
 
 from hegelion_dspy import __version__
+from hegelion_dspy.collect.spec import RunSpec
 from hegelion_dspy.collect.traces import build_trace
-from hegelion_dspy.types import Mode, Step, TraceRecord
+from hegelion_dspy.curate.formats import Format, Pairs, Rejected
+from hegelion_dspy.curate.options import Flag
+from hegelion_dspy.curate.selection import Glob, Keep, TagName
+from hegelion_dspy.types import JSONObject, Mode, Source, TraceRecord
 
 from .completions import add_completions
 from .dialectic import DialecticCall, DialecticRuns
+from .prompts import add_prompts
 from .schemas import (
-    EXPORT_OPTIONS_NOT_OFFERED,
     MAX_CONTRADICTIONS,
     MAX_LATER_ROUNDS,
     ContradictionIn,
     ExportDatasetArguments,
     ExportDatasetResult,
-    LogTraceArguments,
+    LaterRound,
     LogTraceResult,
-    RunDialecticArguments,
+    ModelName,
+    OptionalStepText,
+    PartialRound,
     RunDialecticResult,
     StepText,
+    Tags,
     Task,
+    answers,
+    offered,
+    plain,
 )
-from .shaping import ArgumentCheck, ClientLog, prompt_errors, tool_errors
+from .shaping import ArgumentCheck, ClientLog, ToolFunction, tool_errors
 from .state import ServerState
-from .views import UI_META, build_apps, with_view
+from .views import UI_META, ViewDesk, build_apps, with_view
+
+if TYPE_CHECKING:
+    from hegelion_dspy.lms.base import NamedLM
 
 RESOURCE_URI = "hegelion://traces"
 RECENT_TRACES = 10
@@ -54,78 +72,13 @@ every run as training data (DPO/SFT) in a trace log.
 The prompt `dialectic` explains the whole workflow in one read. Resource hegelion://traces has the log's counts and
 recent traces."""
 
-Arguments = TypeVar("Arguments", bound=BaseModel)
-ToolImpl = Callable[[Context[Any, Any], Any], Awaitable[Any]]
-
-
-_ANNOTATED: Any = Annotated  # subscripted at run time with each field's type and metadata
-
-
-def _signature(arguments: type[BaseModel], returns: Any, omit: frozenset[str]) -> inspect.Signature:
-    """A tool function's signature whose parameters are the fields of ``arguments`` (type, limits, description,
-    default) but ``omit``, so the SDK builds the tool's input schema from the one model."""
-    params = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
-    for name, info in arguments.model_fields.items():
-        if name in omit:
-            continue
-        described = Field(description=info.description, title=info.title, json_schema_extra=info.json_schema_extra)
-        default = inspect.Parameter.empty if info.is_required() else info.get_default(call_default_factory=True)
-        annotation = _ANNOTATED[(info.annotation, *info.metadata, described)]
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
-    return inspect.Signature(params, return_annotation=returns)
-
-
-def _tool_registrar(server: MCPServer, check: ArgumentCheck) -> Callable[..., Callable[[ToolImpl], ToolImpl]]:
-    """A decorator registering ``impl(ctx, arguments)`` as a tool taking the fields of its arguments model, with the
-    cleaned docstring as description and its behaviour hints."""
-
-    def tool(
-        title: str,
-        arguments: type[BaseModel],
-        *,
-        destructive: bool,
-        idempotent: bool = False,
-        open_world: bool = False,
-        omit: frozenset[str] = frozenset(),
-        meta: dict[str, Any] | None = None,
-    ) -> Callable[[ToolImpl], ToolImpl]:
-        def register(impl: ToolImpl) -> ToolImpl:
-            async def call(ctx: Context[Any, Any], **values: Any) -> Any:
-                with tool_errors():  # library errors and invalid values become one-line tool errors
-                    return await impl(ctx, arguments.model_validate(values))
-
-            signature = _signature(arguments, inspect.signature(impl, eval_str=True).return_annotation, omit)
-            call.__signature__ = signature  # type: ignore[attr-defined]
-            call.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
-            call.__annotations__["return"] = signature.return_annotation
-            hints = ToolAnnotations(
-                title=title,
-                read_only_hint=False,
-                destructive_hint=destructive,
-                idempotent_hint=idempotent,
-                open_world_hint=open_world,
-            )
-            description = inspect.cleandoc(impl.__doc__ or "")
-            server.add_tool(
-                call, name=impl.__name__, title=title, description=description, annotations=hints, meta=meta
-            )
-            check.register("tool", impl.__name__, call)
-            return impl
-
-        return register
-
-    return tool
-
-
-ContradictionList = TypeAdapter(
-    Annotated[list[ContradictionIn], Field(max_length=MAX_CONTRADICTIONS)]  # the limits log_trace applies
-)
+Registration = Callable[[ToolFunction], ToolFunction]
 
 
 def build_server(
     *,
     data_dir: str | Path | None = None,
-    lm: Any = None,
+    lm: NamedLM | None = None,
     model: str | None = None,
     program: str | Path | None = None,
     name: str = "hegelion",
@@ -144,19 +97,84 @@ def build_server(
     # subscriptions=False: resource updates are not advertised in either protocol era (see docs/mcp.md, Subscriptions)
     server = MCPServer(name, version=__version__, instructions=INSTRUCTIONS, subscriptions=False, extensions=[apps])
     server.middleware.append(check)
-    client_log = ClientLog(server)
-    runs = DialecticRuns(state, client_log)
-    tool = _tool_registrar(server, check)
+    tools = Tools(server, check)
+    add_run_dialectic(tools, DialecticRuns(state, ClientLog(server)), desk)
+    add_log_trace(tools, state, desk)
+    add_export_dataset(tools, state)
+    add_trace_log(server, state)
+    add_prompts(server, check, state)
+    add_completions(server, check, desk)
+    return server
+
+
+@dataclass
+class Tools:
+    """Registers plain typed tool functions on ``server`` as they are, with the cleaned docstring as description,
+    behaviour hints, and their parameter names for the argument check."""
+
+    server: MCPServer
+    check: ArgumentCheck
+
+    def tool(
+        self,
+        title: str,
+        *,
+        destructive: bool,
+        idempotent: bool = False,
+        open_world: bool = False,
+        meta: Mapping[str, object] | None = None,
+    ) -> Registration:
+        hints = ToolAnnotations(
+            title=title,
+            read_only_hint=False,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        )
+
+        def register(fn: ToolFunction) -> ToolFunction:
+            description = inspect.cleandoc(fn.__doc__ or "")
+            self.server.add_tool(
+                fn, name=fn.__name__, title=title, description=description, annotations=hints, meta=_dict(meta)
+            )
+            self.check.register("tool", fn.__name__, fn)
+            return fn
+
+        return register
+
+
+def _dict(meta: Mapping[str, object] | None) -> dict[str, object] | None:
+    return None if meta is None else dict(meta)
+
+
+def add_run_dialectic(tools: Tools, runs: DialecticRuns, desk: ViewDesk) -> None:
+    tool = tools.tool
 
     @tool(
         "Run a dialectic (thesis, antithesis, synthesis) and log it",
-        RunDialecticArguments,
         destructive=False,
         open_world=True,
         meta=UI_META,
     )
     async def run_dialectic(
-        ctx: Context[Any, Any], args: RunDialecticArguments
+        ctx: Context,
+        task: Task,
+        mode: Mode = offered(RunSpec, "mode", description="'coding' words the steps for software tasks."),
+        iterations: int | None = offered(
+            RunSpec, "iterations", description="Rounds; each synthesis is the next round's thesis."
+        ),
+        thesis: Annotated[OptionalStepText, Field(description="Prompt workflow: your thesis.")] = None,
+        antithesis: Annotated[OptionalStepText, Field(description="Prompt workflow: your critique (round 1).")] = None,
+        contradictions: Annotated[
+            list[ContradictionIn] | None,
+            Field(max_length=MAX_CONTRADICTIONS, description="Prompt workflow: the flaws your critique found."),
+        ] = None,
+        synthesis: Annotated[OptionalStepText, Field(description="Prompt workflow: your improved answer.")] = None,
+        rounds: Annotated[
+            list[PartialRound] | None,
+            Field(max_length=MAX_LATER_ROUNDS, description="Prompt workflow: rounds 2, 3, ... when iterations > 1."),
+        ] = None,
+        tags: Tags | None = None,  # a RunSpec field, with a client's tighter limits (RUN_OPTIONS_RESHAPED)
     ) -> RunDialecticResult | InputRequiredResult:
         """Argue with yourself about a task - thesis, antithesis (a critique listing contradictions), synthesis - and
         log the trace as training data. The server picks the model and reports it in `lm_source`:
@@ -168,34 +186,97 @@ def build_server(
         go in `rounds` ([{antithesis, contradictions, synthesis}], the last one without synthesis while you answer
         it). When status is 'complete', call log_trace with `log_trace_arguments` and your model name.
         Passing thesis/antithesis/synthesis/rounds always continues the prompt workflow."""
-        call = DialecticCall(args.task, args.mode, args.iterations, args.tags or [], args.answers())
-        return await with_view(ctx, desk, await runs.run(ctx, call))
+        given = answers(
+            thesis=thesis, antithesis=antithesis, contradictions=contradictions, synthesis=synthesis, rounds=rounds
+        )
+        call = DialecticCall(task, mode, iterations, tags or [], given)
+        with tool_errors():
+            return await with_view(ctx, desk, await runs.run(ctx, call))
 
-    @tool("Log a dialectic you wrote yourself", LogTraceArguments, destructive=False, meta=UI_META)
-    async def log_trace(ctx: Context[Any, Any], args: LogTraceArguments) -> LogTraceResult:
+
+def add_log_trace(tools: Tools, state: ServerState, desk: ViewDesk) -> None:
+    tool = tools.tool
+
+    @tool("Log a dialectic you wrote yourself", destructive=False, meta=UI_META)
+    async def log_trace(
+        ctx: Context,
+        task: Task,
+        thesis: Annotated[StepText, Field(description="Your first answer to the task.")],
+        antithesis: Annotated[StepText, Field(description="Your critique of the thesis.")],
+        synthesis: Annotated[StepText, Field(description="Your improved answer (of round 1 when `rounds` follow).")],
+        contradictions: Annotated[
+            list[ContradictionIn] | None,
+            Field(max_length=MAX_CONTRADICTIONS, description="The flaws the critique found, with evidence."),
+        ] = None,
+        rounds: Annotated[
+            list[LaterRound] | None,
+            Field(
+                max_length=MAX_LATER_ROUNDS,
+                description="Rounds 2, 3, ... of an iterated dialectic; each thesis is the previous synthesis.",
+            ),
+        ] = None,
+        mode: Mode = "general",
+        model: ModelName = None,
+        tags: Tags | None = None,
+    ) -> LogTraceResult:
         """Log a thesis -> antithesis -> synthesis dialectic you produced yourself as a training trace. Validates
         every field and appends one line to the trace log; on invalid input nothing is written and the error names
         the field. Returns the trace id and the log's counts."""
-        record = build_trace(source="mcp", **args.model_dump(exclude_none=True))
-        counts = await state.append(record)
-        logged = LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
-        return await with_view(ctx, desk, logged)
+        given = plain(contradictions=contradictions, rounds=rounds, model=model, tags=tags)
+        with tool_errors():
+            record = build_trace(
+                source="mcp", task=task, thesis=thesis, antithesis=antithesis, synthesis=synthesis, mode=mode, **given
+            )
+            counts = await state.append(record)
+            logged = LogTraceResult.model_validate({"id": record.id, "log": state.store.path.name, **counts.as_dict()})
+            return await with_view(ctx, desk, logged)
+
+
+E = ExportDatasetArguments  # each export option's default, limits and description: offered(E, name)
+
+
+def add_export_dataset(tools: Tools, state: ServerState) -> None:
+    tool = tools.tool
 
     # destructive: with force=true it replaces a file; idempotent: the same call writes the same file
-    @tool(
-        "Export the trace log as a training set",
-        ExportDatasetArguments,
-        destructive=True,
-        idempotent=True,
-        omit=EXPORT_OPTIONS_NOT_OFFERED,
-    )
-    async def export_dataset(ctx: Context[Any, Any], args: ExportDatasetArguments) -> ExportDatasetResult:
+    @tool("Export the trace log as a training set", destructive=True, idempotent=True)
+    async def export_dataset(
+        ctx: Context,
+        include_demo: bool = offered(E, "include_demo"),
+        models: list[Glob] = offered(E, "models"),
+        exclude_models: list[Glob] = offered(E, "exclude_models"),
+        sources: list[Source] = offered(E, "sources"),
+        tags: list[TagName] = offered(E, "tags"),
+        exclude_tags: list[TagName] = offered(E, "exclude_tags"),
+        since: datetime | None = offered(E, "since"),
+        until: datetime | None = offered(E, "until"),
+        format: Format = offered(E, "format"),
+        rejected: Rejected = offered(E, "rejected"),
+        pairs: Pairs = offered(E, "pairs"),
+        system: str | None = offered(E, "system"),
+        min_chars: int = offered(E, "min_chars"),
+        min_score: float | None = offered(E, "min_score"),
+        allow_flags: list[Flag] = offered(E, "allow_flags"),
+        dedupe: bool = offered(E, "dedupe"),
+        keep: Keep = offered(E, "keep"),
+        split: float | None = offered(E, "split"),
+        seed: int = offered(E, "seed"),
+        with_metadata: bool = offered(E, "with_metadata"),
+        reviewed_only: bool = offered(E, "reviewed_only"),
+        skip_invalid: bool = offered(E, "skip_invalid"),
+        force: bool = offered(E, "force"),
+        output_name: str | None = offered(E, "output_name"),
+    ) -> ExportDatasetResult:
         """Write the server's trace log as a JSONL training set (TRL/axolotl/unsloth row shapes) into the server's
         data folder. Only successful traces are used (not those of demo models unless include_demo); the other
         options choose traces and rows as `hegelion-dataset` does. Returns the file path(s), row counts and why
         traces or rows were dropped. An existing file is not replaced unless force is true."""
-        return ExportDatasetResult.of(await state.export(args))
+        parameters = locals()  # exactly the parameters: the first statement
+        with tool_errors():
+            return ExportDatasetResult.of(await state.export(E.of_parameters(parameters)))
 
+
+def add_trace_log(server: MCPServer, state: ServerState) -> None:
     @server.resource(
         RESOURCE_URI,
         name="trace-log",
@@ -203,7 +284,7 @@ def build_server(
         description="Counts of the server's trace log (by status, mode, model) and its 10 most recent traces.",
         mime_type="application/json",
     )
-    async def trace_log() -> dict[str, Any]:
+    async def trace_log() -> dict[str, object]:
         counts, recent = await state.counts(), await state.recent(RECENT_TRACES)
         summary = [_summary(r) for r in reversed(recent)]
         return {
@@ -213,64 +294,8 @@ def build_server(
             "recent": summary,
         }
 
-    def prompt(name: str, title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-            check.register("prompt", name, fn)
-            return server.prompt(name=name, title=title)(fn)
 
-        return register
-
-    async def step_prompt(step: Step, mode: Mode, inputs: dict[str, Any]) -> list[Message]:
-        from hegelion_dspy.collect.workflow import agent_prompt
-
-        loaded = await state.program(mode)
-        return [UserMessage(agent_prompt(loaded.dialectic, step, inputs).text)]
-
-    @prompt("thesis", "Dialectic step 1: thesis")
-    async def thesis_prompt(task: Task, mode: Mode = "general") -> list[Message]:
-        """The thesis step: answer the task directly and completely."""
-        with prompt_errors():
-            return await step_prompt("thesis", mode, {"task": task})
-
-    @prompt("antithesis", "Dialectic step 2: antithesis")
-    async def antithesis_prompt(task: Task, thesis: StepText, mode: Mode = "general") -> list[Message]:
-        """The antithesis step: critique the thesis and list its contradictions with evidence."""
-        with prompt_errors():
-            return await step_prompt("antithesis", mode, {"task": task, "thesis": thesis})
-
-    @prompt("synthesis", "Dialectic step 3: synthesis")
-    async def synthesis_prompt(
-        task: Task,
-        thesis: StepText,
-        antithesis: StepText,
-        contradictions: Annotated[str, Field(description="JSON list of {description, evidence}; may be empty.")] = "",
-        mode: Mode = "general",
-    ) -> list[Message]:
-        """The synthesis step: resolve the critique into one improved answer."""
-        with prompt_errors():
-            found = ContradictionList.validate_json(contradictions or "[]")
-            inputs = {"task": task, "thesis": thesis, "antithesis": antithesis, "contradictions": found}
-            return await step_prompt("synthesis", mode, inputs)
-
-    @prompt("dialectic", "Run a whole dialectic and log it")
-    async def dialectic_prompt(
-        task: Task,
-        mode: Mode = "general",
-        iterations: Annotated[int, Field(ge=1, le=MAX_LATER_ROUNDS + 1, description="Rounds (default 1).")] = 1,
-    ) -> list[Message]:
-        """The whole workflow in one read: write the thesis, antithesis and synthesis yourself, then log them with
-        log_trace. For clients without sampling (e.g. Claude Code, which shows this as a slash command)."""
-        from hegelion_dspy.collect.workflow import dialectic_brief
-
-        with prompt_errors():
-            loaded = await state.program(mode)
-            return [UserMessage(dialectic_brief(loaded.dialectic, task, iterations))]
-
-    add_completions(server, check, desk)
-    return server
-
-
-def _summary(record: TraceRecord) -> dict[str, Any]:
+def _summary(record: TraceRecord) -> JSONObject:
     """One recent trace in the resource: its labels and the start of its task and synthesis."""
     fields = record.model_dump(mode="json", include={"id", "created_at", "source", "mode", "model", "status", "tags"})
     return {**fields, "rounds": len(record.rounds), "task": record.task[:200], "synthesis": record.synthesis[:300]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, get_args
+from typing import Annotated, get_args
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
@@ -16,7 +16,7 @@ from pydantic import Field
 from hegelion_dspy.curate.formats import FORMATS, Pairs, Rejected
 from hegelion_dspy.types import Mode
 
-from .shaping import ArgumentCheck, prompt_errors
+from .shaping import ArgumentCheck, PromptFunction, prompt_errors
 from .views import ViewDesk
 
 TRACE_TEMPLATE = "hegelion://traces/{trace_id}"
@@ -48,14 +48,14 @@ def add_completions(server: MCPServer, check: ArgumentCheck, desk: ViewDesk) -> 
         if argument.name in FIXED:
             return matching(FIXED[argument.name], argument.value)
         if argument.name in FROM_LOG:
-            known = await desk.call("known")
+            known = await desk.call(lambda d: d.known())
             return matching(known.get(FROM_LOG[argument.name], []), argument.value)
         return None
 
     server.completion()(complete)
 
-    def prompt(name: str, title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def prompt(name: str, title: str) -> Callable[[PromptFunction], PromptFunction]:
+        def register(fn: PromptFunction) -> PromptFunction:
             check.register("prompt", name, fn)
             return server.prompt(name=name, title=title)(fn)
 

@@ -26,6 +26,7 @@ from .shaping import ClientLog
 from .state import LoadedProgram, ServerState
 
 if TYPE_CHECKING:
+    from hegelion_dspy.lms.base import NamedLM
     from hegelion_dspy.program import StepEvent
 
 ROUNDS_LM = "MCP sampling, one input_required round per step"
@@ -42,7 +43,7 @@ class DialecticCall:
     answers: dict[str, Any] = field(default_factory=dict)
 
 
-def client_offer(ctx: Context[Any, Any]) -> ClientOffer:
+def client_offer(ctx: Context) -> ClientOffer:
     capabilities = ctx.client_capabilities
     return ClientOffer(
         samples=capabilities is not None and capabilities.sampling is not None,
@@ -56,7 +57,7 @@ class DialecticRuns:
         self.state = state
         self.client_log = client_log
 
-    async def run(self, ctx: Context[Any, Any], call: DialecticCall) -> RunDialecticResult | InputRequiredResult:
+    async def run(self, ctx: Context, call: DialecticCall) -> RunDialecticResult | InputRequiredResult:
         route = choose_route(
             answers_given=bool(call.answers), server_model=self.state.has_server_model, client=client_offer(ctx)
         )
@@ -73,7 +74,7 @@ class DialecticRuns:
     # -- the program runs: the server's model, or the client's through live sampling requests -----------------------
 
     async def server(
-        self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
+        self, ctx: Context, call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult:
         lm = await self.state.server_lm()
         await self.client_log.send_log_message(
@@ -82,7 +83,7 @@ class DialecticRuns:
         return await self._run_program(ctx, call, loaded, iterations, lm, "server")
 
     async def sampling(
-        self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
+        self, ctx: Context, call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult:
         from hegelion_dspy.lms.sampling import SamplingLM
 
@@ -95,11 +96,11 @@ class DialecticRuns:
 
     async def _run_program(
         self,
-        ctx: Context[Any, Any],
+        ctx: Context,
         call: DialecticCall,
         loaded: LoadedProgram,
         iterations: int,
-        lm: Any,
+        lm: NamedLM,
         source: LmSource,
     ) -> RunDialecticResult:
         from hegelion_dspy.collect.context import RunContext
@@ -119,7 +120,7 @@ class DialecticRuns:
     # -- protocol 2026-07-28: one sampling round trip per step ---------------------------------------------------
 
     async def sampling_round(
-        self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
+        self, ctx: Context, call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult | InputRequiredResult:
         from hegelion_dspy.collect.workflow import read_reply, render_step
         from hegelion_dspy.lms.adapters import FallbackAdapter
@@ -173,7 +174,7 @@ class DialecticRuns:
     # -- logging a finished run ----------------------------------------------------------------------------------
 
     async def _logged(
-        self, ctx: Context[Any, Any], record: TraceRecord, source: LmSource, loaded: LoadedProgram
+        self, ctx: Context, record: TraceRecord, source: LmSource, loaded: LoadedProgram
     ) -> RunDialecticResult:
         stats = await self.state.append(record)
         common: dict[str, Any] = {
@@ -200,7 +201,7 @@ class DialecticRuns:
     # -- the prompt workflow -------------------------------------------------------------------------------------
 
     async def prompt(
-        self, ctx: Context[Any, Any], call: DialecticCall, loaded: LoadedProgram, iterations: int
+        self, ctx: Context, call: DialecticCall, loaded: LoadedProgram, iterations: int
     ) -> RunDialecticResult:
         from hegelion_dspy.collect.workflow import agent_prompt, read_answers
 
@@ -262,7 +263,7 @@ def _steps(iterations: int) -> int:
 
 
 async def _reporting_progress(
-    ctx: Context[Any, Any], total: int, run: Callable[[Callable[[StepEvent], None]], Awaitable[TraceRecord]]
+    ctx: Context, total: int, run: Callable[[Callable[[StepEvent], None]], Awaitable[TraceRecord]]
 ) -> TraceRecord:
     """Run ``run(on_step)``, sending a progress notification as each step finishes (on_step is called synchronously
     inside the program; the notifications go out from a task of their own)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mcp.server.mcpserver import Context
 from mcp.shared.message import ServerMessageMetadata
@@ -32,14 +32,16 @@ from hegelion_dspy.errors import LMError
 from hegelion_dspy.types import Step
 
 if TYPE_CHECKING:
-    from hegelion_dspy.lms.base import ChatMessages, Completion
+    from hegelion_dspy.lms.base import ChatMessages, Completion, NamedLM
 
 MODEL_PREFIX = "mcp-sampling"
 MAX_TOKENS = 2048  # what SamplingLM asks for by default
 _STATE_VERSION = 2
 
 
-def request(system: str | None, messages: ChatMessages, max_tokens: int, temperature: float | None) -> Any:
+def request(
+    system: str | None, messages: ChatMessages, max_tokens: int, temperature: float | None
+) -> CreateMessageRequest:
     """A ``sampling/createMessage`` request: the system prompt travels separately, the rest as user/assistant turns."""
     chat = [
         SamplingMessage(
@@ -71,8 +73,8 @@ def model_name(reported: str | None) -> str:
 class LiveSampler:
     """``SamplingLM``'s send function up to 2025-11-25: one ``sampling/createMessage`` per step, during the call."""
 
-    ctx: Context[Any, Any]
-    lm: Any = None  # the SamplingLM; its model string follows the model the client reports
+    ctx: Context
+    lm: NamedLM | None = None  # the SamplingLM; its model string follows the model the client reports
 
     async def __call__(
         self, system: str | None, messages: ChatMessages, max_tokens: int, temperature: float | None
@@ -99,7 +101,7 @@ class SamplingRounds:
     asked: tuple[Step, int] | None = None  # the step and round whose reply this retry carries
 
     @classmethod
-    def resume(cls, ctx: Context[Any, Any]) -> SamplingRounds:
+    def resume(cls, ctx: Context) -> SamplingRounds:
         """The run so far, from this retry's ``request_state``; a fresh run when there is none."""
         if not ctx.request_state:
             return cls(PartialTrace())
@@ -109,7 +111,7 @@ class SamplingRounds:
         asked = state.get("asked")
         return cls(PartialTrace.from_json(state["answers"]), state.get("model"), (asked[0], asked[1]))
 
-    def reply(self, ctx: Context[Any, Any]) -> str:
+    def reply(self, ctx: Context) -> str:
         """The client's answer to the step asked last round (its text)."""
         assert self.asked is not None
         response = (ctx.input_responses or {}).get(_key(*self.asked))

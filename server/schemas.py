@@ -5,14 +5,15 @@ Imports only pydantic and the library's types module, so the server starts fast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from hegelion_dspy.curate.options import ExportOptions
 from hegelion_dspy.curate.report import ExportReport
 from hegelion_dspy.paths import MAX_NAME_CHARS  # a file name in the data folder
-from hegelion_dspy.types import Mode, Step
+from hegelion_dspy.types import Step
 
 # Size limits of what a client may send. The trace schema allows more (200,000 characters a step); a tool call this
 # large is almost certainly a mistake, and a smaller bound keeps one call from filling the log.
@@ -84,47 +85,6 @@ class PartialRound(_Input):
     synthesis: OptionalStepText = None
 
 
-class RunDialecticArguments(_Input):
-    task: Task
-    mode: Mode = Field(default="general", description="'coding' words the steps for software tasks.")
-    iterations: int | None = Field(
-        default=None, ge=1, le=10, description="Rounds; each synthesis is the next round's thesis."
-    )
-    thesis: OptionalStepText = Field(default=None, description="Prompt workflow: your thesis.")
-    antithesis: OptionalStepText = Field(default=None, description="Prompt workflow: your critique (round 1).")
-    contradictions: list[ContradictionIn] | None = Field(
-        default=None, max_length=MAX_CONTRADICTIONS, description="Prompt workflow: the flaws your critique found."
-    )
-    synthesis: OptionalStepText = Field(default=None, description="Prompt workflow: your improved answer.")
-    rounds: list[PartialRound] | None = Field(
-        default=None, max_length=MAX_LATER_ROUNDS, description="Prompt workflow: rounds 2, 3, ... when iterations > 1."
-    )
-    tags: Tags | None = None
-
-    def answers(self) -> dict[str, Any]:
-        """The prompt workflow's answers passed so far (none when the call starts a dialectic)."""
-        given = self.model_dump(include={"thesis", "antithesis", "contradictions", "synthesis", "rounds"})
-        return {k: v for k, v in given.items() if v}
-
-
-class LogTraceArguments(_Input):
-    task: Task
-    thesis: StepText = Field(description="Your first answer to the task.")
-    antithesis: StepText = Field(description="Your critique of the thesis.")
-    synthesis: StepText = Field(description="Your improved answer (of round 1 when `rounds` follow).")
-    contradictions: list[ContradictionIn] | None = Field(
-        default=None, max_length=MAX_CONTRADICTIONS, description="The flaws the critique found, with evidence."
-    )
-    rounds: list[LaterRound] | None = Field(
-        default=None,
-        max_length=MAX_LATER_ROUNDS,
-        description="Rounds 2, 3, ... of an iterated dialectic; each thesis is the previous synthesis.",
-    )
-    mode: Mode = "general"
-    model: ModelName = None
-    tags: Tags | None = None
-
-
 class ExportDatasetArguments(ExportOptions):
     """export_dataset's arguments: the library's export options (each declared once, in ``ExportOptions``) and the
     file to write in the data folder."""
@@ -135,10 +95,69 @@ class ExportDatasetArguments(ExportOptions):
         description="A plain file name inside the server's data folder (default: '<format>.jsonl').",
     )
 
+    @classmethod
+    def of_parameters(cls, parameters: Mapping[str, object]) -> ExportDatasetArguments:
+        """The tool's parameters (``locals()`` of its function, which also holds ``ctx`` and the names it closes
+        over) as the one validated model, so the export's checks across fields run as they do for the CLI."""
+        return cls.model_validate({name: value for name, value in parameters.items() if name in cls.model_fields})
+
 
 # Export options the tool does not offer: a dataset card writes a folder, and the server writes plain files only;
 # labels are always applied (the review app writes them beside the log) and no file path is taken from a client.
 EXPORT_OPTIONS_NOT_OFFERED = frozenset({"card", "labels", "labels_file"})
+
+
+# RunSpec fields run_dialectic does not take, and why; every other field is one of its parameters (the test in
+# tests/server/test_server_wire.py fails on a RunSpec field that is neither).
+RUN_OPTIONS_NOT_OFFERED: dict[str, str] = {
+    "model": "the server's model is its operator's choice (HEGELION_MODEL), never a client's",
+    "api_base": "where the server's model runs is its operator's choice, like the model",
+    "program": "a file path: the operator's HEGELION_PROGRAM; no path is taken from a client",
+    "max_tokens": "a setting of the server's model, built once for every client",
+    "judge": "judging calls the operator's model once more per trace; `hegelion run --judge` does it",
+    "judge_model": "the judge is the operator's, like --judge",
+    "rpm": "call manners are the server's, shared by every client (the library's defaults)",
+    "tpm": "call manners are the server's, like rpm",
+    "max_retries": "call manners are the server's, like rpm",
+    "timeout": "call manners are the server's, like rpm",
+    "manners": "a Python object, not JSON; call manners are the server's",
+    "parallel": "one run_dialectic call runs one dialectic",
+    "lm": "a Python function, not JSON",
+}
+# RunSpec fields run_dialectic declares with its own type: a client's tags have tighter limits than the library's.
+RUN_OPTIONS_RESHAPED: dict[str, str] = {"tags": "at most MAX_TAGS tags of MAX_TAG_CHARS printable characters"}
+
+
+def offered(model: type[BaseModel], name: str, *, description: str | None = None) -> Any:
+    """The field ``name`` of ``model`` as the default of a tool parameter: ``mode: Mode = offered(RunSpec, "mode")``.
+
+    The parameter takes the field's default, limits and description (``description`` rewords it for an MCP client),
+    so a plain typed tool function names a library option and its type, and everything else about it stays declared
+    once, in the library's model. Typed ``Any`` like pydantic's ``Field``, whose value it is."""
+    info = model.model_fields[name]
+    default = ... if info.is_required() else info.get_default(call_default_factory=True)
+    field: Any = Field(
+        default,
+        description=description or info.description,
+        title=info.title,
+        json_schema_extra=info.json_schema_extra,
+    )
+    field.metadata = list(info.metadata)  # the field's limits: ge, le, max_length, strict, ...
+    return field
+
+
+def plain(**values: object) -> dict[str, Any]:
+    """``values`` that are not None, models among them dumped to dicts: tool parameters as the library takes them."""
+    dumped: dict[str, Any] = _PLAIN.dump_python(values)
+    return {name: value for name, value in dumped.items() if value is not None}
+
+
+def answers(**given: object) -> dict[str, Any]:
+    """The prompt workflow's answers passed to run_dialectic so far (none when a call starts a dialectic)."""
+    return {name: value for name, value in plain(**given).items() if value}
+
+
+_PLAIN = TypeAdapter(dict[str, object])
 
 
 class RoundOut(BaseModel):

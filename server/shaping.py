@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Literal
 
 from mcp.server import MCPServer
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -20,6 +20,9 @@ from pydantic import ValidationError
 from hegelion_dspy.errors import HegelionError, from_validation
 
 from .sdk_private import add_request_handler
+
+ToolFunction = Callable[..., Awaitable[object]]  # a tool: a plain typed async function, its parameters the input schema
+PromptFunction = Callable[..., object]  # a prompt: a plain typed function, its parameters the prompt's arguments
 
 
 @contextlib.contextmanager
@@ -60,11 +63,11 @@ class ArgumentCheck:
     def __init__(self) -> None:
         self.takes: dict[tuple[str, str], tuple[str, ...]] = {}
 
-    def register(self, kind: Literal["tool", "prompt"], name: str, fn: Callable[..., Any]) -> None:
+    def register(self, kind: Literal["tool", "prompt"], name: str, fn: Callable[..., object]) -> None:
         parameters = inspect.signature(fn).parameters
         self.takes[(kind, name)] = tuple(p for p in parameters if p != "ctx")
 
-    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    async def __call__(self, ctx: ServerRequestContext, call_next: CallNext) -> HandlerResult:
         kind = {"tools/call": "tool", "prompts/get": "prompt"}.get(ctx.method)
         params = ctx.params or {}
         allowed = self.takes.get((kind or "", str(params.get("name"))))
@@ -87,13 +90,13 @@ class ClientLog:
     def __init__(self, server: MCPServer) -> None:
         self.level = "info"
 
-        async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        async def set_level(ctx: ServerRequestContext, params: SetLevelRequestParams) -> EmptyResult:
             self.level = params.level
             return EmptyResult()
 
         add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)  # no public hook: see there
 
-    async def send_log_message(self, ctx: Context[Any, Any], level: Literal["info", "warning"], text: str) -> None:
+    async def send_log_message(self, ctx: Context, level: Literal["info", "warning"], text: str) -> None:
         """Send ``text`` as a ``notifications/message`` about this request.
 
         Logging is deprecated from protocol 2026-07-28 (there the client opts in per request and the SDK filters);

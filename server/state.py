@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
@@ -24,6 +24,7 @@ from hegelion_dspy.types import Mode, TraceRecord
 
 if TYPE_CHECKING:
     from hegelion_dspy.curate.report import ExportReport
+    from hegelion_dspy.lms.base import NamedLM
     from hegelion_dspy.program import Dialectic
 
     from .schemas import ExportDatasetArguments
@@ -50,7 +51,7 @@ class ServerState:
         self,
         *,
         data_dir: str | Path | None = None,
-        lm: Any = None,
+        lm: NamedLM | None = None,
         model: str | None = None,
         program: str | Path | None = None,
     ):
@@ -98,7 +99,7 @@ class ServerState:
             logger.info("the compiled program is for %r tasks; %r tasks use the default program", compiled.mode, mode)
         return LoadedProgram(Dialectic(mode=mode))
 
-    async def server_lm(self) -> Any:
+    async def server_lm(self) -> NamedLM:
         """The server's own model (a dspy.BaseLM), built once, with the library's manners toward hosted APIs
         (retries with backoff on 429/5xx, cost per step), as every batch has them. Client sampling never gets them: a
         retried sampling request would ask the user for another approval."""

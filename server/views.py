@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from functools import cache, partial
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -23,9 +23,15 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from hegelion_dspy.curate.labels import Decision
+from hegelion_dspy.types import JSONObject
 
-from .shaping import ArgumentCheck, tool_errors
+from .shaping import ArgumentCheck, ToolFunction, tool_errors
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from hegelion_dspy.review.pairs import PairDesk
+
+Answer = TypeVar("Answer")
 
 DIALECTIC_VIEW = "ui://hegelion/dialectic.html"
 REVIEW_VIEW = "ui://hegelion/review.html"
@@ -47,21 +53,22 @@ class ViewDesk:
 
     def __init__(self, state: ServerState):
         self.state = state
-        self._desk: Any = None  # a PairDesk, made on first use (the review package loads Starlette and SQLite)
+        self._desk: PairDesk | None = None  # made on first use (the review package loads Starlette and SQLite)
         self._lock = anyio.Lock()
 
-    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, ask: Callable[[PairDesk], Answer]) -> Answer:
+        """``ask(desk)`` in a worker thread: ``await desk.call(lambda d: d.pairs(query))``."""
         async with self._lock:
             if self._desk is None:
                 from hegelion_dspy.review.pairs import PairDesk
 
                 self._desk = PairDesk(self.state.store.path)
-            return await anyio.to_thread.run_sync(partial(getattr(self._desk, method), *args, **kwargs))
+            return await anyio.to_thread.run_sync(partial(ask, self._desk))
 
-    async def view_of(self, trace_id: str) -> dict[str, Any]:
+    async def view_of(self, trace_id: str) -> JSONObject:
         from hegelion_dspy.review.pairs import dialectic_view
 
-        return dialectic_view(await self.call("record", trace_id))
+        return dialectic_view(await self.call(lambda d: d.record(trace_id)))
 
 
 def dumped(result: BaseModel) -> CallToolResult:
@@ -70,7 +77,9 @@ def dumped(result: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=json.dumps(data, indent=2))], structured_content=data)
 
 
-async def with_view(ctx: Context[Any, Any], desk: ViewDesk, result: Any) -> Any:
+# Any: for an Apps client the typed result becomes the CallToolResult carrying the view, which the SDK passes on as it
+# is wherever a tool declares a typed result (a union with CallToolResult would drop the tool's output schema).
+async def with_view(ctx: Context, desk: ViewDesk, result: Any) -> Any:
     """``result`` unchanged, or for a client with Apps and a logged trace (``trace_id`` of run_dialectic, ``id`` of
     log_trace), the same plus the dialectic view's data."""
     trace_id = getattr(result, "trace_id", None) or getattr(result, "id", None)
@@ -96,13 +105,13 @@ def build_apps(state: ServerState, check: ArgumentCheck) -> tuple[Apps, ViewDesk
     return apps, desk
 
 
-def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[Callable[..., Any], ...]:
+def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[ToolFunction, ...]:
     reads = ToolAnnotations(title="Pairs to review", read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(title="Label a pair", read_only_hint=False, destructive_hint=False, idempotent_hint=True)
 
     @apps.tool(resource_uri=REVIEW_VIEW, name="review_pairs", title=reads.title, annotations=reads)
     async def review_pairs(
-        ctx: Context[Any, Any],
+        ctx: Context,
         models: Annotated[Names, Field(description="Only traces whose model matches one of these globs.")] = [],  # noqa: B006
         tags: Annotated[Names, Field(description="Only traces carrying one of these tags.")] = [],  # noqa: B006
         flag: Annotated[str | None, Field(max_length=100, description="Only traces with this quality flag.")] = None,
@@ -117,7 +126,7 @@ def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[Callable[..., Any], ...]:
 
         query = PairQuery(tuple(models), tuple(tags), flag, include_demo, unlabelled_first, limit)
         with tool_errors():
-            pairs = await desk.call("pairs", query)
+            pairs = await desk.call(lambda d: d.pairs(query))
         open_pairs = sum(1 for p in pairs if not (p["label"] or {}).get("decision"))
         summary = f"{len(pairs)} pairs to review ({open_pairs} without a decision)"
         if client_supports_apps(ctx):
@@ -127,7 +136,7 @@ def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[Callable[..., Any], ...]:
 
     @apps.tool(resource_uri=REVIEW_VIEW, name="label_pair", title=writes.title, annotations=writes)
     async def label_pair(
-        ctx: Context[Any, Any],
+        ctx: Context,
         trace_id: Annotated[str, Field(min_length=1, max_length=64, description="The trace's id.")],
         pair: Annotated[str, Field(max_length=40, description="The pair, e.g. 'thesis:1>synthesis:1'.")],
         decision: Annotated[Decision | None, Field(description="accept, reject or swap; none: a note only.")] = None,
@@ -146,18 +155,16 @@ def _review_tools(apps: Apps, desk: ViewDesk) -> tuple[Callable[..., Any], ...]:
         if base_version is not None:
             fields["base"] = str(base_version)
         with tool_errors():
-            label, version = await desk.call("label", trace_id, fields, labeller)
+            label, version = await desk.call(lambda d: d.label(trace_id, fields, labeller))
         data = {"label": label.model_dump(mode="json"), "version": version}
         return CallToolResult(content=[TextContent(type="text", text=json.dumps(data))], structured_content=data)
 
     return review_pairs, label_pair
 
 
-def _trace_tool(apps: Apps, desk: ViewDesk) -> Callable[..., Any]:
+def _trace_tool(apps: Apps, desk: ViewDesk) -> ToolFunction:
     @apps.tool(resource_uri=DIALECTIC_VIEW, visibility=["app"], name="show_trace", title="Show a trace")
-    async def show_trace(
-        ctx: Context[Any, Any], trace_id: Annotated[str, Field(min_length=1, max_length=64)]
-    ) -> CallToolResult:
+    async def show_trace(ctx: Context, trace_id: Annotated[str, Field(min_length=1, max_length=64)]) -> CallToolResult:
         """One logged trace as the dialectic view draws it (the view's own call)."""
         with tool_errors():
             view = await desk.view_of(trace_id)

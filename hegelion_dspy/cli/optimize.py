@@ -5,7 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +24,12 @@ from .options import (
     program_option,
     prompts_option,
 )
+
+if TYPE_CHECKING:
+    from ..collect.optimize import OptimizerName, OptimizerSettings
+    from ..lms.base import NamedLM
+    from ..program import Dialectic
+    from ..types import Mode
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,7 +104,7 @@ def optimize(
     output: Path,
     log_file: Path | None,
     prompts_file: Path | None,
-    optimizer: str,
+    optimizer: OptimizerName,
     coding: bool,
     iterations: int,
     program: Path | None,
@@ -125,6 +134,34 @@ def optimize(
     hegelion-optimize --prompts prompts.txt --optimizer gepa --reflection-model openai/gpt-4o -o program.json
     hegelion-agent --program program.json "your next task"
     """
+    _refuse_contradictions(output, force, log_file, prompts_file, judge_model, no_judge)
+    mode: Mode = "coding" if coding else "general"
+    tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
+    from ..collect.optimize import OptimizerSettings, split_examples
+
+    train, dev = split_examples(_sample(tasks, max_tasks, seed), dev_fraction, seed)
+    lms = _LMs.make(model, _one_server(api_base), max_tokens, judge_model, reflection_model)
+    settings = OptimizerSettings(
+        max_demos=max_demos,
+        min_score=min_score,
+        budget=budget,
+        max_metric_calls=max_metric_calls,
+        num_candidates=candidates,
+        num_threads=threads,
+        seed=seed,
+    )
+    plan = _Plan(optimizer, program, mode, iterations, not no_judge, settings)
+    info, compiled = _compile(train, dev, plan, lms)
+    from ..program import save_program
+
+    path = save_program(compiled, output, info=info, overwrite=force)
+    click.echo(json.dumps({"program": str(path), **info}) if fmt == "json" else _summary(path, info))
+    return 0
+
+
+def _refuse_contradictions(
+    output: Path, force: bool, log_file: Path | None, prompts_file: Path | None, judge_model: str | None, no_judge: bool
+) -> None:
     from ..errors import ConfigError
 
     if log_file is not None and prompts_file is not None:
@@ -133,59 +170,86 @@ def optimize(
         raise ConfigError(f"{str(output)!r} already exists; choose another --output or pass --force")
     if judge_model and no_judge:
         raise click.UsageError("--judge-model and --no-judge contradict each other; drop one")
-    mode = "coding" if coding else "general"
-    tasks = _read_tasks(log_file, prompts_file, mode, skip_invalid)
 
-    from ..collect.optimize import OptimizerSettings, optimize_program, split_examples
-    from ..lms.chooser import make_lm
-    from ..program import save_program
 
-    if max_tasks is not None and len(tasks) > max_tasks:
-        import random
+def _sample(tasks: list[str], max_tasks: int | None, seed: int) -> list[str]:
+    """At most ``max_tasks`` of ``tasks``, a random sample drawn with ``seed``."""
+    if max_tasks is None or len(tasks) <= max_tasks:
+        return tasks
+    import random
 
-        tasks = random.Random(seed).sample(tasks, max_tasks)
-    train, dev = split_examples(tasks, dev_fraction, seed)
-    # Optimizers evaluate the same prompts many times: DSPy's request cache saves those calls here.
-    lm = make_lm(model, api_base=_one_server(api_base), max_tokens=max_tokens, cache=True)
-    judge_lm = make_lm(judge_model, cache=True) if judge_model else None  # $HEGELION_API_BASE applies, --api-base not
-    reflection_lm = make_lm(reflection_model, cache=True) if reflection_model else None
+    return random.Random(seed).sample(tasks, max_tasks)
+
+
+@dataclass(frozen=True)
+class _LMs:
+    """The LM that runs the program, the judge's and the reflection LM's (None: the first one's)."""
+
+    lm: NamedLM
+    judge: NamedLM | None
+    reflection: NamedLM | None
+
+    @classmethod
+    def make(
+        cls,
+        model: str | None,
+        api_base: str | None,
+        max_tokens: int | None,
+        judge_model: str | None,
+        reflection_model: str | None,
+    ) -> _LMs:
+        from ..lms.chooser import make_lm
+
+        # Optimizers evaluate the same prompts many times: DSPy's request cache saves those calls here.
+        return cls(
+            make_lm(model, api_base=api_base, max_tokens=max_tokens, cache=True),
+            make_lm(judge_model, cache=True) if judge_model else None,  # $HEGELION_API_BASE applies, --api-base not
+            make_lm(reflection_model, cache=True) if reflection_model else None,
+        )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the optimizer does, from the flags."""
+
+    optimizer: OptimizerName
+    program: Path | None
+    mode: Mode
+    iterations: int
+    use_judge: bool
+    settings: OptimizerSettings
+
+
+def _compile(
+    train: Sequence[object], dev: Sequence[object], plan: _Plan, lms: _LMs
+) -> tuple[dict[str, object], Dialectic]:
+    """Run the optimizer on ``train`` (scored on ``dev``): what to save with the program, and the program."""
+    from ..collect.optimize import optimize_program
+
     # DSPy's optimizers print progress to stdout; keep stdout for our summary.
     with contextlib.redirect_stdout(sys.stderr):
         result = optimize_program(
             train,
             devset=dev,
-            optimizer=optimizer,  # type: ignore[arg-type]
-            program=program,
-            mode=mode,  # type: ignore[arg-type]
-            iterations=iterations,
-            lm=lm,
-            judge_lm=judge_lm,
-            reflection_lm=reflection_lm,
-            use_judge=not no_judge,
-            settings=OptimizerSettings(
-                max_demos=max_demos,
-                min_score=min_score,
-                budget=budget,
-                max_metric_calls=max_metric_calls,
-                num_candidates=candidates,
-                num_threads=threads,
-                seed=seed,
-            ),
+            optimizer=plan.optimizer,
+            program=plan.program,
+            mode=plan.mode,
+            iterations=plan.iterations,
+            lm=lms.lm,
+            judge_lm=lms.judge,
+            reflection_lm=lms.reflection,
+            use_judge=plan.use_judge,
+            settings=plan.settings,
         )
-    info = {
+    info: dict[str, object] = {
         **result.info(),
-        "model": str(lm.model),
-        "judge_model": None if no_judge else str((judge_lm or lm).model),
-        "reflection_model": str((reflection_lm or lm).model) if optimizer != "bootstrap" else None,
-        "mode": mode,
-        "iterations": iterations,
+        "model": str(lms.lm.model),
+        "judge_model": str((lms.judge or lms.lm).model) if plan.use_judge else None,
+        "reflection_model": str((lms.reflection or lms.lm).model) if plan.optimizer != "bootstrap" else None,
+        "mode": plan.mode,
+        "iterations": plan.iterations,
     }
-    path = save_program(result.program, output, info=info, overwrite=force)
-    if fmt == "json":
-        click.echo(json.dumps({"program": str(path), **info}))
-    else:
-        click.echo(_summary(path, info))
-    return 0
+    return info, result.program
 
 
 def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, skip_invalid: bool) -> list[str]:

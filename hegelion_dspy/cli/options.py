@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from ..collect.spec import RunSpec
 from ..errors import option
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
 
 # The CLI spellings of ExportOptions / TraceFilter fields whose flag is not simply --field-name.
 FLAG_NAMES: dict[str, tuple[str, ...]] = {
@@ -155,7 +155,7 @@ def fields_as_options(
     return decorate
 
 
-def given_options(params: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+def given_options(params: Mapping[str, object], model: type[BaseModel]) -> dict[str, Any]:
     """The fields of ``model`` the user gave on the command line (from ``fields_as_options``' parameters)."""
     given: dict[str, Any] = {}
     for key, value in params.items():

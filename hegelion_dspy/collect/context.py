@@ -127,7 +127,7 @@ def _trace_judge(judge: bool | dspy.BaseLM | TraceJudge, lm: dspy.BaseLM) -> Tra
     return TraceJudge(lm=judge_lm, adapter=adapter_for(judge_lm))
 
 
-def check_task(task: Any) -> str:
+def check_task(task: object) -> str:
     if not isinstance(task, str) or not task.strip():
         raise ConfigError(f"the task must be a non-empty string, got {task!r}")
     if len(task) > MAX_TEXT_CHARS:

@@ -19,7 +19,7 @@ import dspy
 
 from ..checks import COPY_THRESHOLD, Checks, check_notes, check_synthesis, dedupe_contradictions, parse_score
 from ..errors import ConfigError, LMError
-from ..types import Contradiction, TraceRecord
+from ..types import Contradiction, JSONObject, TraceRecord
 
 log = logging.getLogger("hegelion_dspy.collect")
 
@@ -61,7 +61,7 @@ class Judgement:
     judge_score: float | None
     checks: Checks
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JSONObject:
         return {
             "score": round(self.score, 4),
             "judge_score": None if self.judge_score is None else round(self.judge_score, 4),
@@ -76,10 +76,10 @@ class _Case:
 
     key: tuple[str, ...]
     checks: Checks
-    inputs: dict[str, Any]
+    inputs: dict[str, Any]  # the Judge signature's inputs, passed to it as keywords
     asks_lm: bool
     cached: Judgement | None = None
-    verdict: Any = None
+    verdict: dspy.Prediction | None = None
 
 
 class DialecticJudge:

@@ -12,7 +12,7 @@ from ..errors import ConfigError
 from ..types import Contradiction
 
 
-def _prediction_parts(pred: Any) -> tuple[str, str, str, list[Contradiction]]:
+def _prediction_parts(pred: object) -> tuple[str, str, str, list[Contradiction]]:
     rounds = getattr(pred, "rounds", None) or []
     if rounds:
         found = [c for r in rounds for c in r.contradictions]
@@ -44,11 +44,11 @@ class DialecticMetric:
 
     def __call__(
         self,
-        gold: Any,
-        pred: Any,
-        trace: Any = None,
+        gold: object,
+        pred: object,
+        trace: object = None,
         pred_name: str | None = None,
-        pred_trace: Any = None,
+        pred_trace: object = None,
     ) -> float | dspy.Prediction:
         task, thesis, synthesis, contradictions = _prediction_parts(pred)
         task = task or str(getattr(gold, "task", "") or "")

@@ -25,7 +25,7 @@ from ..errors import ConfigError, InvalidTraceError, LMError
 from ..lms.chooser import adapter_for
 from ..program import Dialectic, load_program
 from ..store import normalize_task, read_records
-from ..types import Mode
+from ..types import JSONObject, Mode
 
 log = logging.getLogger("hegelion_dspy.collect.optimize")
 
@@ -107,7 +107,7 @@ class OptimizeResult:
     demos: dict[str, int] = field(default_factory=dict)
     instructions_changed: list[str] = field(default_factory=list)
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> JSONObject:
         """A JSON-ready summary (saved inside the program file by ``save_program``)."""
         return {
             "optimizer": self.optimizer,
@@ -147,12 +147,12 @@ class OptimizerSettings:
 
 def make_optimizer(
     name: OptimizerName,
-    metric: Callable[..., Any],
+    metric: Callable[..., object],
     *,
     lm: dspy.BaseLM,
     reflection_lm: dspy.BaseLM | None = None,
     settings: OptimizerSettings | None = None,
-) -> Any:
+) -> dspy.teleprompt.Teleprompter:
     """The DSPy teleprompter ``name`` configured for the Dialectic (no labelled demos: the tasks carry no answers)."""
     settings = settings or OptimizerSettings()
     extra = dict(settings.options)
@@ -204,7 +204,7 @@ def make_optimizer(
 def evaluate_program(
     program: Dialectic,
     devset: Sequence[dspy.Example],
-    metric: Callable[..., Any],
+    metric: Callable[..., object],
     *,
     lm: dspy.BaseLM,
     adapter: dspy.Adapter | None = None,
@@ -228,7 +228,7 @@ def evaluate_program(
 
 
 def _compile(
-    teleprompter: Any,
+    teleprompter: dspy.teleprompt.Teleprompter,
     name: OptimizerName,
     student: Dialectic,
     trainset: list[dspy.Example],
@@ -243,7 +243,7 @@ def _compile(
     else:
         valset = devset or None
         size = len(devset) if devset else max(1, int(len(trainset) * 0.8))
-        extra: dict[str, Any] = {"minibatch": size > 35, "minibatch_size": min(35, size)}
+        extra: dict[str, bool | int] = {"minibatch": size > 35, "minibatch_size": min(35, size)}
         if num_candidates is not None:
             extra["num_trials"] = max(2, num_candidates)
         compiled = teleprompter.compile(student, trainset=trainset, valset=valset, **extra)
@@ -261,7 +261,7 @@ def optimize_program(
     lm: dspy.BaseLM,
     judge_lm: dspy.BaseLM | None = None,
     reflection_lm: dspy.BaseLM | None = None,
-    metric: Callable[..., Any] | None = None,
+    metric: Callable[..., object] | None = None,
     use_judge: bool = True,
     evaluate: bool = True,
     settings: OptimizerSettings | None = None,

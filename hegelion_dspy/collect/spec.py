@@ -98,11 +98,11 @@ class RunSpec(BaseModel):
     manners: Any = Field(
         default=None, description="All the manners of the LM calls (backoff too); instead of rpm, tpm and max_retries."
     )
-    lm: Callable[[], Any] | None = Field(default=None, exclude=True, description="A function returning the LM.")
+    lm: Callable[[], object] | None = Field(default=None, exclude=True, description="A function returning the LM.")
 
     @field_validator("manners")
     @classmethod
-    def _is_manners(cls, value: Any) -> Any:
+    def _is_manners(cls, value: object) -> object:
         if value is not None:
             from ..lms.manners import Manners
 
@@ -123,7 +123,7 @@ class RunSpec(BaseModel):
 
     @field_validator("api_base", mode="before")
     @classmethod
-    def _comma_separated(cls, value: Any) -> Any:
+    def _comma_separated(cls, value: object) -> object:
         if value is None:
             return ()
         items = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else value
@@ -132,7 +132,7 @@ class RunSpec(BaseModel):
         return tuple(part.strip() for item in items for part in str(item).split(",") if part.strip())
 
     @classmethod
-    def of(cls, spec: RunSpec | Mapping[str, Any] | None = None, **changes: Any) -> RunSpec:
+    def of(cls, spec: RunSpec | Mapping[str, object] | None = None, **changes: object) -> RunSpec:
         """``spec`` (or the defaults) with ``changes`` applied, validated; ConfigError names a bad option."""
         base = dict(spec) if isinstance(spec, RunSpec) else dict(spec or {})
         try:
@@ -152,6 +152,6 @@ class RunSpec(BaseModel):
 RunRecipe = RunSpec  # its name before the run options were declared once
 
 
-def spec_fields(options: Mapping[str, Any]) -> dict[str, Any]:
+def spec_fields(options: Mapping[str, object]) -> dict[str, object]:
     """The entries of ``options`` that are RunSpec fields."""
     return {k: v for k, v in options.items() if k in RunSpec.model_fields}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from ..errors import InvalidTraceError, LMError, from_validation
 from ..quality import with_flags
-from ..types import Contradiction, Mode, Round, Source, Step, TraceFailure, TraceRecord
+from ..types import Contradiction, JSONObject, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
 if TYPE_CHECKING:
     import dspy
@@ -71,7 +71,7 @@ class NextStep:
 
     step: Step
     round: int
-    inputs: dict[str, Any]
+    inputs: dict[str, object]
 
 
 @dataclass
@@ -90,9 +90,9 @@ class PartialTrace:
         *,
         thesis: str | None = None,
         antithesis: str | None = None,
-        contradictions: Sequence[Any] | None = None,
+        contradictions: Sequence[object] | None = None,
         synthesis: str | None = None,
-        rounds: Sequence[Mapping[str, Any]] = (),
+        rounds: Sequence[Mapping[str, object]] = (),
     ) -> PartialTrace:
         """Answers handed in by a caller (texts stripped, contradictions validated); InvalidTraceError names the
         field of a malformed one."""
@@ -154,10 +154,10 @@ class PartialTrace:
         return None
 
     @staticmethod
-    def _synthesis_inputs(task: str, thesis: str, antithesis: str, found: list[Contradiction]) -> dict[str, Any]:
+    def _synthesis_inputs(task: str, thesis: str, antithesis: str, found: list[Contradiction]) -> dict[str, object]:
         return {"task": task, "thesis": thesis, "antithesis": antithesis, "contradictions": list(found)}
 
-    def add(self, step: Step, round_index: int, fields: Mapping[str, Any]) -> None:
+    def add(self, step: Step, round_index: int, fields: Mapping[str, object]) -> None:
         """Record one step's answer (the fields ``read_reply`` returned) in round ``round_index``."""
         text = _text(fields.get(step))
         if round_index == 1:
@@ -177,9 +177,9 @@ class PartialTrace:
 
     # -- out: log_trace's arguments, a JSON state, a trace --------------------------------------------------------
 
-    def log_trace_arguments(self) -> dict[str, Any]:
+    def log_trace_arguments(self) -> JSONObject:
         """The answers as ``log_trace`` arguments (JSON values; empty ones left out)."""
-        arguments: dict[str, Any] = {
+        arguments: JSONObject = {
             "thesis": self.thesis,
             "antithesis": self.antithesis,
             "contradictions": [c.model_dump() for c in self.contradictions],
@@ -270,7 +270,7 @@ class PartialTrace:
         except ValidationError as exc:
             raise from_validation(exc, source="field", error=InvalidTraceError, fix="nothing was written") from None
 
-    def _partial_round(self, finished: int) -> dict[str, Any]:
+    def _partial_round(self, finished: int) -> dict[str, dict[str, str]]:
         if finished == 0:
             partial = {"thesis": self.thesis, "antithesis": self.antithesis}
         elif finished <= len(self.rounds):
@@ -281,13 +281,16 @@ class PartialTrace:
         return {"partial_round": partial} if partial else {}
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _contradictions(value: Any, where: str) -> list[Contradiction]:
+def _contradictions(value: object, where: str) -> list[Contradiction]:
+    items = value or []
+    if not isinstance(items, Iterable):
+        raise InvalidTraceError(f"expected a list of contradictions, got {type(items).__name__}", field=where)
     try:
-        return [c if isinstance(c, Contradiction) else Contradiction.model_validate(c) for c in (value or [])]
+        return [c if isinstance(c, Contradiction) else Contradiction.model_validate(c) for c in items]
     except ValueError as exc:
         raise InvalidTraceError(str(exc).splitlines()[0], field=where) from None
 
@@ -386,7 +389,12 @@ def _predictor(program: Dialectic, step: Step) -> dspy.Predict:
 
 
 def render_step(
-    program: Dialectic, step: Step, inputs: Mapping[str, Any], *, round_index: int = 1, adapter: Any = None
+    program: Dialectic,
+    step: Step,
+    inputs: Mapping[str, object],
+    *,
+    round_index: int = 1,
+    adapter: dspy.Adapter | None = None,
 ) -> StepPrompt:
     """``step``'s prompt for ``inputs`` exactly as the program sends it to an LM through ``adapter`` (default: DSPy's
     ChatAdapter): the predictor's instructions, fields and demos."""
@@ -399,7 +407,7 @@ def render_step(
     return StepPrompt(step=step, round=round_index, messages=plain, outputs=OUTPUTS[step])
 
 
-def agent_prompt(program: Dialectic, step: Step, inputs: Mapping[str, Any], *, round_index: int = 1) -> StepPrompt:
+def agent_prompt(program: Dialectic, step: Step, inputs: Mapping[str, object], *, round_index: int = 1) -> StepPrompt:
     """``step``'s prompt for an agent that answers it itself: the predictor's instructions, its demos as worked
     examples, the inputs, and ``ANSWER_FORMAT`` - one user message."""
     predictor = _predictor(program, step)
@@ -412,11 +420,11 @@ def agent_prompt(program: Dialectic, step: Step, inputs: Mapping[str, Any], *, r
     return StepPrompt(step=step, round=round_index, messages=[{"role": "user", "content": text}], outputs=OUTPUTS[step])
 
 
-def _instructions(signature: Any) -> str:
+def _instructions(signature: type[dspy.Signature]) -> str:
     return " ".join(textwrap.dedent(signature.instructions).split())
 
 
-def _complete_demos(predictor: Any) -> list[Mapping[str, Any]]:
+def _complete_demos(predictor: dspy.Predict) -> list[Mapping[str, object]]:
     signature = predictor.signature
     return [
         d
@@ -425,7 +433,7 @@ def _complete_demos(predictor: Any) -> list[Mapping[str, Any]]:
     ]
 
 
-def _main_output(signature: Any) -> str:
+def _main_output(signature: type[dspy.Signature]) -> str:
     return next(name for name in signature.output_fields if name != "contradictions")
 
 
@@ -433,11 +441,11 @@ def _label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-def _fields(fields: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+def _fields(fields: Mapping[str, object], values: Mapping[str, object]) -> str:
     return "\n\n".join(f"{_label(name)}:\n{_value(values.get(name))}" for name in fields if _value(values.get(name)))
 
 
-def _value(value: Any) -> str:
+def _value(value: object) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, (list, tuple)):
@@ -451,7 +459,7 @@ def _value(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _demo_answer(signature: Any, demo: Mapping[str, Any]) -> str:
+def _demo_answer(signature: type[dspy.Signature], demo: Mapping[str, object]) -> str:
     main = _main_output(signature)
     text = _value(demo.get(main))
     found = _value(demo.get("contradictions")) if "contradictions" in signature.output_fields else ""

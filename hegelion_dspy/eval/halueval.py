@@ -20,10 +20,12 @@ import ast
 import json
 import random
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+from ..types import JSONObject
 from .context import EvalContext, chat_text
 from .datafiles import halueval_qa
 from .metrics import metric
@@ -50,27 +52,51 @@ def judge_query(instruction: str, question: str, answer: str) -> str:
     return instruction + "\n\n#Question#: " + question + "\n#Answer#: " + answer + "\n#Your Judgement#: "
 
 
-def answer_prompt(item: dict[str, Any]) -> str:
+class HaluItem(TypedDict):
+    """One line of HaluEval QA, with where it was read and which answer the judge is shown."""
+
+    id: str
+    line: int
+    knowledge: str
+    question: str
+    right_answer: str
+    hallucinated_answer: str
+    hallucinated: bool  # the judge is shown the hallucinated answer
+    answer_mode: bool  # the model also answers the question itself
+
+
+def answer_prompt(item: HaluItem) -> str:
     return (
         f"Answer the question in a few words, using the knowledge.\nKnowledge: {item['knowledge']}\n"
         f"Question: {item['question']}\nAnswer:"
     )
 
 
-def items(ctx: EvalContext) -> list[dict[str, Any]]:
+def items(ctx: EvalContext) -> list[HaluItem]:
     path = halueval_qa()
     lines = path.read_text(encoding="utf-8").splitlines()
     n = min(ctx.n or HALUEVAL_DEFAULT_N, len(SAMPLE_RANGE))
     rng = random.Random(ctx.seed)
     order = list(SAMPLE_RANGE)
     rng.shuffle(order)
-    picked: list[dict[str, Any]] = []
+    picked: list[HaluItem] = []
     for index in order:
         if len(picked) == n:
             break
         row = json.loads(lines[index])
         if ctx.held_out(HALUEVAL, row["question"]):
-            picked.append({"id": str(index), "line": index, **row})
+            picked.append(
+                HaluItem(
+                    id=str(index),
+                    line=index,
+                    knowledge=row["knowledge"],
+                    question=row["question"],
+                    right_answer=row["right_answer"],
+                    hallucinated_answer=row["hallucinated_answer"],
+                    hallucinated=False,  # which answer the judge is shown is chosen below
+                    answer_mode=False,
+                )
+            )
     for position, item in enumerate(picked):  # balanced: alternate hallucinated / right over the shuffled sample
         item["hallucinated"] = position % 2 == 0
         item["answer_mode"] = position < ANSWER_ITEMS
@@ -91,7 +117,7 @@ def first_word(reply: str) -> str:
     return words[0].strip("#").strip(".").strip(",") if words else ""
 
 
-def _judge(ctx: EvalContext, side: str, query: str) -> dict[str, Any]:
+def _judge(ctx: EvalContext, side: str, query: str) -> JSONObject:
     model = ctx.model if side == "m" else ctx.base
     assert model is not None
     if model.weights is not None:
@@ -112,18 +138,18 @@ def f1(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _answer(ctx: EvalContext, side: str, item: dict[str, Any]) -> dict[str, Any]:
+def _answer(ctx: EvalContext, side: str, item: HaluItem) -> JSONObject:
     reply = chat_text(ctx.lm(side, HALUEVAL), answer_prompt(item), max_tokens=HALUEVAL_ANSWER_TOKENS)
     right, wrong = f1(reply, item["right_answer"]), f1(reply, item["hallucinated_answer"])
     match = "right" if right > wrong else ("hallucinated" if wrong > right else "neither")
     return {"reply": reply[:500], "f1_right": right, "f1_hallucinated": wrong, "match": match}
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: HaluItem) -> JSONObject:
     shown = item["hallucinated_answer"] if item["hallucinated"] else item["right_answer"]
     query = judge_query(judge_instruction(halueval_qa()), item["question"], shown)
     label = "Yes" if item["hallucinated"] else "No"
-    result: dict[str, Any] = {"label": label}
+    result: JSONObject = {"label": label}
     for side, model in ctx.sides():
         entry = _judge(ctx, side, query)
         entry["correct"] = entry["pred"] == label
@@ -133,13 +159,17 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+# what a metric reads of one side's result: a number or a truth (counted as 1/0)
+Reading = Callable[[Any], float | bool]
+
+
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     has_base = ctx.base is not None
 
-    def per_side(side: str, fn: Any, rows: list[dict[str, Any]]) -> list[float]:
+    def per_side(side: str, fn: Reading, rows: list[dict[str, Any]]) -> list[float]:
         return [float(fn(r[side])) for r in rows]
 
-    def entry(name: str, fn: Any, rows: list[dict[str, Any]], about: str, null: float | None = None) -> dict:
+    def entry(name: str, fn: Reading, rows: list[dict[str, Any]], about: str, null: float | None = None) -> JSONObject:
         m0 = per_side("m0", fn, rows) if has_base else None
         return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
 

@@ -12,16 +12,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EvalError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
 
 Prompt = str | list[dict[str, str]]
 MAX_SCORED_TOKENS = 1024  # longer sequences are cut from the left of the prompt (the completion is always scored whole)
 MIN_SHARED = 32  # a shared prompt prefix shorter than this is recomputed (not worth the cache bookkeeping)
 
 
-def completion_text(completion: Any) -> str:
+def completion_text(completion: object) -> str:
     """A row's chosen/rejected as text: a string, or the content of a list of assistant messages."""
     if isinstance(completion, str):
         return completion
@@ -33,7 +37,8 @@ def completion_text(completion: Any) -> str:
 class Scorer:
     """A causal LM and its tokenizer, for log-probabilities. Thread-safe (one forward at a time)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "model"):
+    # the tokenizer stays Any: its call and chat template return unions (str, ids, BatchEncoding) narrowed at run time
+    def __init__(self, model: PreTrainedModel, tokenizer: Any, *, name: str = "model"):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
@@ -77,7 +82,7 @@ class Scorer:
             ids.append(int(self.tokenizer.eos_token_id))
         return ids
 
-    def _forward_logprobs(self, ids: list[int]) -> Any:
+    def _forward_logprobs(self, ids: list[int]) -> torch.Tensor:
         import torch
 
         with self._lock, torch.inference_mode():
@@ -97,7 +102,7 @@ class Scorer:
         total = sum(float(logprobs[start - 1 + i, tok]) for i, tok in enumerate(target))
         return total, len(target)
 
-    def _next_token_logprobs(self, ids: list[int]) -> Any:
+    def _next_token_logprobs(self, ids: list[int]) -> torch.Tensor:
         """Log-probabilities of the token after ``ids``. The tokens shared with the previous call's prompt (a suite's
         fixed instruction, hundreds of tokens) are not recomputed: the KV cache is cut back to them and reused."""
         import torch

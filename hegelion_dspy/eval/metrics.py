@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..types import JSONObject
 from .stats import bootstrap_mean, paired_difference
 
 
@@ -18,7 +19,7 @@ def metric(
     seed: int = 0,
     null: float | None = None,
     about: str = "",
-) -> dict[str, Any]:
+) -> JSONObject:
     """One metric entry: ``m`` (and ``m0``) are per-item values on the same items; with ``null`` and no ``m0`` the
     difference is M − null. Entries with no items have ``n`` 0 and no interval."""
     entry: dict[str, Any] = {"metric": name, "about": about, "m": bootstrap_mean(m, seed=seed).as_dict()}

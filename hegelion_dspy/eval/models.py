@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import EvalError
 from ..lms.embedded import EMBEDDED_MODEL, locate_gguf
 from ..lms.llamacpp import GGUF_PREFIX, check_gguf
+from ..types import JSONObject
 
 TRAIN_CARD = "hegelion-model.json"  # what `hegelion train` writes beside model.gguf (its card's data)
 TRAIN_GGUF = "model.gguf"
@@ -70,7 +71,7 @@ class EvalModel:
         return self.generate_with
 
 
-def _read_card(folder: Path) -> dict[str, Any]:
+def _read_card(folder: Path) -> JSONObject:
     path = folder / TRAIN_CARD
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

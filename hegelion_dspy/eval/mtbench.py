@@ -12,6 +12,7 @@ import random
 from typing import Any
 
 from ..errors import EvalError
+from ..types import JSONObject
 from .context import EvalContext, chat_text
 from .datafiles import mtbench_judge_prompts, mtbench_questions
 from .metrics import metric
@@ -21,7 +22,7 @@ MTBENCH_ANSWER_TOKENS = 512
 JUDGE_TOKENS = 512
 
 
-def judge_prompt() -> dict[str, Any]:
+def judge_prompt() -> dict[str, str]:
     for line in mtbench_judge_prompts().read_text(encoding="utf-8").splitlines():
         prompt = json.loads(line)
         if prompt.get("name") == "pair-v2":
@@ -57,7 +58,7 @@ def verdict(reply: str) -> str:
     return "C" if "[[C]]" in reply else "error"
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     prompt = judge_prompt()
     answers = {
         side: chat_text(ctx.lm(side, MTBENCH), item["question"], max_tokens=MTBENCH_ANSWER_TOKENS)
@@ -78,7 +79,7 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     score = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[r["outcome"]] for r in results]
     metrics = [
         metric(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalError
+from ..types import JSONObject
 from .context import M0, EvalContext, M
 from .heldout import read_rows, row_prompt
 from .logprob import completion_text
@@ -61,10 +62,10 @@ def prepare(ctx: EvalContext) -> None:
     ctx.load_scorers(PREFERENCE)
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     row = item["row"]
     chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
-    result: dict[str, Any] = {}
+    result: JSONObject = {}
     for side, _ in ctx.sides():
         scorer = ctx.scorer(side, PREFERENCE)
         lp_c, n_c = scorer.logprob(row["prompt"], chosen)
@@ -82,10 +83,10 @@ def _own_preference(results: list[dict[str, Any]], side: str) -> list[float]:
     return tie_aware_accuracy(margins, tol=TIE_TOL)[0]
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     seed = ctx.seed
     metrics = []
-    counts: dict[str, Any] = {"items": len(results)}
+    counts: dict[str, int | float] = {"items": len(results)}
     if ctx.base is not None and results:
         metrics += _implicit_reward(results, seed, counts)
     own_m0 = _own_preference(results, M0) if ctx.base is not None else None
@@ -102,7 +103,7 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]
     return {"metrics": metrics, "counts": counts}
 
 
-def _implicit_reward(results: list[dict[str, Any]], seed: int, counts: dict[str, Any]) -> list[dict[str, Any]]:
+def _implicit_reward(results: list[dict[str, Any]], seed: int, counts: dict[str, int | float]) -> list[JSONObject]:
     def log_ratio(r: dict[str, Any], which: str, per_token: bool) -> float:
         delta = r[M][which] - r[M0][which]
         return delta / max(1, r[M][f"{which}_tokens"]) if per_token else delta

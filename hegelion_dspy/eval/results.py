@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EvalError
+from ..types import JSONObject
 from .models import TRAIN_CARD
 
 EVAL_SCHEMA_VERSION = 1
@@ -18,7 +19,7 @@ SETUP = "eval.json"
 ITEMS = "items.jsonl"
 
 
-def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> dict[str, Any]:
+def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> JSONObject:
     return {
         "schema_version": EVAL_SCHEMA_VERSION,
         "model": model,

@@ -131,7 +131,7 @@ def _run_suite(
     return [log.done[(name, item["id"])] for item in items]
 
 
-def _json(data: Any) -> str:
+def _json(data: object) -> str:
     import json
 
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -16,8 +16,9 @@ import datetime as dt
 import random
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
+from ..types import JSONObject
 from .context import EvalContext
 from .metrics import metric
 from .stats import mcnemar_exact
@@ -74,10 +75,20 @@ def _units(rng: random.Random) -> tuple[str, str, str]:
 _MAKERS: tuple[Callable[[random.Random], tuple[str, str, str]], ...] = (_arithmetic, _date, _units)
 
 
-def generate_items(seed: int, n: int) -> list[dict[str, Any]]:
+class CheckableItem(TypedDict):
+    """One generated item: a question whose answer ``extract`` can read and compare."""
+
+    id: str
+    kind: str
+    question: str
+    answer: str
+    answer_type: str
+
+
+def generate_items(seed: int, n: int) -> list[CheckableItem]:
     """``n`` checkable items from ``seed`` (the three kinds in turn); the same seed gives the same items."""
     rng = random.Random(seed)
-    out = []
+    out: list[CheckableItem] = []
     for i in range(n):
         maker = _MAKERS[i % len(_MAKERS)]
         question, answer, kind = maker(rng)
@@ -109,12 +120,12 @@ def extract(text: str, answer_type: str, question: str = "") -> str | None:
         return None
 
 
-def is_correct(text: str, item: dict[str, Any]) -> bool:
+def is_correct(text: str, item: CheckableItem) -> bool:
     got = extract(text, item["answer_type"], item["question"])
     return got is not None and got == item["answer"]
 
 
-def items(ctx: EvalContext) -> list[dict[str, Any]]:
+def items(ctx: EvalContext) -> list[CheckableItem]:
     return [
         item
         for item in generate_items(ctx.seed, ctx.n or SELFCORRECT_DEFAULT_N)
@@ -127,10 +138,10 @@ def prepare(ctx: EvalContext) -> None:
         ctx.lm(side, SELFCORRECT)
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
+def run_item(ctx: EvalContext, item: CheckableItem) -> JSONObject:
     from ..collect.run import run_dialectic
 
-    result: dict[str, Any] = {}
+    result: JSONObject = {}
     for side, _ in ctx.sides():
         trace = run_dialectic(item["question"], lm=ctx.lm(side, SELFCORRECT), iterations=1, tags=["eval", SELFCORRECT])
         t1 = trace.rounds[0].thesis if trace.rounds else ""
@@ -147,11 +158,11 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     has_base = ctx.base is not None
     sides = ["m", "m0"] if has_base else ["m"]
     values: dict[str, dict[str, list[float]]] = {}
-    counts: dict[str, Any] = {"items": len(results)}
+    counts: dict[str, int | float] = {"items": len(results)}
     for side in sides:
         c1 = [float(r[side]["t1_correct"]) for r in results]
         c2 = [float(r[side]["t2_correct"]) for r in results]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import re
 import textwrap
-from typing import Any, get_args, get_origin
+from typing import get_args, get_origin
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from .base import ChatMessages, current_step
 
@@ -39,20 +40,20 @@ _ITEM = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+(?P<text>\S.*)$")
 _EMPHASIS = re.compile(r"^[*_`#\s]+|[*_`\s]+$")
 
 
-def _is_str(annotation: Any) -> bool:
+def _is_str(annotation: object) -> bool:
     return annotation is str
 
 
-def _label(name: str, field: Any = None) -> str:
+def _label(name: str, field: FieldInfo | None = None) -> str:
     """'thesis' -> 'Thesis (the answer under attack)': the field's description tells a small model what it is."""
     label = name.replace("_", " ").capitalize()
     about = _sentence(_desc(field)).rstrip(".") if field is not None else ""
     return f"{label} ({about})" if about else label
 
 
-def _desc(field: Any) -> str:
-    extra = getattr(field, "json_schema_extra", None) or {}
-    return str(extra.get("desc") or "")
+def _desc(field: FieldInfo | None) -> str:
+    extra = getattr(field, "json_schema_extra", None)
+    return str(extra.get("desc") or "") if isinstance(extra, dict) else ""
 
 
 def _sentence(desc: str) -> str:
@@ -63,7 +64,7 @@ def _sentence(desc: str) -> str:
     return desc[0].lower() + desc[1:] if not desc[:2].isupper() else desc
 
 
-def _render_value(value: Any) -> str:
+def _render_value(value: object) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, BaseModel):
@@ -87,7 +88,7 @@ def _items(text: str) -> list[str]:
     return found
 
 
-def _list_value(annotation: Any, items: list[str]) -> list[Any]:
+def _list_value(annotation: object, items: list[str]) -> list[str] | list[BaseModel]:
     """``items`` as a value of a ``list[X]`` field: strings as they are, a model built from its first text field."""
     (element,) = get_args(annotation) or (str,)
     if isinstance(element, type) and issubclass(element, BaseModel):
@@ -119,8 +120,8 @@ class WholeReplyAdapter(dspy.Adapter):
     # -- format ---------------------------------------------------------------------------------------------------
 
     def format(
-        self, signature: type[dspy.Signature], demos: list[dict[str, Any]], inputs: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+        self, signature: type[dspy.Signature], demos: list[dict[str, object]], inputs: dict[str, object]
+    ) -> list[dict[str, str]]:
         messages: ChatMessages = [{"role": "system", "content": self.format_task_description(signature)}]
         for demo in demos:
             has_inputs = any(demo.get(name) for name in signature.input_fields)
@@ -137,7 +138,7 @@ class WholeReplyAdapter(dspy.Adapter):
     def format_user_message_content(
         self,
         signature: type[dspy.Signature],
-        inputs: dict[str, Any],
+        inputs: dict[str, object],
         prefix: str = "",
         suffix: str = "",
         main_request: bool = False,
@@ -155,7 +156,7 @@ class WholeReplyAdapter(dspy.Adapter):
         return "\n\n".join(parts)
 
     def format_assistant_message_content(
-        self, signature: type[dspy.Signature], outputs: dict[str, Any], missing_field_message: str | None = None
+        self, signature: type[dspy.Signature], outputs: dict[str, object], missing_field_message: str | None = None
     ) -> str:
         main = _main_output(signature)
         text = _render_value(outputs.get(main))
@@ -169,7 +170,7 @@ class WholeReplyAdapter(dspy.Adapter):
 
     # -- parse ----------------------------------------------------------------------------------------------------
 
-    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, object]:
         if _MARKER.search(completion):
             try:
                 fields = dict(dspy.ChatAdapter().parse(signature, completion))
@@ -182,12 +183,12 @@ class WholeReplyAdapter(dspy.Adapter):
         return read_whole_reply(signature, completion)
 
 
-def read_whole_reply(signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+def read_whole_reply(signature: type[dspy.Signature], completion: str) -> dict[str, object]:
     """The output fields of ``signature`` from a plain reply: the whole text as the main text field, list fields from
     its bullet or numbered lines, other fields empty."""
     main = _main_output(signature)
     text = _strip_label(completion.strip(), [main, *signature.output_fields])
-    fields: dict[str, Any] = {main: text}
+    fields: dict[str, object] = {main: text}
     items = _items(text)
     for name, field in signature.output_fields.items():
         if name != main:
@@ -220,7 +221,7 @@ class FallbackAdapter(dspy.ChatAdapter):
     def __init__(self) -> None:
         super().__init__(use_json_adapter_fallback=False)
 
-    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+    def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, object]:
         try:
             fields = dict(super().parse(signature, completion))
         except AdapterParseError:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import dspy
 from dspy.lm15 import Config, Request, Response, TextPart, response_to_events
@@ -24,6 +24,13 @@ ChatMessages = list[dict[str, str]]
 # for a long answer with code; a model that loops stops here instead of at the end of its context. Backends with their
 # own default (the embedded 135M model, local GGUF files) set it in their module.
 DEFAULT_MAX_TOKENS = 2048
+
+
+class NamedLM(Protocol):
+    """What the layers above the LM (the CLI, the MCP server) read of a dspy LM: its model string. They pass the LM
+    on to the library as it is."""
+
+    model: str
 
 
 @dataclass

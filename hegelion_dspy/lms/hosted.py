@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-def finish_reasons(response: Any) -> list[str]:
+def finish_reasons(response: object) -> list[str]:
     """The finish reasons in a response as DSPy records it: a LiteLLM/OpenAI-shaped response (``choices``), an lm15
     ``Response`` or a list of them."""
     if isinstance(response, (list, tuple)):
@@ -74,7 +74,7 @@ def is_hosted(lm: dspy.BaseLM) -> bool:
     return isinstance(lm, dspy.LM) and not isinstance(lm, MessagesLM)
 
 
-def default_timeout(max_tokens: Any, env: Mapping[str, str] | None = None) -> float:
+def default_timeout(max_tokens: object, env: Mapping[str, str] | None = None) -> float:
     """Seconds one hosted call may wait for its answer: ``$HEGELION_TIMEOUT``, else 120 s, or longer when
     ``max_tokens`` could take a slow provider longer than that (``max_tokens / 20`` seconds)."""
     env = os.environ if env is None else env

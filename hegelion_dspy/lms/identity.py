@@ -27,11 +27,11 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from ..types import ModelIdentity
+from ..types import JSONValue, ModelIdentity
 
 log = logging.getLogger("hegelion_dspy.identity")
 
@@ -54,6 +54,7 @@ PROBE_TIMEOUT = 3.0  # seconds per request to a server; an unanswered probe only
 # -- GGUF header ------------------------------------------------------------------------------------------------------
 
 # GGUF value types (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md): fixed-size scalars by struct code
+MetadataValue = int | float | str  # a GGUF header value (a bool is an int); arrays are skipped
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
 _MAX_KEYS = 100_000
@@ -67,25 +68,30 @@ class _Header:
         self.data = data
         self.at = 0
 
-    def read(self, fmt: str) -> Any:
+    def read(self, fmt: str) -> int | float:
         (value,) = struct.unpack_from("<" + fmt, self.data, self.at)  # struct.error past the end
         self.at += struct.calcsize("<" + fmt)
-        return value
+        number: int | float = value  # every format read here is a number (a bool is an int)
+        return number
+
+    def count(self, fmt: str = "Q") -> int:
+        """An unsigned integer of the header (a length, a count, a type)."""
+        return int(self.read(fmt))
 
     def string(self, keep: bool = True) -> str | None:
-        n = self.read("Q")
+        n = self.count()
         start, self.at = self.at, self.at + n
         if self.at > len(self.data):
             raise ValueError("the file ends inside its GGUF header")
         return bytes(self.data[start : self.at]).decode("utf-8", errors="replace") if keep else None
 
-    def value(self, kind: int, keep: bool) -> Any:
+    def value(self, kind: int, keep: bool) -> MetadataValue | None:
         if kind in _SCALARS:
             return self.read(_SCALARS[kind])
         if kind == _STRING:
             return self.string(keep)
         if kind == _ARRAY:  # arrays (the tokenizer's vocabulary) are skipped: nothing identifying lives there
-            item, count = self.read("I"), self.read("Q")
+            item, count = self.count("I"), self.count()
             if item in _SCALARS:
                 self.at += struct.calcsize("<" + _SCALARS[item]) * count
             else:
@@ -95,11 +101,11 @@ class _Header:
         raise ValueError(f"unknown GGUF value type {kind}")
 
 
-def gguf_metadata(path: str | Path, keys: Iterable[str] = WANTED_KEYS) -> dict[str, Any]:
+def gguf_metadata(path: str | Path, keys: Iterable[str] = WANTED_KEYS) -> dict[str, MetadataValue]:
     """The scalar and string values of ``keys`` in a GGUF file's header (absent keys are left out), read without
     llama.cpp. ValueError when the file is not GGUF or its header is cut short; OSError when it cannot be read."""
     wanted = set(keys)
-    found: dict[str, Any] = {}
+    found: dict[str, MetadataValue] = {}
     with open(path, "rb") as f:
         if f.read(4) != b"GGUF":
             raise ValueError(f"{path} is not a GGUF file (it does not start with 'GGUF')")
@@ -107,13 +113,13 @@ def gguf_metadata(path: str | Path, keys: Iterable[str] = WANTED_KEYS) -> dict[s
             header = _Header(data)
             header.at = 4
             try:
-                version = header.read("I")
+                version = header.count("I")
                 if version < 2:
                     raise ValueError(f"{path}: GGUF version {version} is too old to read (2 or later)")
                 header.read("Q")  # tensor count
-                for _ in range(min(header.read("Q"), _MAX_KEYS)):
+                for _ in range(min(header.count(), _MAX_KEYS)):
                     key = header.string() or ""
-                    value = header.value(header.read("I"), keep=key in wanted)
+                    value = header.value(header.count("I"), keep=key in wanted)
                     if key in wanted and value is not None:
                         found[key] = value
                         if len(found) == len(wanted):
@@ -125,7 +131,15 @@ def gguf_metadata(path: str | Path, keys: Iterable[str] = WANTED_KEYS) -> dict[s
 
 # -- sha256 and metadata, cached ---------------------------------------------------------------------------------------
 
-_facts: dict[str, dict[str, Any]] = {}
+
+class FileFacts(TypedDict):
+    """What is remembered of a model file: its digest and the metadata ``gguf_metadata`` reads."""
+
+    sha256: str
+    metadata: dict[str, MetadataValue]
+
+
+_facts: dict[str, FileFacts] = {}
 _facts_lock = threading.Lock()
 
 
@@ -142,17 +156,21 @@ def _cache_key(path: Path) -> str:
     return f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}"
 
 
-def _read_cache(file: Path) -> dict[str, dict[str, Any]]:
+def _read_cache(file: Path) -> dict[str, FileFacts]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("sha256"), str)}
+    return {
+        k: FileFacts(sha256=v["sha256"], metadata=v["metadata"])
+        for k, v in data.items()
+        if isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("metadata"), dict)
+    }
 
 
-def _write_cache(file: Path, key: str, facts: dict[str, Any]) -> None:
+def _write_cache(file: Path, key: str, facts: FileFacts) -> None:
     """Add one file's facts to the cache (whole-file replace through a temp file; a lost race only costs a rehash)."""
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
@@ -175,7 +193,7 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def gguf_facts(path: str | Path) -> dict[str, Any]:
+def gguf_facts(path: str | Path) -> FileFacts:
     """``{"sha256": ..., "metadata": {...}}`` of a GGUF file, remembered per path, mtime and size (in this process
     and in ``cache_dir()``): a model file is hashed and parsed once, not on every run."""
     path = Path(path)
@@ -196,7 +214,7 @@ def gguf_facts(path: str | Path) -> dict[str, Any]:
 # -- identities --------------------------------------------------------------------------------------------------------
 
 
-def demo_reason(sha256: str | None, metadata: dict[str, Any]) -> str | None:
+def demo_reason(sha256: str | None, metadata: Mapping[str, MetadataValue]) -> str | None:
     """Why a model file is a demo model, or None: it is the shipped file, or its metadata says it was trained from
     a demo model (or from the shipped file)."""
     if sha256 == SHIPPED_SHA256:
@@ -235,7 +253,7 @@ def file_identity(path: str | Path, *, shipped: bool = False, **server: Any) -> 
     )
 
 
-def _get_json(url: str, api_key: str | None) -> Any:
+def _get_json(url: str, api_key: str | None) -> JSONValue:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
@@ -252,8 +270,8 @@ def server_identity(api_base: str, api_key: str | None = None) -> ModelIdentity 
     root = base[: -len("/v1")] if base.endswith("/v1") else base
     models = _get_json(f"{base}/models", api_key)
     props = _get_json(f"{root}/props", api_key)
-    entries = models.get("data") if isinstance(models, dict) else None
-    entries = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    listed = models.get("data") if isinstance(models, dict) else None
+    entries = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
     served = ", ".join(str(e.get("id")) for e in entries if e.get("id"))[:500] or None
     model_path = props.get("model_path") if isinstance(props, dict) else None
     if isinstance(model_path, str) and model_path and Path(model_path).is_file():
@@ -273,7 +291,7 @@ def server_identity(api_base: str, api_key: str | None = None) -> ModelIdentity 
     )
 
 
-def identify_lm(lm: Any) -> ModelIdentity | None:
+def identify_lm(lm: object) -> ModelIdentity | None:
     """The identity of what answers for ``lm`` (a PoliteLM's first LM; a llama.cpp ``GGUFLM`` or the embedded model;
     a ``dspy.LM`` behind an ``api_base``), or None when it cannot be known (a hosted provider, the scripted fake)."""
     from .embedded import EmbeddedLM
@@ -288,7 +306,7 @@ def identify_lm(lm: Any) -> ModelIdentity | None:
     return None
 
 
-def identify(lms: Iterable[Any]) -> ModelIdentity | None:
+def identify(lms: Iterable[object]) -> ModelIdentity | None:
     """The identity of a run's LMs (several for several base URLs): the first one known, demo if any of them is."""
     found = [identity for identity in (identify_lm(lm) for lm in lms) if identity is not None]
     if not found:

@@ -187,7 +187,7 @@ class LlamaRuntime:
             self.context,
         )
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> LlamaRuntime:
+    def __deepcopy__(self, memo: dict[int, object]) -> LlamaRuntime:
         return self  # the loaded model is shared by every copy of an LM
 
     def chat(

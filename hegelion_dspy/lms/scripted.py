@@ -13,11 +13,11 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from ..errors import ConfigError, LMError
-from ..types import STEPS
+from ..types import STEPS, JSONObject
 from .base import ChatMessages, Completion, MessagesLM
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
@@ -32,7 +32,7 @@ def _fields(text: str) -> dict[str, str]:
     return {name: value.strip() for name, value in _FIELD.findall(text)}
 
 
-def default_answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
+def default_answer(step: str, inputs: dict[str, str]) -> JSONObject:
     """The scripted outputs of ``step`` given the step's input fields."""
     task = inputs.get("task", "")
     if step == "thesis":
@@ -53,7 +53,7 @@ def default_answer(step: str, inputs: dict[str, str]) -> dict[str, Any]:
     return {"synthesis": f"Synthesis v{version}: a corrected answer to '{task}' that handles edge cases."}
 
 
-def _marked(outputs: dict[str, Any]) -> str:
+def _marked(outputs: Mapping[str, object]) -> str:
     parts = []
     for name, value in outputs.items():
         text = value if isinstance(value, str) else json.dumps(value)

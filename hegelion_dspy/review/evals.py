@@ -7,13 +7,14 @@ import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..types import JSONObject
 
-def report_row(path: Path) -> dict[str, Any]:
+
+def report_row(path: Path) -> JSONObject:
     data = json.loads(path.read_text("utf-8"))
     return {
         "model": data.get("model"),

@@ -18,7 +18,7 @@ from ..curate.selection import TraceFilter
 from ..curate.verdict import example_pair
 from ..errors import InvalidLabelError
 from ..quality import flags_of
-from ..types import TraceRecord
+from ..types import JSONObject, TraceRecord
 from .diff import diff_ratio, word_diff
 from .index import PairView, TraceIndex, TraceQuery
 from .params import BadRequest, parse_label_form
@@ -52,7 +52,7 @@ def trace_flags(record: TraceRecord) -> list[str]:
     return list(flags_of(record))
 
 
-def label_fields(label: Label | None) -> dict[str, Any] | None:
+def label_fields(label: Label | None) -> JSONObject | None:
     return None if label is None else label.model_dump(mode="json")
 
 
@@ -179,10 +179,10 @@ class PairDesk:
         return label, version
 
 
-def dialectic_view(record: TraceRecord) -> dict[str, Any]:
+def dialectic_view(record: TraceRecord) -> JSONObject:
     """One trace as the dialectic view draws it: its facts, and per round the three steps, the contradictions and
     the word diff from the round's thesis to its synthesis (the review app's diff)."""
-    rounds = []
+    rounds: list[JSONObject] = []
     for r in record.rounds:
         rounds.append(
             {
@@ -208,7 +208,7 @@ def dialectic_view(record: TraceRecord) -> dict[str, Any]:
     }
 
 
-def _round_diff(thesis: str, synthesis: str) -> dict[str, Any]:
+def _round_diff(thesis: str, synthesis: str) -> JSONObject:
     """The review app's word diff of a round, or (texts too long for it) ``skipped`` with their length."""
     chars = len(thesis) + len(synthesis)
     if chars > VIEW_DIFF_CHARS:

@@ -10,7 +10,7 @@ from ..curate.formats import preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
 from ..curate.verdict import Verdict, example_pair, judged_examples
 from ..quality import flags_of
-from ..types import TraceRecord
+from ..types import JSONObject, TraceRecord
 from .config import ReviewConfig
 from .diff import diff_ratio, word_diff
 from .index import TraceIndex
@@ -79,14 +79,14 @@ def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, in
     return {"trace_reason": trace_reason, "earlier": earlier, "previews": previews}
 
 
-def diff(record: TraceRecord) -> dict[str, Any] | None:
+def diff(record: TraceRecord) -> JSONObject | None:
     if not record.rounds or not record.synthesis:
         return None
     runs, cut = word_diff(record.first_thesis, record.synthesis)
     return {"runs": runs, "cut": cut, "same": diff_ratio(runs)}
 
 
-def totals(record: TraceRecord) -> dict[str, Any]:
+def totals(record: TraceRecord) -> JSONObject:
     seconds = sum(sum(r.seconds.values()) for r in record.rounds)
     tokens: dict[str, int] = {}
     cost = 0.0
@@ -106,7 +106,7 @@ def flags(record: TraceRecord) -> list[str]:
     return list(flags_of(record))
 
 
-def extra_fields(record: TraceRecord) -> dict[str, Any]:
+def extra_fields(record: TraceRecord) -> JSONObject:
     """Fields of newer trace schemas (demo flag, cost, program digest) when the record has them."""
     names = ("demo", "program_digest")
     return {n: getattr(record, n) for n in names if getattr(record, n, None) not in (None, False)}

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import TrainError, TrainingInterrupted
 from ..lms.identity import BASE_KEY, DEMO_KEY
@@ -41,6 +41,9 @@ from .trainer import (
     stop_on_interrupt,
     torch_threads,
 )
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger("hegelion_dspy.train")
 
@@ -210,8 +213,8 @@ def _train(
     rows: TrainingData,
     method: str,
     base: TrainBase,
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     folder: Path,
     settings: TrainSettings,
     device: str,
@@ -307,7 +310,13 @@ def _size(path: Path) -> int:
 
 
 def _finish(
-    trainer: Any, tokenizer: Any, folder: Path, card: ModelCard, base: TrainBase, outtype: str, emit: Emit
+    trainer: Any,  # a TRL trainer whose model is a peft model (save_pretrained, merge_and_unload)
+    tokenizer: PreTrainedTokenizerBase,
+    folder: Path,
+    card: ModelCard,
+    base: TrainBase,
+    outtype: str,
+    emit: Emit,
 ) -> None:
     """Save the adapter, the merged model, model.gguf and the card in the work folder, then move them into place."""
     staging = folder / WORK / "final"

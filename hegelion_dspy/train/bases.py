@@ -17,12 +17,15 @@ import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import TrainError
 from ..lms.embedded import EMBEDDED_MODEL, locate_gguf
 from ..lms.identity import file_identity
 from ..lms.llamacpp import GGUF_PREFIX, check_gguf
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 CARD_JSON = "hegelion-model.json"  # the model card's data, beside model.gguf (train/card.py writes it)
 
@@ -118,7 +121,7 @@ def _load_message(base: TrainBase, exc: BaseException) -> str:
     return f"cannot load the base {base.spec!r}: {lines[0] if lines else type(exc).__name__}"
 
 
-def _dequantised(folder: Path, gguf_file: str) -> Any:
+def _dequantised(folder: Path, gguf_file: str) -> PreTrainedModel:
     """The model in a GGUF file as a plain (saveable) float32 transformers model."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -132,7 +135,7 @@ def _dequantised(folder: Path, gguf_file: str) -> Any:
     return model
 
 
-def load_base(base: TrainBase) -> tuple[Any, Any]:
+def load_base(base: TrainBase) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The base as a float32 transformers model and its tokenizer (a pad token set); TrainError when it cannot load."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

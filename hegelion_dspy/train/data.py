@@ -81,7 +81,7 @@ def train_file(data: str | Path) -> tuple[Path, Path | None]:
     return given, None
 
 
-def row_shape(row: Any, *, where: str) -> str:
+def row_shape(row: object, *, where: str) -> str:
     """The export format a row has (``dpo`` covers ``dpo-chat``: same columns), else TrainError naming it."""
     if isinstance(row, dict):
         for shape, (columns, _method) in SHAPES.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import TrainError
+from ..types import JSONObject
 
 # The Alpaca prompt, exactly as axolotl's `alpaca` type (and the Stanford Alpaca recipe) renders it.
 ALPACA_PROMPT = (
@@ -26,19 +27,19 @@ ALPACA_PROMPT_NO_INPUT = (
 )
 
 
-def separate_prompt(row: dict[str, Any]) -> dict[str, Any]:
+def separate_prompt(row: dict[str, Any]) -> JSONObject:
     """``row`` with a plain-text prompt ending in one newline (a conversational row as it is)."""
     prompt = row["prompt"]
     return {**row, "prompt": prompt + "\n"} if isinstance(prompt, str) else row
 
 
-def alpaca_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+def alpaca_prompt_completion(row: dict[str, Any]) -> JSONObject:
     """An Alpaca row as the Alpaca prompt and its response."""
     template = ALPACA_PROMPT if row["input"] else ALPACA_PROMPT_NO_INPUT
     return {"prompt": template.format(instruction=row["instruction"], input=row["input"]), "completion": row["output"]}
 
 
-def chat_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+def chat_prompt_completion(row: dict[str, Any]) -> JSONObject:
     """A conversation as the turns before the answer and the answer (the last, assistant, message)."""
     messages = row["messages"]
     if not messages or messages[-1]["role"] != "assistant":
@@ -46,12 +47,12 @@ def chat_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def dpo_row(row: dict[str, Any]) -> dict[str, Any]:
+def dpo_row(row: dict[str, Any]) -> JSONObject:
     """A preference row as DPOTrainer reads it (prompt, chosen, rejected only)."""
     return separate_prompt({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]})
 
 
-def sft_row(row: dict[str, Any], shape: str) -> dict[str, Any]:
+def sft_row(row: dict[str, Any], shape: str) -> JSONObject:
     """A row of any export shape as SFTTrainer's prompt/completion pair."""
     if shape == "sft-chat":
         return chat_prompt_completion(row)

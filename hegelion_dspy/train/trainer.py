@@ -18,7 +18,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import (
+        PreTrainedModel,
+        PreTrainedTokenizerBase,
+        Trainer,
+        TrainerCallback,
+        TrainerControl,
+        TrainerState,
+        TrainingArguments,
+    )
+    from trl import DPOTrainer, SFTTrainer
 
 Emit = Callable[[str], None]
 
@@ -99,7 +112,7 @@ def stop_on_interrupt(stop: StopRequest, emit: Emit | None) -> Iterator[None]:
         yield
         return
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
         if stop.requested:
             raise KeyboardInterrupt
         stop.requested = True
@@ -113,7 +126,7 @@ def stop_on_interrupt(stop: StopRequest, emit: Emit | None) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[Any]:
+def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[TrainerCallback]:
     """The TrainerCallbacks: the progress line, and the checkpoint-and-stop on a Ctrl-C."""
     from transformers import TrainerCallback
 
@@ -122,10 +135,19 @@ def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[Any]:
             self.started = time.perf_counter()
             self.first_step = 0
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        def on_train_begin(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+        ) -> None:
             self.started, self.first_step = time.perf_counter(), state.global_step  # a resumed run counts from here
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        def on_log(
+            self,
+            args: TrainingArguments,
+            state: TrainerState,
+            control: TrainerControl,
+            logs: dict[str, float] | None = None,
+            **kw: object,
+        ) -> None:
             if emit is None or not logs or "loss" not in logs:
                 return
             step, total = state.global_step, state.max_steps
@@ -136,7 +158,9 @@ def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[Any]:
             emit(f"step {step}/{total}  loss {logs['loss']:.4f}  {rate:.2f} steps/s  {left:.0f} s left")
 
     class CheckpointOnStop(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+        def on_step_end(
+            self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: object
+        ) -> TrainerControl:
             if stop.requested:
                 control.should_save = True
                 control.should_training_stop = True
@@ -170,15 +194,15 @@ def trainer_arguments(settings: TrainSettings, work: Path, device: str) -> dict[
 
 def build_trainer(
     method: str,
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     rows: list[dict[str, Any]],
     *,
     settings: TrainSettings,
     work: Path,
     device: str,
-    extra_callbacks: list[Any],
-) -> Any:
+    extra_callbacks: list[TrainerCallback],
+) -> DPOTrainer | SFTTrainer:
     """The TRL trainer for ``method`` over ``rows`` (already in its row shape), checkpoints in ``work``."""
     from datasets import Dataset
     from peft import LoraConfig
@@ -195,7 +219,7 @@ def build_trainer(
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        trainer: Any = DPOTrainer(
+        trainer: DPOTrainer | SFTTrainer = DPOTrainer(
             model=model,
             args=DPOConfig(**common, beta=settings.beta),
             train_dataset=dataset,
@@ -226,6 +250,6 @@ def last_checkpoint(work: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def losses_of(trainer: Any) -> list[tuple[int, float]]:
+def losses_of(trainer: Trainer) -> list[tuple[int, float]]:
     """(step, loss) of every logged step, a resumed run's earlier steps included."""
     return [(int(e["step"]), float(e["loss"])) for e in trainer.state.log_history if "loss" in e and "step" in e]

@@ -67,7 +67,7 @@ def dataset_shape(
 def _histograms(
     conn: sqlite3.Connection,
     where: str,
-    params: list[Any],
+    params: list[object],
     shape: DatasetShape,
     drops: dict[str, int],
     view: PairView,
@@ -131,7 +131,7 @@ def _over_time(shape: DatasetShape, created_by_model: list[tuple[str, float]]) -
 
 
 def _review_progress(
-    conn: sqlite3.Connection, where: str, params: list[Any], shape: DatasetShape, view: PairView
+    conn: sqlite3.Connection, where: str, params: list[object], shape: DatasetShape, view: PairView
 ) -> None:
     decided, needed = review_counts(view)
     labelled, label_params = label_where(view)
