@@ -13,7 +13,7 @@ from typing import Any
 from .context import EvalContext
 from .models import TRAIN_CARD
 from .results import EVAL_SCHEMA_VERSION, write_whole
-from .stats import NO_DIFFERENCE
+from .stats import MIN_ITEMS, NO_DIFFERENCE
 
 FILES = ("report.json", "report.md", "report.svg")
 
@@ -99,8 +99,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Seed {report['seed']}, n {report['n'] or 'all'}, {report['created_at']}, hegelion-dspy "
         f"{report['hegelion_dspy']}"
         + (" — a demo model: this proves the machinery, not an effect" if report["demo"] else ""),
-        "- Intervals: paired bootstrap 95% (2,000 resamples). A difference whose interval holds 0 is reported as "
-        f'"{NO_DIFFERENCE}".',
+        "- Intervals: paired bootstrap 95% (2,000 resamples). A difference whose interval holds 0 (or, for 0/1 "
+        f'outcomes, whose McNemar p is not below 0.05) is reported as "{NO_DIFFERENCE}"; under {MIN_ITEMS} items '
+        "none is called.",
         "",
     ]
     for name, suite in report["suites"].items():
