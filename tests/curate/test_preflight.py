@@ -122,7 +122,7 @@ def test_the_cli_refuses_a_card_folder_it_cannot_write_in_one_line(
         main([str(log), str(SYSFS / "card"), "--card", "--include-demo"])
     out, err = capsys.readouterr()
     assert done.value.code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith(f"hegelion-dataset: error: cannot write the dataset folder {SYSFS}")
+    assert err.count("\n") == 1 and err.startswith(f"hegelion: error: cannot write the dataset folder {SYSFS}")
     assert "nothing was written. Put it on a writable disk (give another output path)" in err
 
 
