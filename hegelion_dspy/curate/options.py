@@ -4,16 +4,17 @@ tool."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ExportError, OptionProblem, from_validation, option
+from ..types import QualityFlag
 from .formats import CHAT_FORMATS, PREFERENCE_FORMATS, Format, Pairs, Rejected
 from .selection import Keep, TraceFilter
 
 KEEP_CHOICES: tuple[str, ...] = get_args(Keep)
-Flag = Literal["truncated", "copy", "no_critique", "leak", "loop"]  # == quality.FLAGS (tests/curate/test_quality.py)
+Flag = QualityFlag  # the names a trace's flags take (types.py), so --allow-flag accepts exactly those
 # -- the options ---------------------------------------------------------------------------------------------------
 
 
