@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from .llamacpp import DEFAULT_REPEAT_PENALTY, DEFAULT_SLOTS, GGUFLM, env_threads
+from .llamacpp import DEFAULT_REPEAT_PENALTY, GGUFLM, env_threads, slots_for
 
 EMBEDDED_MODEL = "embedded/smollm2-135m-instruct"
 
@@ -91,7 +91,7 @@ class EmbeddedLM(GGUFLM):
             repeat_penalty=repeat_penalty,
             slots=slots,
             threads=threads,
-            context=max(EMBEDDED_CONTEXT, EMBEDDED_CONTEXT_PER_SLOT * max(slots or 0, DEFAULT_SLOTS)),
+            context=max(EMBEDDED_CONTEXT, EMBEDDED_CONTEXT_PER_SLOT * slots_for(slots)),
             model=EMBEDDED_MODEL,
         )
 

@@ -244,6 +244,11 @@ _runtimes: dict[Path, LlamaRuntime] = {}
 _runtimes_lock = threading.Lock()
 
 
+def slots_for(slots: int | None) -> int:
+    """The slots a runtime is loaded with when ``slots`` are asked for: at least ``DEFAULT_SLOTS``."""
+    return max(slots or 0, DEFAULT_SLOTS)
+
+
 def runtime_for(
     path: str | Path, *, slots: int | None = None, threads: int | None = None, context: int | None = None
 ) -> LlamaRuntime:
@@ -256,8 +261,7 @@ def runtime_for(
     with _runtimes_lock:
         runtime = _runtimes.get(key)
         if runtime is None:
-            slots = max(slots or 0, DEFAULT_SLOTS)
-            runtime = _runtimes[key] = LlamaRuntime(key, slots=slots, threads=threads, context=context)
+            runtime = _runtimes[key] = LlamaRuntime(key, slots=slots_for(slots), threads=threads, context=context)
         return runtime
 
 
