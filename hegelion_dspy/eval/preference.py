@@ -6,6 +6,10 @@ item, 0.5), the mean margin (in nats; DPO's reward is β times it), the same per
 completion's token count), and the accuracy within length buckets (chosen much shorter / similar / much longer than
 rejected), so a model that only learned "longer wins" shows. Without a base it is M's own preference: the per-token
 log-probability of chosen against rejected (reported for M0 too when there is one).
+
+The pairs are not independent: one held-out trace gives a pair per rejected side (``--rejected both``: two pairs on
+one prompt). Each item carries its prompt's digest as ``group`` and the intervals resample prompts, not pairs (the
+cluster bootstrap in ``stats``), so two pairs of one trace do not count as two pieces of evidence.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ def items(ctx: EvalContext) -> list[dict[str, Any]]:
             )
         prompt = row_prompt(row) or ""
         digest = hashlib.sha256(f"{prompt}\0{completion_text(row['chosen'])}".encode()).hexdigest()[:12]
+        group = hashlib.sha256(prompt.encode()).hexdigest()[:12]
         if ctx.held_out(PREFERENCE, prompt):
-            out.append({"id": f"{lineno}-{digest}", "row": row})
+            out.append({"id": f"{lineno}-{digest}", "row": row, "group": group})
     if ctx.n is not None and ctx.n < len(out):
         out = sorted(random.Random(ctx.seed).sample(out, ctx.n), key=lambda item: int(item["id"].split("-")[0]))
     return out
@@ -65,7 +70,7 @@ def prepare(ctx: EvalContext) -> None:
 def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     row = item["row"]
     chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
-    result: JSONObject = {}
+    result: JSONObject = {"group": item["group"]}
     for side, _ in ctx.sides():
         scorer = ctx.scorer(side, PREFERENCE)
         lp_c, n_c = scorer.logprob(row["prompt"], chosen)
@@ -83,12 +88,19 @@ def _own_preference(results: list[dict[str, Any]], side: str) -> list[float]:
     return tie_aware_accuracy(margins, tol=TIE_TOL)[0]
 
 
+def _groups(results: list[dict[str, Any]]) -> list[str] | None:
+    """Each result's prompt group (None when a resumed log predates groups: the items are then taken as independent)."""
+    groups = [r.get("group") for r in results]
+    return None if any(g is None for g in groups) else [str(g) for g in groups]
+
+
 def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
     seed = ctx.seed
     metrics = []
-    counts: dict[str, int | float] = {"items": len(results)}
+    groups = _groups(results)
+    counts: dict[str, int | float] = {"items": len(results), "prompts": len(set(groups)) if groups else len(results)}
     if ctx.base is not None and results:
-        metrics += _implicit_reward(results, seed, counts)
+        metrics += _implicit_reward(results, seed, counts, groups)
     own_m0 = _own_preference(results, M0) if ctx.base is not None else None
     metrics.append(
         metric(
@@ -98,12 +110,15 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
             seed=seed,
             null=None if own_m0 is not None else 0.5,
             about="the model alone: mean log-probability per token of chosen vs rejected; 0.5 is chance",
+            groups=groups,
         )
     )
     return {"metrics": metrics, "counts": counts}
 
 
-def _implicit_reward(results: list[dict[str, Any]], seed: int, counts: dict[str, int | float]) -> list[JSONObject]:
+def _implicit_reward(
+    results: list[dict[str, Any]], seed: int, counts: dict[str, int | float], groups: list[str] | None
+) -> list[JSONObject]:
     def log_ratio(r: dict[str, Any], which: str, per_token: bool) -> float:
         delta = r[M][which] - r[M0][which]
         return delta / max(1, r[M][f"{which}_tokens"]) if per_token else delta
@@ -115,31 +130,31 @@ def _implicit_reward(results: list[dict[str, Any]], seed: int, counts: dict[str,
     counts["ties"] = ties
     about = "M0 against itself ties on every item (0.5); the difference is M − 0.5"
     out = [
-        metric("implicit-reward accuracy", scores, seed=seed, null=0.5, about=about),
+        metric("implicit-reward accuracy", scores, seed=seed, null=0.5, about=about, groups=groups),
         metric(
             "mean implicit-reward margin (nats)",
             margins,
             seed=seed,
             null=0.0,
             about="log π/π₀ of chosen minus that of rejected; DPO's reward margin is β times this",
+            groups=groups,
         ),
-        metric("per-token implicit-reward accuracy", token_scores, seed=seed, null=0.5, about=about),
-        metric("per-token mean margin (nats/token)", token_margins, seed=seed, null=0.0),
+        metric("per-token implicit-reward accuracy", token_scores, seed=seed, null=0.5, about=about, groups=groups),
+        metric("per-token mean margin (nats/token)", token_margins, seed=seed, null=0.0, groups=groups),
     ]
     for label, low, high in BUCKETS:
         picked = [
-            s
-            for s, r in zip(scores, results, strict=True)
-            if low <= r[M]["chosen_tokens"] / max(1, r[M]["rejected_tokens"]) < high
+            i for i, r in enumerate(results) if low <= r[M]["chosen_tokens"] / max(1, r[M]["rejected_tokens"]) < high
         ]
         counts[f"bucket: {label}"] = len(picked)
         out.append(
             metric(
                 f"implicit-reward accuracy, {label}",
-                picked,
+                [scores[i] for i in picked],
                 seed=seed,
                 null=0.5,
                 about="length-matched bucket by token ratio chosen/rejected",
+                groups=[groups[i] for i in picked] if groups else None,
             )
         )
     return out

@@ -87,7 +87,8 @@ def _diff(diff: dict[str, Any] | None) -> str:
         return "–"
     against = f" (vs {diff['against']:g})" if "against" in diff else ""
     p = f", McNemar p={diff['mcnemar_p']:.3g}" if diff.get("mcnemar_p") is not None else ""
-    return f"{_num(diff['mean'], 3)} [{_num(diff['low'])}, {_num(diff['high'])}]{against}: {diff['verdict']}{p}"
+    by = f", by {diff['groups']} prompts" if diff.get("groups") else ""
+    return f"{_num(diff['mean'], 3)} [{_num(diff['low'])}, {_num(diff['high'])}]{against}{by}: {diff['verdict']}{p}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -99,9 +100,11 @@ def markdown(report: dict[str, Any]) -> str:
         f"- Seed {report['seed']}, n {report['n'] or 'all'}, {report['created_at']}, hegelion-dspy "
         f"{report['hegelion_dspy']}"
         + (" — a demo model: this proves the machinery, not an effect" if report["demo"] else ""),
-        "- Intervals: paired bootstrap 95% (2,000 resamples). A difference whose interval holds 0 (or, for 0/1 "
-        f'outcomes, whose McNemar p is not below 0.05) is reported as "{NO_DIFFERENCE}"; under {MIN_ITEMS} items '
-        "none is called.",
+        "- Intervals (95%): a model's 0/1 accuracy, exact (Clopper–Pearson); other means and every M − M0 "
+        "difference, paired bootstrap (2,000 resamples), resampling whole prompts where items share one (the "
+        "preference pairs of one trace). A difference whose interval holds 0 (or, for 0/1 outcomes of independent "
+        f'items, whose McNemar p is not below 0.05) is reported as "{NO_DIFFERENCE}"; under {MIN_ITEMS} items (or '
+        "prompts) none is called.",
         "",
     ]
     for name, suite in report["suites"].items():

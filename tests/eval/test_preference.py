@@ -144,3 +144,21 @@ def test_the_library_raises_eval_error_for_a_folder_that_is_no_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(EvalError, match="neither a Hugging Face model folder"):
         evaluate(str(tmp_path / "empty"), suites="preference", out=tmp_path / "o")
+
+
+def test_pairs_that_share_a_prompt_are_resampled_together(models, tmp_path):
+    # --rejected both: each held-out trace gives two pairs on one prompt; 8 prompts, 16 pairs.
+    rows = preference_rows(8, start=100)
+    both = [r for row in rows for r in (row, {**row, "rejected": row["rejected"] + " again"})]
+    folder = export_folder(tmp_path / "both", preference_rows(4), both)
+    report = evaluate(
+        str(models["planted"]), base=str(models["base"]), suites="preference", data=folder, out=tmp_path / "o"
+    )
+    counts = report["suites"]["preference"]["counts"]
+    assert counts["items"] == 16 and counts["prompts"] == 8
+    accuracy = _metric(report, "preference", "implicit-reward accuracy")
+    assert accuracy["diff"]["groups"] == 8 and accuracy["diff"]["method"] == "cluster bootstrap"
+    # 16 pairs clear the 10-item minimum, but the 8 prompts behind them do not
+    assert accuracy["m"]["mean"] > 0.9 and not accuracy["diff"]["significant"]
+    assert accuracy["diff"]["verdict"].startswith("too few groups to tell (8 groups of 16 items")
+    assert "by 8 prompts" in (tmp_path / "o" / "report.md").read_text()

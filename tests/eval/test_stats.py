@@ -9,6 +9,8 @@ import pytest
 from hegelion_dspy.eval.stats import (
     NO_DIFFERENCE,
     bootstrap_mean,
+    exact_proportion,
+    interval_of,
     mcnemar_exact,
     paired_difference,
     tie_aware_accuracy,
@@ -115,3 +117,56 @@ def test_an_interval_clear_of_zero_is_not_called_while_mcnemar_cannot_reject():
     assert not diff.significant and diff.verdict == NO_DIFFERENCE
     six = paired_difference([1.0] * 6 + [0.0] * 6, [0.0] * 12, seed=1)
     assert six.mcnemar_p == pytest.approx(2 / 2**6) and six.significant and six.verdict == "M higher"
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [  # R: binom.test(x, n)$conf.int
+        (3, 10, 0.06673951, 0.65245285),
+        (500, 1000, 0.46854917, 0.53145083),
+        (0, 200, 0.0, 1 - 0.025 ** (1 / 200)),  # closed form at 0: 0.01827534
+        (200, 200, 0.025 ** (1 / 200), 1.0),
+        (1, 1, 0.025, 1.0),
+    ],
+)
+def test_exact_proportion_matches_clopper_pearson(successes, n, low, high):
+    interval = exact_proportion(successes, n)
+    assert interval.method == "exact" and interval.n == n and interval.mean == successes / n
+    assert interval.low == pytest.approx(low, abs=1e-7) and interval.high == pytest.approx(high, abs=1e-7)
+
+
+def test_one_models_accuracy_gets_the_exact_interval_where_the_bootstrap_claims_certainty():
+    zeros = [0.0] * 200
+    assert (bootstrap_mean(zeros).low, bootstrap_mean(zeros).high) == (0.0, 0.0)
+    exact = interval_of(zeros)
+    assert exact.method == "exact" and exact.high == pytest.approx(0.0183, abs=1e-4)
+    assert interval_of([0.5, 1.0, 0.0]).method == "bootstrap"  # ties counted half: not a 0/1 outcome
+
+
+def test_grouped_items_are_resampled_by_group():
+    # Ten prompts, each giving five identical pairs: the evidence is ten values, not fifty.
+    per_prompt = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    values = [v for v in per_prompt for _ in range(5)]
+    groups = [g for g in range(10) for _ in range(5)]
+    clustered = bootstrap_mean(values, groups=groups, seed=4)
+    by_prompt = bootstrap_mean(per_prompt, seed=4)
+    naive = bootstrap_mean(values, seed=4)
+    assert clustered.method == "cluster bootstrap" and clustered.groups == 10 and clustered.n == 50
+    assert clustered.mean == pytest.approx(0.7)
+    assert clustered.high - clustered.low == pytest.approx(by_prompt.high - by_prompt.low, abs=0.03)
+    assert naive.high - naive.low < 0.6 * (clustered.high - clustered.low)
+    # every item a group of its own: the plain bootstrap
+    assert bootstrap_mean(per_prompt, groups=list("abcdefghij"), seed=4) == by_prompt
+    with pytest.raises(ValueError, match="one label per item"):
+        bootstrap_mean(values, groups=[0, 1])
+
+
+def test_grouped_differences_count_groups_for_the_minimum_and_skip_mcnemar():
+    m = [1.0] * 24
+    m0 = [0.0] * 24
+    few = paired_difference(m, m0, groups=[g for g in range(6) for _ in range(4)])  # 24 pairs from 6 prompts
+    assert few.too_few and not few.significant and few.mcnemar_p is None
+    assert few.verdict.startswith("too few groups to tell (6 groups of 24 items")
+    many = paired_difference(m, m0, groups=[g for g in range(12) for _ in range(2)])
+    assert not many.too_few and many.significant and many.verdict == "M higher"
+    assert many.as_dict()["groups"] == 12 and many.as_dict()["method"] == "cluster bootstrap"
