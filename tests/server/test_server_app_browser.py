@@ -3,14 +3,17 @@
 a real ``hegelion-server --transport streamable-http``. run_dialectic renders its three steps; in review_pairs an
 accept and an edit land in the labels sidecar and the next ``hegelion dataset`` shows them; a label made stale by a
 reviewer in the web app (/review on the same server) is refused and the view says so; hostile, huge, RTL and emoji
-texts render as text. Each view's screenshot is written to docs/mcp-app/."""
+texts render as text. Each view's screenshot is written to a temporary folder, or to $HEGELION_SHOTS when set
+(``HEGELION_SHOTS=docs/mcp-app`` refreshes the pictures docs/mcp.md shows): a test run leaves tracked files alone."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +31,6 @@ from hegelion_dspy.types import MAX_TEXT_CHARS
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = Path(os.environ.get("MCP_NODE_MODULES", REPO / ".ci" / "node" / "node_modules"))
 HOST = Path(__file__).with_name("app_host") / "host.mjs"
-SHOTS = REPO / "docs" / "mcp-app"
 INSTALL = "run .ci/install-server.sh (Node 22, @modelcontextprotocol/ext-apps and esbuild into .ci/node)"
 HOSTILE = '<script>parent.__pwned = 1; window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 RTL = "هل الواحد عدد أولي؟ לא, 1 אינו ראשוני 🧮🙂👩🏽‍🔬"
@@ -118,9 +120,15 @@ def open_view(page: Any, tool: str, args: dict[str, Any]) -> tuple[Any, dict[str
     return page.frame_locator(f"#{opened['frame']}"), opened["result"]
 
 
+@functools.cache
+def shots() -> Path:
+    folder = Path(os.environ.get("HEGELION_SHOTS") or tempfile.mkdtemp(prefix="hegelion-mcp-app-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def shoot(page: Any, frame_id: str, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.locator(f"#{frame_id}").screenshot(path=str(SHOTS / f"{name}.png"))
+    page.locator(f"#{frame_id}").screenshot(path=str(shots() / f"{name}.png"))
 
 
 def test_run_dialectic_renders_the_three_steps_side_by_side(host: Any) -> None:
