@@ -96,3 +96,11 @@ def _every_card_folder_loads(request: pytest.FixtureRequest, tmp_path: Path) -> 
         loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / ".hf-card-check"))
         assert sorted(loaded) == splits, folder
         assert all(loaded[name].num_rows > 0 for name in splits), folder
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that hold a slow test run first (each file's own order kept): with `--dist loadfile` a worker that picks
+    up a three-minute file last keeps the run waiting while the other worker idles. Every worker collects the same
+    order, as xdist requires."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: False (slow files) first
