@@ -4,7 +4,9 @@ written without them): a column and a filter in the list, a badge on the trace p
 from __future__ import annotations
 
 import json
+import os
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from test_review_index import make_trace
 from hegelion_dspy.quality import flags_of
 from hegelion_dspy.review import ReviewConfig, create_app
 from hegelion_dspy.review.index import TraceIndex, TraceQuery
+from hegelion_dspy.review.index.flags import compute_flags, store_flags
+from hegelion_dspy.review.index.schema import open_index
 from hegelion_dspy.store import TraceStore
 
 LOOP = " ".join(["the cache must be cleared before every single request"] * 6)
@@ -83,3 +87,38 @@ def test_flags_of_traces_written_without_them_follow_in_a_deferred_pass(log: Pat
     listed = {t.id: t.flag_list for t in index.query(per_page=50).items}
     assert listed == {r.id: flags_of(r) for r in TraceStore(log)}
     assert dict(index.facets()["flag"])["copy"] == 1
+
+
+def test_flags_are_computed_outside_the_write_lock_and_not_stored_over_a_log_indexed_afresh(
+    log: Path, tmp_path: Path
+) -> None:
+    # The builder computes at a lower priority; a write lock held meanwhile made a reviewer's label wait behind it.
+    v2 = tmp_path / "v2.jsonl"
+    v2.write_text("".join(json.dumps(r.model_dump(mode="json", exclude={"flags"})) + "\n" for r in TraceStore(log)))
+    index = TraceIndex(v2)
+    assert index.sync(flags=False).flags_pending == 6
+    conn = open_index(index.path)
+    fd = os.open(v2, os.O_RDONLY)
+    try:
+        computed = compute_flags(conn, fd, v2)
+        assert not conn.in_transaction and len(computed.flags) == 6
+        other = sqlite3.connect(index.path, timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # a writer (a label) is not kept waiting by a computed batch
+        other.execute("ROLLBACK")
+        other.close()
+        replaced = tmp_path / "v2b.jsonl"
+        replaced.write_bytes(v2.read_bytes())
+        os.replace(replaced, v2)  # the same bytes in another file: indexed afresh, its numbers name other lines
+        index.sync(flags=False)
+        conn.execute("BEGIN IMMEDIATE")
+        store_flags(conn, computed)
+        conn.execute("COMMIT")
+        assert index.state().flags_pending == 6  # nothing stored from before the re-index
+        conn.execute("BEGIN IMMEDIATE")
+        store_flags(conn, compute_flags(conn, fd, v2))
+        conn.execute("COMMIT")
+    finally:
+        os.close(fd)
+        conn.close()
+    assert index.state().flags_pending == 0
+    assert {t.id: t.flag_list for t in index.query(per_page=50).items} == {r.id: flags_of(r) for r in TraceStore(v2)}

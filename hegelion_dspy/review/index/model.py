@@ -85,7 +85,7 @@ class TraceRow(NamedTuple):
     error: str | None
     demo: int
     # The quality flags (``quality.flags_of``), space-separated, "" for none; None until computed (a trace
-    # written without them: a deferred pass computes them, ``flags.fill_flags``).
+    # written without them: a deferred pass computes them, ``flags.compute_flags``).
     flags: str | None
 
 

@@ -45,7 +45,7 @@ def dataset_shape(
     ``drops`` estimates what an export with these options leaves out, from the index alone: the row checks are
     made on each trace's first-last pairs, and a duplicate is a later ``ok`` trace of an already counted task. The
     trace rules and the quality flags are the export's (``curate.verdict.Verdict``), on the index's columns; flags
-    still to be computed (``flags.fill_flags``) count as none.
+    still to be computed (``flags.compute_flags``) count as none.
     """
     where, params = query_where(query, view)
     shape = DatasetShape()

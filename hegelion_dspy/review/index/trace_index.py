@@ -15,7 +15,7 @@ from ...curate.selection import Keep, TraceFilter, keep_rank, outranks
 from ...errors import InvalidTraceError
 from ...store import parse_line
 from ...types import TraceRecord
-from .flags import fill_flags
+from .flags import compute_flags, store_flags
 from .ingest import index_labels, index_traces, trace_row
 from .model import (
     EVERY_TRACE,
@@ -108,8 +108,9 @@ class TraceIndex:
         return self.state()
 
     def fill_flags(self, *, seconds: float | None = None) -> int:
-        """Compute the quality flags of the indexed traces that have none yet (``flags.fill_flags``), a batch per
-        write transaction, for at most about ``seconds`` (None: all). Returns how many were computed."""
+        """Compute the quality flags of the indexed traces that have none yet (``flags.compute_flags``), a batch at
+        a time, each written in one short write transaction, for at most about ``seconds`` (None: all). Returns how
+        many were computed."""
         deadline = None if seconds is None else time.monotonic() + seconds
         done = 0
         with self._sync_locks["log"]:
@@ -120,17 +121,18 @@ class TraceIndex:
                 conn.close()
                 return done
             try:
-                while True:
+                while (found := compute_flags(conn, fd, self.log_path)).flags:
                     conn.execute("BEGIN IMMEDIATE")
                     try:
-                        batch = fill_flags(conn, fd, self.log_path)
+                        store_flags(conn, found)
                         conn.execute("COMMIT")
                     except BaseException:
                         conn.execute("ROLLBACK")
                         raise
-                    done += batch
-                    if not batch or (deadline is not None and time.monotonic() > deadline):
-                        return done
+                    done += len(found.flags)
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                return done
             finally:
                 os.close(fd)
                 conn.close()
