@@ -26,7 +26,7 @@ TOO_BIG: dict[str, int] = {}  # none left; a new entry needs the helper who spli
 # core eagerly and the rest by name (``_LAZY``), so it sits just above the core.
 FLOORS: list[set[str]] = [
     {"errors", "types"},
-    {"logwrite", "litter"},  # writing files safely: append-only logs, temp files that name their writer
+    {"logwrite", "logread", "litter"},  # logs safely: appending to them, reading them; temp files naming their writer
     {"paths", "store", "checks", "signatures"},
     {"quality"},  # the quality flags: one pure rule over a trace (checks' copy threshold), read by collect and curate
     {""},  # the package facade

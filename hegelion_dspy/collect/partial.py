@@ -22,7 +22,7 @@ from ..quality import with_flags
 from ..types import Contradiction, JSONObject, Mode, Round, Source, Step, TraceFailure, TraceRecord
 
 
-class _Labels(TypedDict):
+class _TraceFields(TypedDict):
     """A trace's fields besides its rounds and outcome, as ``to_trace`` passes them to TraceRecord."""
 
     source: Source
@@ -229,7 +229,7 @@ class PartialTrace:
         """The trace of these answers: ``ok`` when complete, or ``failed`` with ``failure`` and the finished rounds
         (the failing round's finished steps in ``metadata.partial_round``) - finished work is never dropped."""
         rounds = self.finished_rounds()
-        common: _Labels = {
+        common: _TraceFields = {
             "source": source,
             "task": task,
             "mode": mode,
