@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import EvalError
 from .heldout import normalise_prompt
@@ -37,7 +37,7 @@ class EvalContext:
     trained_on: set[str] = field(default_factory=set)
     refused: dict[str, int] = field(default_factory=dict)
     _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
-    _lms: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lms: dict[str, dspy.BaseLM] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def sides(self) -> list[tuple[str, EvalModel]]:
@@ -100,7 +100,7 @@ class EvalContext:
             return self._lms[side]
 
 
-def chat_text(lm: Any, prompt: str, *, max_tokens: int | None = None, system: str | None = None) -> str:
+def chat_text(lm: dspy.BaseLM, prompt: str, *, max_tokens: int | None = None, system: str | None = None) -> str:
     """One plain chat turn through a DSPy LM: the reply's text."""
     kwargs = {"max_tokens": max_tokens} if max_tokens else {}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
