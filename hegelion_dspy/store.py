@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import ValidationError
 
@@ -36,6 +37,21 @@ from .logwrite import append_lines as append_lines  # re-exported: the log writi
 from .logwrite import check_writable as check_writable
 from .logwrite import repair_torn_tail as repair_torn_tail
 from .types import TraceRecord
+
+
+class LogCounts(TypedDict):
+    """``LogStats`` as JSON: what ``hegelion logs --stats``, the MCP resource and ``log_trace`` report."""
+
+    total: int
+    ok: int
+    failed: int
+    invalid: int
+    demo: int
+    scored: int
+    mean_score: float | None
+    by_mode: dict[str, int]
+    by_model: dict[str, int]
+    by_source: dict[str, int]
 
 
 @dataclass
@@ -73,7 +89,7 @@ class LogStats:
     def mean_score(self) -> float | None:
         return self.score_sum / self.scored if self.scored else None
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> LogCounts:
         return {
             "total": self.total,
             "ok": self.ok,
