@@ -78,7 +78,8 @@ def stats_text(report: ExportReport) -> str:
     for reason in DROP_REASONS:
         unit = "traces" if reason in TRACE_REASONS else "rows"
         lines.append(f"  {reason:<24} {report.dropped.get(reason, 0):>9,} {unit}")
-    allowed = set(report.options.get("allow_flags") or ())
+    given = report.options.get("allow_flags")
+    allowed = set(given) if isinstance(given, list) else set()
     lines.append("quality flags (traces carrying each, of those that passed the trace checks)")
     for flag, n in report.flagged.items():
         fate = "kept (--allow-flag)" if flag in allowed else f"{report.dropped.get(flag, 0):,} rows left out"
