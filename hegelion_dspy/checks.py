@@ -11,7 +11,6 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from .errors import LMError
 from .types import Contradiction, JSONObject
@@ -115,7 +114,7 @@ def check_synthesis(
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
-def parse_score(value: Any) -> float:
+def parse_score(value: object) -> float:
     """A judge's score as a float in 0..1. Accepts ``0.7``, ``"0.7"``, ``"7/10"``, ``"70%"``, and a whole number
     ``"7"`` (read as out of 10) or ``"70"`` (out of 100). Raises LMError when there is no number, or when a number
     above 1 has no scale and is not whole (``"1.5"``, ``"7.5"``): 1.5 might be a slip on the 0..1 scale or 1.5 out of

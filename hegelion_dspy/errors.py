@@ -7,9 +7,9 @@ message names as ``option 'NAME'`` (the CLI says them as its flags, ``--name``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import NotRequired, Protocol, TypedDict, TypeVar
 
 
 class HegelionError(Exception):
@@ -71,8 +71,15 @@ class InvalidLabelError(InvalidTraceError):
     """A line of a labels sidecar (``<log>.labels``) is not a valid label; ``path``/``lineno`` locate it."""
 
 
+class _ErrorDetails(TypedDict):  # what is read here of pydantic's ErrorDetails
+    loc: tuple[int | str, ...]
+    msg: str
+    input: object
+    ctx: NotRequired[dict[str, object]]
+
+
 class _Validation(Protocol):  # pydantic.ValidationError, without importing pydantic here
-    def errors(self, *, include_url: bool = ...) -> Any: ...
+    def errors(self, *, include_url: bool = ...) -> Sequence[_ErrorDetails]: ...
 
     def error_count(self) -> int: ...
 

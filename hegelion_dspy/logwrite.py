@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from .errors import ConfigError, option
 
@@ -102,6 +103,18 @@ def _repair_torn_tail(fd: int, path: Path, is_whole_line: IsWholeLine) -> bool:
 
 def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "OSError")
+
+
+class Refusal(TypedDict):
+    """How ``check_writable`` words its refusal for a kind of file: ``nothing`` was done, put it ``elsewhere``."""
+
+    nothing: str
+    elsewhere: str
+    options: tuple[str, ...]
+
+
+class WriteTarget(Refusal):
+    what: str  # what the file is
 
 
 def check_writable(

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import dspy
 from dspy.utils.usage_tracker import UsageTracker, track_usage
@@ -107,15 +107,16 @@ class Dialectic(dspy.Module):
 
     # -- persistence: mode and iterations travel with the tuned predictors ---------------------------------------
 
-    def dump_state(self, *args: Any, **kwargs: Any) -> JSONObject:
-        state: dict[str, Any] = super().dump_state(*args, **kwargs)
+    def dump_state(self, *args: object, **kwargs: object) -> JSONObject:
+        state: JSONObject = super().dump_state(*args, **kwargs)
         state[STATE_KEY] = {"mode": self.mode, "iterations": self.iterations}
         return state
 
-    def load_state(self, state: dict[str, Any], *args: Any, **kwargs: Any) -> Dialectic:
-        own = state.get(STATE_KEY) or {}
-        self.mode = own.get("mode", self.mode)
-        self.iterations = own.get("iterations", self.iterations)
+    def load_state(self, state: Mapping[str, object], *args: object, **kwargs: object) -> Dialectic:
+        own = state.get(STATE_KEY)
+        if isinstance(own, Mapping):  # absent from a state saved by plain dspy
+            self.mode = own.get("mode", self.mode)
+            self.iterations = own.get("iterations", self.iterations)
         super().load_state({k: v for k, v in state.items() if k != STATE_KEY}, *args, **kwargs)
         return self
 

@@ -3,7 +3,7 @@
 Appends take an exclusive ``flock`` on the log, repair a torn last line left by a crashed writer, and write each
 batch of whole lines with one ``write`` on an ``O_APPEND`` descriptor, so several processes can append at once
 without interleaving or losing a line. Reads stream line by line in constant memory and report a bad line as
-``path:line: reason``.
+``path:line: reason`` (``logread``).
 
 A log that cannot be written loses nothing: ``check_writable`` refuses it before any work is done (read-only, no
 permission, a nearly full disk), and a write that fails later (a full disk, a quota) puts the traces in a fallback
@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import collections
 import copy
-import json
 import os
-import shlex
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict
 
 from pydantic import ValidationError
 
-from .errors import ConfigError, InvalidTraceError, LogWriteError, from_validation, option
+from .errors import ConfigError, InvalidTraceError, LogWriteError
+from .logread import OnInvalid
+from .logread import iter_lines as iter_lines  # re-exported: reading a log is logread's, and its readers came here
+from .logread import parse_line as parse_line
+from .logread import read_lines as read_lines
+from .logread import read_records as read_records
 from .logwrite import MIN_FREE_BYTES, errno_name, fallback_paths
 from .logwrite import TORN_SUFFIX as TORN_SUFFIX  # re-exported: where every log here puts a torn line
 from .logwrite import UNSAVED_SUFFIX as UNSAVED_SUFFIX
@@ -33,9 +36,22 @@ from .logwrite import IsWholeLine as IsWholeLine
 from .logwrite import append_lines as append_lines  # re-exported: the log writing every append-only log shares
 from .logwrite import check_writable as check_writable
 from .logwrite import repair_torn_tail as repair_torn_tail
-from .types import SCHEMA_VERSION, TraceRecord, upgrade_record
+from .types import TraceRecord
 
-UTF8_BOM = b"\xef\xbb\xbf"
+
+class LogCounts(TypedDict):
+    """``LogStats`` as JSON: what ``hegelion logs --stats``, the MCP resource and ``log_trace`` report."""
+
+    total: int
+    ok: int
+    failed: int
+    invalid: int
+    demo: int
+    scored: int
+    mean_score: float | None
+    by_mode: dict[str, int]
+    by_model: dict[str, int]
+    by_source: dict[str, int]
 
 
 @dataclass
@@ -73,7 +89,7 @@ class LogStats:
     def mean_score(self) -> float | None:
         return self.score_sum / self.scored if self.scored else None
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> LogCounts:
         return {
             "total": self.total,
             "ok": self.ok,
@@ -86,10 +102,6 @@ class LogStats:
             "by_model": dict(self.by_model),
             "by_source": dict(self.by_source),
         }
-
-
-OnInvalid = Callable[[InvalidTraceError], None]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,115 +122,6 @@ def normalize_task(task: str) -> str:
     if task.isascii() and task.isprintable() and "  " not in task and task[:1] != " " and task[-1:] != " ":
         return task.lower()  # no whitespace to collapse (printable ASCII has none but single spaces), 4x faster
     return " ".join(task.split()).casefold()
-
-
-def parse_line(raw: bytes, path: str | Path, lineno: int) -> TraceRecord:
-    """Parse one log line into a TraceRecord, or raise InvalidTraceError naming path, line and field."""
-    try:
-        return TraceRecord.model_validate_json(raw)
-    except ValidationError:
-        pass  # diagnose below for a precise message; the fast path above serves valid lines
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidTraceError(
-            f"invalid UTF-8 at byte {exc.start} of the line; trace logs are UTF-8 JSON lines", path=path, lineno=lineno
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        snippet = text.strip()[:60]
-        raise InvalidTraceError(
-            f"not JSON ({exc.msg} at column {exc.colno}): {snippet!r}; each line must be one JSON object",
-            path=path,
-            lineno=lineno,
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidTraceError(
-            f"expected a JSON object, got {type(data).__name__}; each line must be one trace object",
-            path=path,
-            lineno=lineno,
-        )
-    version = data.get("schema_version")
-    if isinstance(version, int) and version > SCHEMA_VERSION:
-        raise InvalidTraceError(
-            f"schema_version {version} is newer than this hegelion-dspy understands ({SCHEMA_VERSION}); "
-            "upgrade hegelion-dspy",
-            path=path,
-            lineno=lineno,
-            field="schema_version",
-        )
-    try:
-        return TraceRecord.model_validate(upgrade_record(data))
-    except ValidationError as exc:
-        fix = "fix or remove this line"
-        raise from_validation(exc, source="field", error=InvalidTraceError, fix=fix, path=path, lineno=lineno) from None
-
-
-def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield (line number, raw bytes without the newline, complete?) for every non-blank line, streaming."""
-    # A 64 KiB buffer: with the default (4-8 KiB, smaller than many trace lines) readline copies each line in pieces,
-    # which made reading a 570 MB log 0.4-0.6 s slower (benchmarks/bench_export.py).
-    with open(path, "rb", buffering=1 << 16) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if lineno == 1 and raw.startswith(UTF8_BOM):  # editors on Windows save UTF-8 with a byte-order mark
-                raw = raw[len(UTF8_BOM) :]
-            complete = raw.endswith(b"\n")
-            body = raw.rstrip(b"\r\n")
-            if body and not body.isspace():  # not body.strip(), without copying the line
-                yield lineno, body, complete
-
-
-def read_records(
-    path: str | Path, *, skip_invalid: bool = False, on_invalid: OnInvalid | None = None
-) -> Iterator[TraceRecord]:
-    """Stream the records of one log file.
-
-    An invalid line raises InvalidTraceError unless ``skip_invalid``; skipped lines are reported to ``on_invalid``.
-    A last line without its newline that does not parse is reported as torn (an interrupted write).
-    """
-    return read_lines(path, parse_line, skip_invalid=skip_invalid, on_invalid=on_invalid)
-
-
-def read_lines(
-    path: str | Path,
-    parse: Callable[[bytes, Path, int], T],
-    *,
-    skip_invalid: bool = False,
-    on_invalid: OnInvalid | None = None,
-) -> Iterator[T]:
-    """``read_records`` with another line parser ``parse(raw, path, lineno)`` that raises as ``parse_line`` does
-    (the export's, curate/reader.py)."""
-    path = Path(path)
-    if not path.exists():
-        raise InvalidTraceError("no such file; check the path (or run a dialectic first to create it)", path=path)
-    if path.is_dir():
-        raise InvalidTraceError("is a folder, not a trace log file", path=path)
-    for lineno, raw, complete in iter_lines(path):
-        try:
-            yield parse(raw, path, lineno)
-        except InvalidTraceError as error:
-            problem = error
-            if lineno == 1 and raw.lstrip().startswith(b"["):
-                problem = InvalidTraceError(
-                    "the file holds a JSON array, not JSON lines (one trace object a line); convert it with "
-                    f"jq -c '.[]' {shlex.quote(str(path))} > traces.jsonl",
-                    path=path,
-                    lineno=lineno,
-                )
-            elif not complete:
-                problem = InvalidTraceError(
-                    f"torn last line (no newline at the end: a write was interrupted); {error.reason} — the next "
-                    f"append to this log repairs it, or set {option('skip_invalid')}",
-                    path=path,
-                    lineno=lineno,
-                    field=error.field,
-                    options=("skip_invalid",),
-                )
-            if not skip_invalid:
-                raise problem from None
-            if on_invalid is not None:
-                on_invalid(problem)
 
 
 def _is_whole_trace(fragment: bytes) -> bool:

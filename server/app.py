@@ -234,6 +234,15 @@ def add_log_trace(tools: Tools, state: ServerState, desk: ViewDesk) -> None:
 
 E = ExportDatasetArguments  # each export option's default, limits and description: offered(E, name)
 
+# Why export_dataset spells out the names and types of ExportOptions' fields instead of deriving them, as it derives
+# everything else about them: the SDK (MCPServer.tool / add_tool, mcp 2.3) builds a tool's input schema from the
+# function's own signature and takes no schema or model besides it. Deriving the parameters would mean either writing
+# a synthesised ``__signature__`` (the run-time ``inspect.Signature`` that issue 23 took out, which type checkers and
+# readers cannot see) or one parameter holding an ``ExportOptions`` object, which nests every option under its name
+# and changes the wire schema. So the list is written once here, and tests/server/test_server.py
+# (test_export_dataset_takes_its_options_from_the_one_export_options_model) fails when it and ExportOptions part:
+# a field added, dropped or renamed there, or a description that is not the library's.
+
 
 def add_export_dataset(tools: Tools, state: ServerState) -> None:
     tool = tools.tool

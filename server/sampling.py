@@ -27,7 +27,8 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from hegelion_dspy.collect.workflow import PartialTrace, StepPrompt
+from hegelion_dspy.collect.partial import PartialTrace
+from hegelion_dspy.collect.workflow import StepPrompt
 from hegelion_dspy.errors import LMError
 from hegelion_dspy.types import Step
 

@@ -224,5 +224,5 @@ class ExportDatasetResult(BaseModel):
             files=report.outputs,
             rows=report.rows,
             dropped=dropped,
-            report=report.as_dict(),
+            report=dict(report.as_dict()),  # a ReportDict, as the plain dict the output schema declares
         )

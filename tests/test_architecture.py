@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"hegelion_dspy": ROOT / "hegelion_dspy", "hegelion_server": ROOT / "server"}
 
-MAX_MODULE_LINES = 500
+MAX_MODULE_LINES = 400  # issue 23: every module under ~400 lines (was 500 until the last three were split)
 MAX_FUNCTION_LINES = 80
 
 # Today's offenders, as "path" (a module) or "path::function": the size they may not grow past, and who shrinks them.
@@ -26,7 +26,7 @@ TOO_BIG: dict[str, int] = {}  # none left; a new entry needs the helper who spli
 # core eagerly and the rest by name (``_LAZY``), so it sits just above the core.
 FLOORS: list[set[str]] = [
     {"errors", "types"},
-    {"logwrite", "litter"},  # writing files safely: append-only logs, temp files that name their writer
+    {"logwrite", "logread", "litter"},  # logs safely: appending to them, reading them; temp files naming their writer
     {"paths", "store", "checks", "signatures"},
     {"quality"},  # the quality flags: one pure rule over a trace (checks' copy threshold), read by collect and curate
     {""},  # the package facade
@@ -169,7 +169,7 @@ def _sizes() -> dict[str, int]:
     return sizes
 
 
-def test_no_module_over_500_lines_and_no_function_over_80() -> None:
+def test_no_module_over_400_lines_and_no_function_over_80() -> None:
     over = []
     for key, lines in _sizes().items():
         limit = MAX_FUNCTION_LINES if "::" in key else MAX_MODULE_LINES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn, TextIO
 
 import click
 
@@ -22,7 +22,7 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time of the write (so captured stderr in tests works too)."""
 
     @property
-    def stream(self) -> Any:
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -96,7 +95,7 @@ def agent(
     workers: int | None,
     max_cost: float | None,
     quiet: bool,
-    **options: Any,
+    **options: object,
 ) -> int:
     """Make an LM argue with itself: thesis -> antithesis -> synthesis, and log it as training data.
 

@@ -6,7 +6,6 @@ Its flags are made from ``ExportOptions`` (the library's one options model): an 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -25,7 +24,7 @@ PROG = "hegelion-dataset"
 @click.argument("output", type=click.Path(path_type=Path))
 @fields_as_options(ExportOptions, names=FLAG_NAMES, inverted=INVERTED)
 @click.option("--stats", is_flag=True, help="Print what was kept and, per reason, what was dropped.")
-def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) -> int:
+def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: object) -> int:
     """Turn trace logs (files or quoted globs) into JSONL training data, one row a line.
 
     \b
@@ -35,7 +34,7 @@ def dataset(inputs: tuple[str, ...], output: Path, stats: bool, **options: Any) 
     hegelion-dataset 'logs/*.jsonl' data/dpo.jsonl --format dpo-chat --split 0.1 --stats
     hegelion-dataset traces.jsonl data/dpo --card --split 0.1 --model 'openai/*' --keep best
     """
-    opts = ExportOptions.of(**given_options(options, ExportOptions))
+    opts = ExportOptions.of(given_options(options, ExportOptions))
     report = export_dataset(list(inputs), output, opts, command=command_line())
     if report.invalid:
         click.echo(
@@ -79,7 +78,8 @@ def stats_text(report: ExportReport) -> str:
     for reason in DROP_REASONS:
         unit = "traces" if reason in TRACE_REASONS else "rows"
         lines.append(f"  {reason:<24} {report.dropped.get(reason, 0):>9,} {unit}")
-    allowed = set(report.options.get("allow_flags") or ())
+    given = report.options.get("allow_flags")
+    allowed = set(given) if isinstance(given, list) else set()
     lines.append("quality flags (traces carrying each, of those that passed the trace checks)")
     for flag, n in report.flagged.items():
         fate = "kept (--allow-flag)" if flag in allowed else f"{report.dropped.get(flag, 0):,} rows left out"

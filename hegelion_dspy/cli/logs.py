@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..curate.selection import TraceFilter
 from ..quality import flags_of
-from ..store import TraceStore, default_log_path
+from ..store import LogCounts, TraceStore, default_log_path
 from ..types import STEPS, ModelIdentity, TraceRecord
 from ._common import prog, run
 from .options import FLAG_NAMES, fields_as_options, given_options
@@ -38,7 +38,7 @@ def _store(log_file: Path | None) -> TraceStore:
     return store
 
 
-def _selection(options: dict[str, Any], status: str | None, exclude_demo: bool) -> Any:
+def _selection(options: Mapping[str, object], status: str | None, exclude_demo: bool) -> Callable[[TraceRecord], bool]:
     # Reading a log back shows demo traces too (marked), unlike exports; --exclude-demo hides them.
     chosen = TraceFilter.model_validate({**given_options(options, TraceFilter), "include_demo": not exclude_demo})
     left_out = chosen.compiled()  # once: ``reason`` would build the filter function again for every record
@@ -66,7 +66,7 @@ def logs(
     exclude_demo: bool,
     as_json: bool,
     stats: bool,
-    **options: Any,
+    **options: object,
 ) -> int:
     """List the latest traces of the log, newest first; `hegelion logs show ID` shows one in full."""
     if ctx.invoked_subcommand is not None:
@@ -108,7 +108,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _stats_text(path: Path, data: dict[str, Any]) -> str:
+def _stats_text(path: Path, data: LogCounts) -> str:
     lines = [
         f"log       {path}",
         f"traces    {data['total']:,} ({data['ok']:,} ok, {data['failed']:,} failed, {data['demo']:,} demo; "
@@ -116,8 +116,8 @@ def _stats_text(path: Path, data: dict[str, Any]) -> str:
     ]
     if data["scored"]:
         lines.append(f"scored    {data['scored']:,} (mean {data['mean_score']:.2f})")
-    for title, key in (("model", "by_model"), ("mode", "by_mode"), ("source", "by_source")):
-        for name, n in sorted(data[key].items(), key=lambda kv: (-kv[1], kv[0])):
+    for title, counts in (("model", data["by_model"]), ("mode", data["by_mode"]), ("source", data["by_source"])):
+        for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"{title:<9} {name:<40} {n:>9,}")
     return "\n".join(lines)
 

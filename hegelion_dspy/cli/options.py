@@ -155,9 +155,9 @@ def fields_as_options(
     return decorate
 
 
-def given_options(params: Mapping[str, object], model: type[BaseModel]) -> dict[str, Any]:
+def given_options(params: Mapping[str, object], model: type[BaseModel]) -> dict[str, object]:
     """The fields of ``model`` the user gave on the command line (from ``fields_as_options``' parameters)."""
-    given: dict[str, Any] = {}
+    given: dict[str, object] = {}
     for key, value in params.items():
         name, _, off = key.partition("__")
         if name not in model.model_fields or value is None or value == ():

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
 from ..errors import ConfigError, LogWriteError
 from ..lms.metering import BudgetExhausted, CallMeter, metering
@@ -158,7 +158,7 @@ def _check_priced(ctx: RunContext) -> None:
         )
 
 
-Queued = tuple[Any, str]  # (key, task): the key comes back with the task's trace
+Queued = tuple[object, str]  # (key, task): the key, whatever the caller's, comes back with the task's trace
 
 
 async def run_queue(
@@ -166,7 +166,7 @@ async def run_queue(
     *,
     ctx: RunContext,
     concurrency: int,
-    on_record: Callable[[Any, TraceRecord], None],
+    on_record: Callable[[object, TraceRecord], None],
     iterations: int | None = None,
     source: Source = "cli",
     tags: Sequence[str] = (),

@@ -2,10 +2,10 @@
 
 The driver (this process) plans the batch exactly as a local one (``collect.plan_batch``: resume by provenance),
 starts ``workers`` actors, and hands each one prompts as it asks for them (at most twice its ``concurrency`` waiting or
-running). An actor builds its own ``RunContext`` from a ``RunRecipe`` (its share of the rate limits) and runs
-``collect.run_queue`` on its event loop: the same loop as a local batch. Each finished trace streams back at once
-(a Ray streaming generator; traces that finish together travel together) with the actor's running cost, and the
-driver, the only writer, appends them to the one log under the store's lock. So:
+running). An actor (``ray_worker.py``) builds its own ``RunContext`` from a ``RunRecipe`` (its share of the rate
+limits) and runs ``collect.run_queue`` on its event loop: the same loop as a local batch. Each finished trace streams
+back at once (a Ray streaming generator; traces that finish together travel together) with the actor's running cost,
+and the driver, the only writer, appends them to the one log under the store's lock. So:
 
 - an interrupt (Ctrl-C) or an error in the driver kills the actors; every trace already received is in the log;
 - an actor that dies has its unfinished prompts handed to the others (and a replacement actor is started); a trace
@@ -20,22 +20,25 @@ Ray is an optional extra (``pip install 'hegelion-dspy[ray]'``); this module imp
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Unpack
+from types import ModuleType
+from typing import TYPE_CHECKING, Unpack
 
-from ..collect.batch import BatchOptions, BatchResult, BatchSettings, Queued, run_queue
+from ..collect.batch import BatchOptions, BatchResult, BatchSettings, Queued
 from ..collect.context import RunContext, RunRecipe
 from ..errors import ClusterError, ConfigError
-from ..lms.metering import CallMeter, LeasedBudget, metering
+from ..lms.metering import CallMeter
 from ..store import TraceStore
-from ..types import Source, TraceRecord
+from ..types import TraceRecord
+from .ray_worker import BudgetKeeper, DialecticWorker, WorkerPlan
+
+if TYPE_CHECKING:
+    from ray import ObjectRefGenerator
+    from ray.actor import ActorHandle
 
 log = logging.getLogger("hegelion_dspy.collect.distributed")
 
@@ -43,7 +46,7 @@ INSTALL_HINT = "pip install 'hegelion-dspy[ray]'"
 LOCAL = "local"  # the address that starts a Ray cluster on this machine for the batch
 
 
-def import_ray() -> Any:
+def import_ray() -> ModuleType:
     """The ``ray`` module, or ConfigError saying how to install it."""
     try:
         import ray
@@ -52,12 +55,12 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(ray: Any, address: str | None) -> bool:
+def connect(ray: ModuleType, address: str | None) -> bool:
     """Join the cluster at ``address`` (None or "local": start one on this machine); True when this call started
     Ray (the caller shuts it down). Ray already initialised in this process is used as it is."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = {"logging_level": logging.ERROR, "include_dashboard": False}
+    options: dict[str, object] = {"logging_level": logging.ERROR, "include_dashboard": False}
     try:
         if address in (None, LOCAL):
             ray.init(**options)
@@ -72,138 +75,13 @@ def connect(ray: Any, address: str | None) -> bool:
     return True
 
 
-# -- the worker (a Ray actor) -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerPlan:
-    """What every worker of one batch gets: the recipe, its share of the rate limits, how to run and tag."""
-
-    recipe: RunRecipe
-    program_bytes: bytes | None  # the program file travels by value: a remote node need not have the path
-    share: int  # the rate limits are divided between this many workers
-    concurrency: int
-    iterations: int | None
-    source: Source
-    tags: tuple[str, ...]
-    budget: Any = None  # the batch's BudgetKeeper actor, with a max_cost
-
-
-class BudgetKeeper:
-    """A Ray batch's ``max_cost`` (an actor): hands it out to the workers' meters in pieces, never more in all."""
-
-    def __init__(self, limit: float):
-        self.left = limit
-
-    def grant(self, usd: float) -> float:
-        """Up to ``usd`` of what is left (less when less is left; 0 once it is all handed out)."""
-        given = min(max(0.0, usd), self.left)
-        self.left -= given
-        return given
-
-
-def _meter(plan: WorkerPlan, on_limit: Any) -> CallMeter:
-    """A worker's meter: a ``LeasedBudget`` on the batch's keeper when it has a budget, asking it without blocking
-    the worker's event loop (the keeper's answer is a future the meter looks at when a call next asks)."""
-    if plan.budget is None:
-        return CallMeter()
-    keeper = plan.budget
-
-    def answer(request: Any) -> float | None:
-        return float(request.result()) if request.done() else None
-
-    return LeasedBudget(
-        ask=lambda usd: keeper.grant.remote(usd).future(), answer=answer, ahead=plan.concurrency, on_limit=on_limit
-    )
-
-
-def _worker_context(plan: WorkerPlan) -> RunContext:
-    recipe = plan.recipe
-    manners = recipe.call_manners().share(plan.share)
-    if plan.program_bytes is None:
-        return RunContext.build(recipe, manners=manners)
-    with tempfile.TemporaryDirectory(prefix="hegelion-program-") as folder:
-        local = Path(folder) / Path(recipe.program or "program.json").name
-        local.write_bytes(plan.program_bytes)
-        ctx = RunContext.build(recipe.model_copy(update={"program": local}), manners=manners)
-    ctx.program_path = str(recipe.program)  # the digest is of the same bytes; the path is the one the user gave
-    return ctx
-
-
-class DialecticWorker:
-    """A Ray actor running ``plan.concurrency`` dialectics at once on its event loop (``collect.run_queue``)."""
-
-    def __init__(self, plan: WorkerPlan):
-        self.plan = plan
-        self.queue: asyncio.Queue[Queued | None] = asyncio.Queue()
-        self.error: str | None = None
-        try:
-            self.ctx: RunContext | None = _worker_context(plan)
-        except Exception as exc:  # reported by ready(): an actor that cannot start must not look like a crash
-            self.ctx, self.error = None, f"{type(exc).__name__}: {exc}"
-
-    def ready(self) -> tuple[str | None, int]:
-        """(why this worker cannot run, or None; its process id)."""
-        return self.error, os.getpid()
-
-    async def submit(self, items: list[Queued]) -> None:
-        for item in items:
-            self.queue.put_nowait(item)
-
-    async def close(self) -> None:
-        self._stop_now()
-
-    def _stop_now(self) -> None:
-        """Every runner ends once its dialectic does (the driver closed, or the budget is spent)."""
-        for _ in range(self.plan.concurrency):
-            self.queue.put_nowait(None)
-
-    async def results(self) -> Any:
-        """Stream ([(key, trace), ...], the worker's call counts so far) as dialectics finish, until closed: every
-        trace finished since the last item, so a busy worker sends fewer, larger items."""
-        assert self.ctx is not None, self.error
-        finished: list[tuple[Any, TraceRecord]] = []
-        wake = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        meter = _meter(self.plan, lambda: loop.call_soon_threadsafe(self._stop_now))
-
-        def on_record(key: Any, record: TraceRecord) -> None:
-            finished.append((key, record))
-            wake.set()
-
-        async def work() -> None:
-            try:
-                with metering(meter):
-                    await run_queue(
-                        self.queue,
-                        ctx=self.ctx,  # type: ignore[arg-type]
-                        concurrency=self.plan.concurrency,
-                        on_record=on_record,
-                        iterations=self.plan.iterations,
-                        source=self.plan.source,
-                        tags=self.plan.tags,
-                        stop=lambda: meter.reached,
-                    )
-            finally:
-                wake.set()
-
-        running = asyncio.ensure_future(work())
-        while not running.done() or finished:
-            await wake.wait()
-            wake.clear()
-            if finished:
-                batch, finished = finished, []
-                yield batch, meter.snapshot()
-        await running  # its error, if any, reaches the driver
-
-
 # -- the driver -------------------------------------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
 class _Worker:
-    actor: Any
-    stream: Any
+    actor: ActorHandle[DialecticWorker]
+    stream: ObjectRefGenerator  # its results(), as they come
     outstanding: set[int] = field(default_factory=set)
     counts: dict[str, float] = field(default_factory=dict)  # its meter's last snapshot
 
@@ -211,13 +89,13 @@ class _Worker:
 class _Driver:
     """Hands prompts to workers, receives their traces, logs each once, replaces workers that die."""
 
-    def __init__(self, ray: Any, plan: WorkerPlan, todo: list[str], workers: int, restarts: int, cpus: float):
+    def __init__(self, ray: ModuleType, plan: WorkerPlan, todo: list[str], workers: int, restarts: int, cpus: float):
         self.ray = ray
         self.plan = plan
         self.todo = todo
         self.pending: collections.deque[int] = collections.deque(range(len(todo)))
         self.done: set[int] = set()
-        self.live: dict[Any, _Worker] = {}  # by stream
+        self.live: dict[ObjectRefGenerator, _Worker] = {}  # by stream
         self.finished = CallMeter()  # counts of workers that are gone
         self.restarts = restarts
         self.window = 2 * plan.concurrency
@@ -266,7 +144,7 @@ class _Driver:
                 "traces are logged: rerun to resume"
             )
 
-    def _kill_all(self, actors: list[Any]) -> None:
+    def _kill_all(self, actors: list[ActorHandle[DialecticWorker]]) -> None:
         for actor in actors:
             self.ray.kill(actor)
         self.kill()

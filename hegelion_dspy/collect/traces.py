@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,8 +19,8 @@ def build_trace(
     thesis: str,
     antithesis: str,
     synthesis: str,
-    contradictions: Sequence[Contradiction | dict[str, Any]] | None = None,
-    rounds: Sequence[Round | dict[str, Any]] | None = None,
+    contradictions: Sequence[Contradiction | Mapping[str, object]] | None = None,
+    rounds: Sequence[Round | Mapping[str, object]] | None = None,
     mode: Mode = "general",
     model: str | None = None,
     tags: Sequence[str] | None = None,

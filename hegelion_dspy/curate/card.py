@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+
+from .report import ReportDict
 
 # Hugging Face size categories (https://huggingface.co/docs/hub/datasets-cards): the number of rows.
 _SIZE_CATEGORIES = (
@@ -44,7 +45,7 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
 
 
-def front_matter(report: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
+def front_matter(report: ReportDict, opts: Mapping[str, object]) -> str:
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split in report["rows"]:
         lines += [f"  - split: {split}", f"    path: data/{split}.jsonl"]
@@ -58,13 +59,13 @@ def front_matter(report: Mapping[str, Any], opts: Mapping[str, Any]) -> str:
         "size_categories:",
         f"- {size_category(report['rows_written'])}",
         'license: ""  # choose a license the models\' terms allow (e.g. cc-by-4.0, apache-2.0) before publishing',
-        f"pretty_name: {_yaml_str('hegelion-dspy ' + opts['format'] + ' dataset')}",
+        f"pretty_name: {_yaml_str('hegelion-dspy ' + str(opts['format']) + ' dataset')}",
         "---",
     ]
     return "\n".join(lines)
 
 
-def _table(title: str, counts: dict[str, Any]) -> list[str]:
+def _table(title: str, counts: dict[str, int]) -> list[str]:
     if not counts:
         return []
     out = [f"| {title} | traces |", "| --- | ---: |"]
@@ -80,13 +81,13 @@ _REJECTED_WORDS = {
 }
 
 
-def _what_a_row_is(opts: Mapping[str, Any]) -> str:
+def _what_a_row_is(opts: Mapping[str, object]) -> str:
     if opts["format"] in ("dpo", "dpo-chat"):
-        return f"Each row prefers the synthesis (`chosen`) to {_REJECTED_WORDS[opts['rejected']]} (`rejected`)."
+        return f"Each row prefers the synthesis (`chosen`) to {_REJECTED_WORDS[str(opts['rejected'])]} (`rejected`)."
     return "Each row teaches the final synthesis as the answer to the prompt."
 
 
-def _curation_line(opts: Mapping[str, Any]) -> str:
+def _curation_line(opts: Mapping[str, object]) -> str:
     one = f"`{opts['keep']}`" if opts["dedupe"] else "off (every trace kept)"
     score = "none" if opts["min_score"] is None else f"{opts['min_score']:g}"
     split = f"; test split {opts['split']:g} (seed {opts['seed']})" if opts["split"] else ""
@@ -96,8 +97,8 @@ def _curation_line(opts: Mapping[str, Any]) -> str:
 
 
 def card_text(
-    report: Mapping[str, Any],
-    opts: Mapping[str, Any],
+    report: ReportDict,
+    opts: Mapping[str, object],
     *,
     filters: list[str],
     trace_reasons: Collection[str],
@@ -117,7 +118,7 @@ def card_text(
         "Made by hegelion-dspy from dialectic traces: a model answered each prompt (thesis), critiqued its answer "
         "(antithesis, with contradictions and evidence) and resolved the critique (synthesis). " + _what_a_row_is(opts),
         "",
-        f"- **Format:** `{opts['format']}`: {_COLUMNS[opts['format']]}.",
+        f"- **Format:** `{opts['format']}`: {_COLUMNS[str(opts['format'])]}.",
         f"- **Splits:** {splits}.",
         f"- **Traces:** {report['traces_read']:,} read, {report['traces_kept']:,} kept (one row set each).",
         f"- **Created:** {report['first_created'] or '?'} to {report['last_created'] or '?'} (UTC).",

@@ -9,11 +9,11 @@ import os
 import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ..errors import ExportError, option
 from ..litter import sweep_stale, temp_path
-from ..logwrite import check_writable
+from ..logwrite import Refusal, check_writable
 from .labels import labels_path
 
 _GLOB_CHARS = frozenset("*?[")
@@ -66,7 +66,7 @@ FORCE = ("force",)
 CARD_MARK = "<!-- written by hegelion-dspy -->"
 
 
-_ELSEWHERE: dict[str, Any] = {"nothing": "nothing was written", "elsewhere": "give another output path", "options": ()}
+_ELSEWHERE: Refusal = {"nothing": "nothing was written", "elsewhere": "give another output path", "options": ()}
 
 
 def _check_outputs(outputs: Mapping[str, Path], inputs: list[Path], force: bool) -> None:

@@ -10,10 +10,10 @@ Face ``datasets``, axolotl and unsloth load as they are (see ``types.py`` for th
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, TypedDict, get_args
 
 from ..errors import ExportError
-from ..types import ChatTurn, DPOChatRow, DPORow, InstructionRow, SFTChatRow, SFTRow, TraceRecord
+from ..types import ChatTurn, DPOChatRow, DPORow, InstructionRow, Mode, SFTChatRow, SFTRow, TraceRecord
 
 Format = Literal["dpo", "dpo-chat", "instruction", "sft", "sft-chat"]
 Rejected = Literal["thesis", "antithesis", "both"]
@@ -118,6 +118,10 @@ def _sft_chat_row(ex: RowSource, system: str | None = None) -> SFTChatRow:
     return {"messages": [*_prompt_messages(ex.prompt, system), {"role": "assistant", "content": ex.chosen}]}
 
 
+ExportRow = DPORow | DPOChatRow | InstructionRow | SFTRow | SFTChatRow
+
+# Typed loosely because the export driver (curate/stream.py) adds a ``metadata`` column to the row a shaper returns,
+# which none of the row TypedDicts has; a union of the five shaper types would refuse that assignment.
 _SHAPERS: dict[str, Any] = {
     "dpo": _dpo_row,
     "dpo-chat": _dpo_chat_row,
@@ -154,7 +158,17 @@ def to_sft_chat_rows(record: TraceRecord, *, system: str | None = None) -> list[
     return [_sft_chat_row(ex, system) for ex in supervised_examples(record)]
 
 
-def row_metadata(record: TraceRecord, example: RowSource) -> dict[str, Any]:
+class RowMetadata(TypedDict):
+    """The ``metadata`` column of a row: where it came from."""
+
+    trace_id: str
+    model: str | None
+    mode: Mode
+    round: int
+    score: float | None
+
+
+def row_metadata(record: TraceRecord, example: RowSource) -> RowMetadata:
     """The ``metadata`` column written with ``with_metadata``: where a row came from. Trainers ignore it."""
     return {
         "trace_id": record.id,
@@ -165,8 +179,9 @@ def row_metadata(record: TraceRecord, example: RowSource) -> dict[str, Any]:
     }
 
 
-def shape_row(format: Format, example: RowSource, system: str | None = None) -> dict[str, Any]:
+def shape_row(format: Format, example: RowSource, system: str | None = None) -> ExportRow:
     """One example as a row of ``format`` (the shape the export writes)."""
     if format not in _SHAPERS:
         raise ExportError(f"format {format!r} is not one of {', '.join(FORMATS)}")
-    return dict(_SHAPERS[format](example, system))
+    row: ExportRow = _SHAPERS[format](example, system)
+    return row

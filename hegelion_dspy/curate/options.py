@@ -4,7 +4,7 @@ tool."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import get_args
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -97,7 +97,7 @@ class ExportOptions(TraceFilter):
 
     @field_validator("allow_flags", mode="before")
     @classmethod
-    def _one_flag_or_many(cls, value: Any) -> Any:
+    def _one_flag_or_many(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
@@ -124,7 +124,7 @@ class ExportOptions(TraceFilter):
         return self
 
     @classmethod
-    def of(cls, options: ExportOptions | Mapping[str, Any] | None = None, **changes: Any) -> ExportOptions:
+    def of(cls, options: ExportOptions | Mapping[str, object] | None = None, **changes: object) -> ExportOptions:
         """``options`` (or the defaults) with ``changes`` applied, validated; ExportError names a bad field."""
         base = options.model_dump() if isinstance(options, ExportOptions) else dict(options or {})
         try:

@@ -3,9 +3,40 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
+
+from ..types import JSONObject
 
 # -- the report ----------------------------------------------------------------------------------------------------
+
+
+class ReportDict(TypedDict):
+    """``ExportReport.as_dict()``: the report as JSON (the MCP tool's ``report``, the dataset card's source)."""
+
+    format: str
+    inputs: list[str]
+    outputs: dict[str, str]
+    folder: str | None
+    rows: dict[str, int]
+    rows_written: int
+    traces_read: int
+    traces_kept: int
+    dropped: dict[str, int]
+    labels: dict[str, int]
+    flagged: dict[str, int]
+    label_files: list[str]
+    invalid: int
+    invalid_locations: list[str]
+    warnings: list[str]
+    kept_by_model: dict[str, int]
+    kept_by_mode: dict[str, int]
+    kept_by_program: dict[str, int]
+    first_created: str | None
+    last_created: str | None
+    cost_usd: float
+    priced_traces: int
+    options: JSONObject
+    seconds: float
 
 
 @dataclass
@@ -23,7 +54,7 @@ class ExportReport:
     inputs: list[str]
     outputs: dict[str, str]
     rows: dict[str, int]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: JSONObject = field(default_factory=dict)
     traces_read: int = 0
     traces_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -47,7 +78,7 @@ class ExportReport:
     def rows_written(self) -> int:
         return sum(self.rows.values())
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ReportDict:
         return {
             "format": self.format,
             "inputs": list(self.inputs),

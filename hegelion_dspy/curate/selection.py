@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,7 +55,7 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _as_list(value: Any) -> Any:
+def _as_list(value: object) -> object:
     # Accept one string where a list is expected (a CLI flag given once, an API caller passing "openai/*").
     return [value] if isinstance(value, str) else value
 
@@ -96,7 +96,7 @@ class TraceFilter(BaseModel):
 
     @field_validator("models", "exclude_models", "sources", "tags", "exclude_tags", mode="before")
     @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
+    def _one_or_many(cls, value: object) -> object:
         return _as_list(value)
 
     @field_validator("since", "until", mode="after")

@@ -10,7 +10,7 @@ decision for one example. De-duplication (one trace per prompt) is stateful and 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..quality import FLAGS, flags_of
 from ..types import TraceRecord
@@ -52,7 +52,7 @@ class TraceFacts(Protocol):
 class Verdict:
     """The drop rules of one set of export options (see the module docstring), built once, called per trace."""
 
-    def __init__(self, options: ExportOptions | Mapping[str, Any] | None = None, **changes: Any):
+    def __init__(self, options: ExportOptions | Mapping[str, object] | None = None, **changes: object):
         opts = ExportOptions.of(options, **changes)
         self.options = opts
         self.include_demo, self.min_score, self.min_chars = opts.include_demo, opts.min_score, opts.min_chars

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import EvalError
 from .heldout import normalise_prompt
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
     from .logprob import Scorer
 
-M, M0 = "m", "m0"  # the two sides of every result record
+Side = Literal["m", "m0"]
+M: Side = "m"  # the two sides of every result record
+M0: Side = "m0"
 
 
 @dataclass
@@ -37,10 +39,10 @@ class EvalContext:
     trained_on: set[str] = field(default_factory=set)
     refused: dict[str, int] = field(default_factory=dict)
     _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
-    _lms: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lms: dict[str, dspy.BaseLM] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def sides(self) -> list[tuple[str, EvalModel]]:
+    def sides(self) -> list[tuple[Side, EvalModel]]:
         """(key, model) of M and, when there is a base, M0."""
         return [(M, self.model)] + ([(M0, self.base)] if self.base is not None else [])
 
@@ -100,7 +102,7 @@ class EvalContext:
             return self._lms[side]
 
 
-def chat_text(lm: Any, prompt: str, *, max_tokens: int | None = None, system: str | None = None) -> str:
+def chat_text(lm: dspy.BaseLM, prompt: str, *, max_tokens: int | None = None, system: str | None = None) -> str:
     """One plain chat turn through a DSPy LM: the reply's text."""
     kwargs = {"max_tokens": max_tokens} if max_tokens else {}
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]

@@ -20,15 +20,14 @@ import ast
 import json
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import NotRequired, TypedDict, TypeVar
 
-from ..types import JSONObject
 from .context import EvalContext, chat_text
 from .datafiles import halueval_qa
-from .metrics import metric
+from .metrics import MetricEntry, Summary, metric
 
 HALUEVAL = "halueval"
 SAMPLE_RANGE = range(0, 9000)
@@ -117,7 +116,34 @@ def first_word(reply: str) -> str:
     return words[0].strip("#").strip(".").strip(",") if words else ""
 
 
-def _judge(ctx: EvalContext, side: str, query: str) -> JSONObject:
+class AnswerEntry(TypedDict):
+    """Answer mode: the model's reply and which answer it matches."""
+
+    reply: str
+    f1_right: float
+    f1_hallucinated: float
+    match: str  # right, hallucinated or neither
+
+
+class JudgeEntry(TypedDict):
+    """One side's verdict: forced choice (``lp_yes``, ``lp_no``) with weights, else a parsed free ``reply``."""
+
+    pred: str | None
+    valid: bool
+    lp_yes: NotRequired[float]
+    lp_no: NotRequired[float]
+    reply: NotRequired[str]
+    correct: NotRequired[bool]
+    answer: NotRequired[AnswerEntry]
+
+
+class HaluResult(TypedDict):
+    label: str  # the truth: "Yes" when the judge was shown the hallucinated answer
+    m: JudgeEntry
+    m0: NotRequired[JudgeEntry]
+
+
+def _judge(ctx: EvalContext, side: str, query: str) -> JudgeEntry:
     model = ctx.model if side == "m" else ctx.base
     assert model is not None
     if model.weights is not None:
@@ -138,60 +164,73 @@ def f1(answer: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _answer(ctx: EvalContext, side: str, item: HaluItem) -> JSONObject:
+def _answer(ctx: EvalContext, side: str, item: HaluItem) -> AnswerEntry:
     reply = chat_text(ctx.lm(side, HALUEVAL), answer_prompt(item), max_tokens=HALUEVAL_ANSWER_TOKENS)
     right, wrong = f1(reply, item["right_answer"]), f1(reply, item["hallucinated_answer"])
     match = "right" if right > wrong else ("hallucinated" if wrong > right else "neither")
     return {"reply": reply[:500], "f1_right": right, "f1_hallucinated": wrong, "match": match}
 
 
-def run_item(ctx: EvalContext, item: HaluItem) -> JSONObject:
+def run_item(ctx: EvalContext, item: HaluItem) -> HaluResult:
     shown = item["hallucinated_answer"] if item["hallucinated"] else item["right_answer"]
     query = judge_query(judge_instruction(halueval_qa()), item["question"], shown)
     label = "Yes" if item["hallucinated"] else "No"
-    result: JSONObject = {"label": label}
+    entries: dict[str, JudgeEntry] = {}
     for side, model in ctx.sides():
         entry = _judge(ctx, side, query)
         entry["correct"] = entry["pred"] == label
         if item["answer_mode"] and model.generate_with is not None:
             entry["answer"] = _answer(ctx, side, item)
-        result[side] = entry
+        entries[side] = entry
+    result: HaluResult = {"label": label, "m": entries["m"]}
+    if "m0" in entries:
+        result["m0"] = entries["m0"]
     return result
 
 
-# what a metric reads of one side's result: a number or a truth (counted as 1/0)
-Reading = Callable[[Any], float | bool]
+V = TypeVar("V")  # what a metric reads of one side's result: a number or a truth (counted as 1/0)
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
+def _by_side(result: HaluResult) -> dict[str, JudgeEntry]:
+    return {"m": result["m"], **({"m0": result["m0"]} if "m0" in result else {})}
+
+
+def summarise(ctx: EvalContext, results: Sequence[HaluResult]) -> Summary:
     has_base = ctx.base is not None
 
-    def per_side(side: str, fn: Reading, rows: list[dict[str, Any]]) -> list[float]:
+    def per_side(side: str, fn: Callable[[V], float | bool], rows: Sequence[Mapping[str, V]]) -> list[float]:
         return [float(fn(r[side])) for r in rows]
 
-    def entry(name: str, fn: Reading, rows: list[dict[str, Any]], about: str, null: float | None = None) -> JSONObject:
+    def entry(
+        name: str,
+        fn: Callable[[V], float | bool],
+        rows: Sequence[Mapping[str, V]],
+        about: str,
+        null: float | None = None,
+    ) -> MetricEntry:
         m0 = per_side("m0", fn, rows) if has_base else None
         return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
 
-    answered = [r for r in results if "answer" in r["m"] and (not has_base or "answer" in r["m0"])]
-    forced = [r for r in results if "lp_yes" in r["m"] and (not has_base or "lp_yes" in r["m0"])]
+    judged = [_by_side(r) for r in results]
+    answered = [s for s in judged if all("answer" in s[k] for k in s)]
+    forced = [(s, r["label"]) for s, r in zip(judged, results, strict=True) if all("lp_yes" in s[k] for k in s)]
 
-    def leaning(s: dict[str, Any], label: str) -> float:  # log-odds of "Yes", signed by the truth
+    def leaning(s: JudgeEntry, label: str) -> float:  # log-odds of "Yes", signed by the truth
         return (s["lp_yes"] - s["lp_no"]) * (1.0 if label == "Yes" else -1.0)
 
-    signed = [{k: (leaning(r[k], r["label"]) if k in ("m", "m0") else r[k]) for k in r} for r in forced]
+    signed = [{k: leaning(side, label) for k, side in s.items()} for s, label in forced]
     metrics = [
-        entry("judge accuracy", lambda s: s["correct"], results, "balanced: always-Yes or always-No scores 0.5", 0.5),
+        entry("judge accuracy", lambda s: s["correct"], judged, "balanced: always-Yes or always-No scores 0.5", 0.5),
         entry(
             "judge yes-rate",
             lambda s: s["pred"] == "Yes",
-            results,
+            judged,
             "share of 'Yes, hallucinated' verdicts; 0.5 is the true share",
         ),
         entry(
             "judge valid replies",
             lambda s: s["valid"],
-            results,
+            judged,
             "forced choice is always valid; free text counts replies whose first word is not Yes/No as invalid",
         ),
         entry(
@@ -216,7 +255,7 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
             "that repeat the question's words, so a rambling reply leans this way: read it beside the right share",
         ),
     ]
-    counts = {
+    counts: dict[str, int | float] = {
         "items": len(results),
         "hallucinated shown": sum(r["label"] == "Yes" for r in results),
         "answer-mode items": len(answered),

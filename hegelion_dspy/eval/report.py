@@ -5,23 +5,42 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from .context import EvalContext
+from .metrics import Summary
 from .models import TRAIN_CARD
 from .results import EVAL_SCHEMA_VERSION, write_whole
-from .stats import MIN_ITEMS, NO_DIFFERENCE
+from .stats import MIN_ITEMS, NO_DIFFERENCE, DifferenceEntry, IntervalEntry
 
 FILES = ("report.json", "report.md", "report.svg")
 
 
-def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Any]) -> dict[str, Any]:
+class Report(TypedDict):
+    """``report.json``: what was evaluated, and each suite's summary."""
+
+    schema_version: int
+    created_at: str
+    hegelion_dspy: str
+    model: str
+    base: str | None
+    demo: bool
+    seed: int
+    n: int | None
+    data: str | None
+    judge_model: str | None
+    suites: dict[str, Summary]
+    files: dict[str, str]
+
+
+def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Summary]) -> Report:
     from .. import __version__
 
-    report = {
+    report: Report = {
         "schema_version": EVAL_SCHEMA_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "hegelion_dspy": __version__,
@@ -43,7 +62,7 @@ def write_report(folder: Path, ctx: EvalContext, suites: dict[str, Any]) -> dict
     return report
 
 
-def record_on_card(folder: Path, report: dict[str, Any]) -> None:
+def record_on_card(folder: Path, report: Report) -> None:
     """Put the headline of each suite into the ``evals`` of the ``hegelion train`` card beside the report."""
     card_path = folder / TRAIN_CARD
     card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -76,13 +95,13 @@ def _num(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def _side(entry: dict[str, Any] | None) -> str:
+def _side(entry: IntervalEntry | None) -> str:
     if not entry or not entry["n"]:
         return "–"
     return f"{_num(entry['mean'])} [{_num(entry['low'])}, {_num(entry['high'])}]"
 
 
-def _diff(diff: dict[str, Any] | None) -> str:
+def _diff(diff: DifferenceEntry | None) -> str:
     if not diff:
         return "–"
     against = f" (vs {diff['against']:g})" if "against" in diff else ""
@@ -91,7 +110,7 @@ def _diff(diff: dict[str, Any] | None) -> str:
     return f"{_num(diff['mean'], 3)} [{_num(diff['low'])}, {_num(diff['high'])}]{against}{by}: {diff['verdict']}{p}"
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     base = f"`{report['base']}`" if report["base"] else "none (M alone)"
     lines = [
         f"# Evaluation of `{report['model']}`",
@@ -123,7 +142,7 @@ def markdown(report: dict[str, Any]) -> str:
 _ROW, _LEFT, _WIDTH, _PLOT = 34, 380, 900, 440
 
 
-def _bar(out: list[str], entry: dict[str, Any] | None, y: float, scale: Any, colour: str) -> None:
+def _bar(out: list[str], entry: IntervalEntry | None, y: float, scale: Callable[[float], float], colour: str) -> None:
     if not entry or not entry["n"] or math.isnan(entry["mean"]):
         return
     x0, x1, xm = scale(entry["low"]), scale(entry["high"]), scale(entry["mean"])
@@ -131,7 +150,7 @@ def _bar(out: list[str], entry: dict[str, Any] | None, y: float, scale: Any, col
     out.append(f'<circle cx="{xm:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
 
 
-def svg_chart(report: dict[str, Any]) -> str:
+def svg_chart(report: Report) -> str:
     """One row per metric: M (blue) and M0 (grey) with their 95% intervals, on the metric's own axis."""
     rows = [(name, e) for name, suite in report["suites"].items() for e in suite["metrics"]]
     height = 60 + _ROW * max(1, len(rows))
@@ -163,7 +182,8 @@ def svg_chart(report: dict[str, Any]) -> str:
         out.append(f'<text x="{_LEFT + _PLOT + 4}" y="{y + 22}" fill="#666">{high:.3g}</text>')
         _bar(out, entry["m"], y - 3, scale, "#1f6feb")
         _bar(out, entry["m0"], y + 5, scale, "#888")
-        verdict = entry["diff"]["verdict"] if entry.get("diff") else ""
+        diff = entry["diff"]
+        verdict = diff["verdict"] if diff else ""
         out.append(f'<text x="{_LEFT + _PLOT + 40}" y="{y + 4}">{escape(verdict)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"

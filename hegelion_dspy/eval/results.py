@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from ..errors import EvalError
 from ..types import JSONObject
@@ -17,6 +18,12 @@ from .models import TRAIN_CARD
 EVAL_SCHEMA_VERSION = 1
 SETUP = "eval.json"
 ITEMS = "items.jsonl"
+
+
+class Item(TypedDict):
+    """What every suite's items have: an id, unique in its suite (the rest is the suite's own)."""
+
+    id: str
 
 
 def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> JSONObject:
@@ -29,7 +36,7 @@ def setup_of(model: str, base: str | None, seed: int, data: Path | None) -> JSON
     }
 
 
-def check_out(out: Path, setup: dict[str, Any], *, model_folder: Path | None = None) -> None:
+def check_out(out: Path, setup: JSONObject, *, model_folder: Path | None = None) -> None:
     """EvalError when ``out`` is a file, holds another model (a ``hegelion train`` folder other than M's own,
     ``model_folder``), or holds an evaluation of other models, seed or data. Nothing is written."""
     if out.exists() and not out.is_dir():
@@ -66,7 +73,7 @@ class ItemLog:
 
     def __init__(self, out: Path):
         self.path = out / ITEMS
-        self.done: dict[tuple[str, str], dict[str, Any]] = {}
+        self.done: dict[tuple[str, str], Mapping[str, object]] = {}  # a suite's result, as its run_item made it
         self._lock = threading.Lock()
         self._torn = False
         if self.path.is_file():
@@ -84,7 +91,7 @@ class ItemLog:
                 self.done[(record["suite"], str(record["id"]))] = record["result"]
         self._torn = bool(data) and not data.endswith(b"\n")  # repaired by the first append, not by reading
 
-    def append(self, suite: str, item_id: str, result: dict[str, Any]) -> None:
+    def append(self, suite: str, item_id: str, result: Mapping[str, object]) -> None:
         line = json.dumps({"schema_version": EVAL_SCHEMA_VERSION, "suite": suite, "id": item_id, "result": result})
         with self._lock:
             with open(self.path, "a", encoding="utf-8") as fh:

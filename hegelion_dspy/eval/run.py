@@ -5,16 +5,20 @@ missing data, tokenizers that differ, a GGUF llama.cpp cannot load, an output fo
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import EvalError
 from .context import EvalContext
 from .heldout import training_prompts
+from .metrics import Summary
 from .models import resolve_eval_model
-from .results import ItemLog, check_out, setup_of, write_whole
+from .results import Item, ItemLog, check_out, setup_of, write_whole
+
+if TYPE_CHECKING:
+    from .report import Report
 
 OnProgress = Callable[[str, int, int], None]  # (suite, items done, items in the suite)
 
@@ -63,7 +67,7 @@ def evaluate(
     max_tokens: int | None = None,
     concurrency: int = 4,
     on_progress: OnProgress | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Evaluate ``model`` (against ``base``) on ``suites``; returns the report (also written to ``out``)."""
     names = parse_suites(suites)
     if n is not None and n < 1:
@@ -93,7 +97,7 @@ def evaluate(
             modules[name].prepare(ctx)  # loads weights and LMs: every refusal happens before anything is written
     folder.mkdir(parents=True, exist_ok=True)
     write_whole(folder / "eval.json", _json(setup))
-    summaries = {}
+    summaries: dict[str, Summary] = {}
     for name in names:
         results = _run_suite(ctx, name, modules[name], planned[name], log, on_progress)
         summaries[name] = modules[name].summarise(ctx, results)
@@ -107,10 +111,10 @@ def _run_suite(
     ctx: EvalContext,
     name: str,
     module: ModuleType,
-    items: list[dict[str, Any]],
+    items: Sequence[Item],
     log: ItemLog,
     on_progress: OnProgress | None,
-) -> list[dict[str, Any]]:
+) -> list[Mapping[str, object]]:
     todo = [item for item in items if (name, item["id"]) not in log.done]
     done = len(items) - len(todo)
     if on_progress:

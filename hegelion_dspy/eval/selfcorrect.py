@@ -15,12 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-from collections.abc import Callable
-from typing import Any, TypedDict
+from collections.abc import Callable, Sequence
+from typing import TypedDict
 
-from ..types import JSONObject
 from .context import EvalContext
-from .metrics import metric
+from .metrics import Summary, metric
 from .stats import mcnemar_exact
 
 SELFCORRECT = "selfcorrect"
@@ -138,10 +137,25 @@ def prepare(ctx: EvalContext) -> None:
         ctx.lm(side, SELFCORRECT)
 
 
-def run_item(ctx: EvalContext, item: CheckableItem) -> JSONObject:
+class DialecticOutcome(TypedDict):
+    """One side's dialectic on an item: its status and model, the first thesis t1 and final synthesis t2, checked."""
+
+    status: str
+    model: str | None
+    demo: bool
+    t1: str
+    t2: str
+    t1_correct: bool
+    t2_correct: bool
+
+
+SelfCorrectResult = dict[str, DialecticOutcome]  # by side: m, and m0 when there is a base
+
+
+def run_item(ctx: EvalContext, item: CheckableItem) -> SelfCorrectResult:
     from ..collect.run import run_dialectic
 
-    result: JSONObject = {}
+    result: SelfCorrectResult = {}
     for side, _ in ctx.sides():
         trace = run_dialectic(item["question"], lm=ctx.lm(side, SELFCORRECT), iterations=1, tags=["eval", SELFCORRECT])
         t1 = trace.rounds[0].thesis if trace.rounds else ""
@@ -158,7 +172,7 @@ def run_item(ctx: EvalContext, item: CheckableItem) -> JSONObject:
     return result
 
 
-def summarise(ctx: EvalContext, results: list[dict[str, Any]]) -> JSONObject:
+def summarise(ctx: EvalContext, results: Sequence[SelfCorrectResult]) -> Summary:
     has_base = ctx.base is not None
     sides = ["m", "m0"] if has_base else ["m"]
     values: dict[str, dict[str, list[float]]] = {}

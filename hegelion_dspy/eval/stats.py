@@ -25,15 +25,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass
-
-from ..types import JSONObject
+from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_LEVEL = 0.95
 NO_DIFFERENCE = "no significant difference"
 MIN_ITEMS = 10
 BOOTSTRAP, EXACT, CLUSTER = "bootstrap", "exact", "cluster bootstrap"
+
+
+class IntervalEntry(TypedDict):
+    """An ``Interval`` in a report (``report.json``)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float
+    method: str
+    groups: int | None
+
+
+class DifferenceEntry(IntervalEntry):
+    """A ``Difference`` in a report; ``against`` is the null value M was compared with when there is no M0."""
+
+    mcnemar_p: float | None
+    discordant: list[int] | None
+    significant: bool
+    verdict: str
+    against: NotRequired[float]
 
 
 @dataclass(frozen=True)
@@ -57,8 +78,16 @@ class Interval:
     def holds(self, value: float) -> bool:
         return self.low <= value <= self.high
 
-    def as_dict(self) -> JSONObject:
-        return asdict(self)
+    def as_dict(self) -> IntervalEntry:
+        return {
+            "mean": self.mean,
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "level": self.level,
+            "method": self.method,
+            "groups": self.groups,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,7 +121,7 @@ class Difference:
             return NO_DIFFERENCE
         return "M higher" if self.interval.mean > 0 else "M lower"
 
-    def as_dict(self) -> JSONObject:
+    def as_dict(self) -> DifferenceEntry:
         return {
             **self.interval.as_dict(),
             "mcnemar_p": self.mcnemar_p,

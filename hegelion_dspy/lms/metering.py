@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Generic, TypeVar
 
 import orjson
 
@@ -30,10 +30,11 @@ from ..errors import LMError
 
 # Our own offline models: nothing to pay, and no reason to import LiteLLM's price map for them.
 _OFFLINE_PROVIDERS = frozenset({"scripted", "embedded"})
+R = TypeVar("R")  # a LeasedBudget's request for more, as its ``ask`` makes it and its ``answer`` reads it
 
 
 @functools.lru_cache(maxsize=1)
-def price_map() -> dict[str, Any]:
+def price_map() -> dict[str, object]:
     """LiteLLM's price map: ``litellm.model_cost`` when LiteLLM is loaded, else the copy bundled with it, read
     without importing LiteLLM (seconds per process, which every Ray worker would pay)."""
     loaded = sys.modules.get("litellm")
@@ -182,18 +183,18 @@ class CallMeter:
 
 
 @dataclass
-class LeasedBudget(CallMeter):
+class LeasedBudget(CallMeter, Generic[R]):
     """A meter spending a budget someone else hands out in pieces (a Ray batch's keeper, ``collect.distributed``):
     a call is sent only when its worst case fits the ``allowance`` granted so far, so the calls of every meter of one
     keeper never pass what the keeper holds. A call that does not fit asks for more (``ask(usd)`` starts a request;
     ``answer(request)`` is the amount granted once known, else None) and waits ("later"); once the keeper gave less
     than was needed it is dry, and the meter's limit is reached as a ``CallMeter``'s is (``on_limit``)."""
 
-    ask: Callable[[float], Any] | None = None
-    answer: Callable[[Any], float | None] | None = None
+    ask: Callable[[float], R] | None = None
+    answer: Callable[[R], float | None] | None = None
     ahead: int = 1  # worst cases asked for beyond the call's need: fewer requests, at most this many stranded
     allowance: float = 0.0  # granted so far
-    _request: Any = field(default=None, repr=False, compare=False)
+    _request: R | None = field(default=None, repr=False, compare=False)
     _shortfall: float = field(default=0.0, repr=False, compare=False)
     _dry: bool = field(default=False, repr=False, compare=False)
 

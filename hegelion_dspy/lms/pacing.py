@@ -10,9 +10,9 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from dspy.utils.exceptions import LMRateLimitError, LMServerError, LMTimeoutError, LMTransportError
 
@@ -135,7 +135,7 @@ class RateLimiter:
             self._next += (used - reserved) * self.seconds_per_unit
 
 
-def prompt_texts(prompt: Any, messages: Any) -> Iterator[str]:
+def prompt_texts(prompt: object, messages: Iterable[object] | None) -> Iterator[str]:
     """The text parts of a call's prompt and messages."""
     if isinstance(prompt, str):
         yield prompt
@@ -147,7 +147,7 @@ def prompt_texts(prompt: Any, messages: Any) -> Iterator[str]:
             yield from (str(part.get("text", "")) for part in content if isinstance(part, dict))
 
 
-def estimate_tokens(prompt: Any, messages: Any, max_tokens: Any) -> int:
+def estimate_tokens(prompt: object, messages: Iterable[object] | None, max_tokens: object) -> int:
     """Tokens a call may use, before it is made: about 4 characters a prompt token, plus the completion cap (512
     when there is none). The limiter is corrected with the real count afterwards."""
     chars = sum(len(text) for text in prompt_texts(prompt, messages))
@@ -155,7 +155,7 @@ def estimate_tokens(prompt: Any, messages: Any, max_tokens: Any) -> int:
     return chars // 4 + cap
 
 
-def call_worst_case(model: str, prompt: Any, messages: Any, max_tokens: Any) -> float | None:
+def call_worst_case(model: str, prompt: object, messages: Iterable[object] | None, max_tokens: object) -> float | None:
     """The most a call can cost (``metering.worst_case_cost``): its prompt's UTF-8 bytes plus 8 a message (roles,
     separators) as tokens, and ``max_tokens`` (``DEFAULT_MAX_TOKENS`` when the call has none)."""
     texts = list(prompt_texts(prompt, messages))

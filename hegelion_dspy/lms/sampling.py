@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import LMError
 from .base import DEFAULT_MAX_TOKENS, ChatMessages, Completion, MessagesLM
+
+if TYPE_CHECKING:
+    from dspy.lm15 import Config
 
 # The sampling bridge: (system prompt, user/assistant messages, max_tokens, temperature) -> the reply.
 SendFn = Callable[[str | None, ChatMessages, int, float | None], Awaitable["Completion | str"]]
@@ -34,13 +37,13 @@ class SamplingLM(MessagesLM):
         self.send = send
         self.requested_temperature = temperature
 
-    def complete(self, messages: ChatMessages, config: Any) -> Completion:
+    def complete(self, messages: ChatMessages, config: Config) -> Completion:
         raise LMError(
             "SamplingLM answers only asynchronously (its replies come from an event loop); run the program with "
             "acall() or arun_dialectic() instead of calling it synchronously"
         )
 
-    async def acomplete(self, messages: ChatMessages, config: Any) -> Completion:
+    async def acomplete(self, messages: ChatMessages, config: Config) -> Completion:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
         chat = [m for m in messages if m["role"] != "system"]
         max_tokens = self.call_max_tokens(config)

@@ -13,12 +13,15 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, LMError
 from ..types import STEPS, JSONObject
 from .base import ChatMessages, Completion, MessagesLM
+
+if TYPE_CHECKING:
+    from dspy.lm15 import Config
 
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", re.S)
 _ASKED = re.compile(r"starting with the field `\[\[ ## (\w+) ## \]\]`")
@@ -62,13 +65,13 @@ def _marked(outputs: Mapping[str, object]) -> str:
     return "\n\n".join(parts)
 
 
-def _prose(outputs: dict[str, Any]) -> str:
+def _prose(outputs: Mapping[str, object]) -> str:
     """The outputs as a model that ignores the format would write them: the text, then any list as bullets."""
     lines = []
     for value in outputs.values():
         if isinstance(value, str):
             lines.append(value)
-        else:
+        elif isinstance(value, Iterable):
             lines.extend(f"- {item['description'] if isinstance(item, dict) else item}" for item in value)
     return "\n\n".join(lines)
 
@@ -93,7 +96,7 @@ class ScriptedLM(MessagesLM):
         fail_on: Collection[str] = (),
         empty_on: Collection[str] = (),
         prose_on: Collection[str] = (),
-        answer: Callable[[str, dict[str, str]], dict[str, Any]] | None = None,
+        answer: Callable[[str, dict[str, str]], Mapping[str, object]] | None = None,
         model: str = "scripted/dialectic",
     ):
         super().__init__(model)
@@ -165,12 +168,12 @@ class ScriptedLM(MessagesLM):
         with self._lock:
             return [step for step, _ in self.calls]
 
-    def complete(self, messages: ChatMessages, config: Any) -> Completion:
+    def complete(self, messages: ChatMessages, config: Config) -> Completion:
         if self.latency:
             time.sleep(self.latency)
         return self._reply(messages)
 
-    async def acomplete(self, messages: ChatMessages, config: Any) -> Completion:
+    async def acomplete(self, messages: ChatMessages, config: Config) -> Completion:
         if self.latency:
             await asyncio.sleep(self.latency)
         return self._reply(messages)

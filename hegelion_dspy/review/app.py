@@ -83,7 +83,7 @@ class Pages:
         for name in self.env.list_templates():  # compiled now, not by the first request (most of its time)
             self.env.get_template(name)
 
-    def render(self, request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    def render(self, request: Request, name: str, status_code: int = 200, **context: object) -> HTMLResponse:
         context.update(
             base=_base(request),
             csrf=self.token,
@@ -95,7 +95,7 @@ class Pages:
         html = self.env.get_template(name).render(**context)
         return HTMLResponse(html, status_code=status_code, headers={"cache-control": "no-store"})
 
-    def error(self, request: Request, message: str, status_code: int = 400, **context: Any) -> HTMLResponse:
+    def error(self, request: Request, message: str, status_code: int = 400, **context: object) -> HTMLResponse:
         return self.render(request, "error.html", status_code=status_code, message=message, **context)
 
     def list_page(self, request: Request) -> Response:

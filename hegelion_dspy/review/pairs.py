@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from ..curate.formats import preference_examples
 from ..curate.labels import Label, LabelStore, parse_pair
@@ -56,13 +56,32 @@ def label_fields(label: Label | None) -> JSONObject | None:
     return None if label is None else label.model_dump(mode="json")
 
 
+class ChatPair(TypedDict):
+    """One pair as the in-chat review shows it: both sides, the trace's facts, the latest label and its version."""
+
+    trace_id: str
+    pair: str  # "thesis:1>synthesis:1"
+    task: str
+    chosen: str
+    rejected: str
+    rejected_step: str
+    rejected_round: int
+    chosen_round: int
+    model: str | None
+    tags: list[str]
+    flags: list[str]
+    demo: bool
+    label: JSONObject | None
+    version: int
+
+
 def pair_cards(
     record: TraceRecord, labels: dict[str, Label], versions: dict[str, int], view: PairView | None = None
-) -> list[dict[str, Any]]:
+) -> list[ChatPair]:
     """Every pair of one trace under ``view``, with its sides, the trace's facts, its latest label and its version
     (how many labels it has had: a label is written from it, ``base``, and refused if another came meanwhile)."""
     view = view or PairView()
-    cards = []
+    cards: list[ChatPair] = []
     for ex in preference_examples(record, rejected=view.rejected, pairs=view.pairs):
         pair = example_pair(ex)
         step, rejected_round, chosen_round = parse_pair(pair)
@@ -122,13 +141,13 @@ class PairDesk:
                 return
             page += 1
 
-    def pairs(self, query: PairQuery) -> list[dict[str, Any]]:
+    def pairs(self, query: PairQuery) -> list[ChatPair]:
         """Up to ``query.limit`` pairs, newest traces first; with ``unlabelled_first`` the pairs nobody decided on
         come before the decided ones."""
         self.index.sync()
         limit = max(1, min(query.limit, MAX_PAIRS))
-        open_pairs: list[dict[str, Any]] = []
-        decided: list[dict[str, Any]] = []
+        open_pairs: list[ChatPair] = []
+        decided: list[ChatPair] = []
         passes = ("no", None) if query.unlabelled_first else (None,)
         done: set[tuple[str, str]] = set()
         for reviewed in passes:

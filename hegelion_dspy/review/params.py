@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlencode
 
 from pydantic import ValidationError
@@ -49,7 +48,7 @@ class ListParams:
     page: int
     raw: dict[str, str] = field(default_factory=dict)
 
-    def qs(self, **changes: Any) -> str:
+    def qs(self, **changes: object) -> str:
         """The query string of this list (for links), with ``changes`` applied; empty values dropped."""
         values = {**self.raw, **{k: ("" if v is None else str(v)) for k, v in changes.items()}}
         kept = {k: v for k, v in values.items() if v not in ("", None)}
@@ -78,7 +77,7 @@ def _scores(raw: dict[str, str]) -> dict[str, float]:
 
 
 def _trace_filter(raw: dict[str, str]) -> TraceFilter:
-    chosen: dict[str, Any] = {field: raw[name] for name, field in FILTER_PARAMS.items() if name in raw}
+    chosen: dict[str, str | bool] = {field: raw[name] for name, field in FILTER_PARAMS.items() if name in raw}
     if "include_demo" in chosen:
         chosen["include_demo"] = chosen["include_demo"] not in ("0", "false", "no", "off")
     try:

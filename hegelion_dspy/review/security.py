@@ -17,7 +17,6 @@ import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -115,7 +114,7 @@ class Guard:
         return None
 
 
-def token_matches(expected: str, form_token: Any, header_token: str | None) -> bool:
+def token_matches(expected: str, form_token: object, header_token: str | None) -> bool:
     """The CSRF check of a state-changing handler: the header token if sent, else the form's ``csrf`` field."""
     given = header_token if header_token is not None else form_token
     return isinstance(given, str) and secrets.compare_digest(given.encode(), expected.encode())

@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import threading
-from typing import Any
 
 from ..curate.labels import LabelStore
-from ..logwrite import check_writable
+from ..logwrite import WriteTarget, check_writable
 from ..types import TraceRecord
 from .config import ReviewConfig
-from .index import IndexState, Page, TraceIndex, TraceQuery
+from .index import DatasetShape, IndexState, Page, TraceIndex, TraceQuery
 from .index.build import NICENESS
 
 INLINE_SYNC_BYTES = 16 << 20  # a log that grew by less is indexed during the request; more goes to a background thread
@@ -24,7 +23,7 @@ BUILDER = (
     f"import os, sys; os.nice({NICENESS}); from hegelion_dspy.review.index.build import main; "
     "sys.exit(main(sys.argv[1:], nice=False))"
 )
-LABELS_TARGET: dict[str, Any] = {
+LABELS_TARGET: WriteTarget = {
     "what": "labels sidecar",
     "nothing": "the review app was not started",
     "elsewhere": "copy the log to a writable folder and review the copy",
@@ -42,7 +41,7 @@ class ReviewState:
         check_writable(self.labels.path, **LABELS_TARGET)  # before a reviewer makes a label it could not keep
         self._worker: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
-        self._charts: tuple[Any, Any] | None = None
+        self._charts: tuple[tuple[int, int, TraceQuery], DatasetShape] | None = None
         self.catch_up_error: str | None = None
 
     def warm(self) -> None:
@@ -120,7 +119,7 @@ class ReviewState:
             record = self.index.read_unindexed(trace_id)
         return record
 
-    def shape(self, query: TraceQuery) -> Any:
+    def shape(self, query: TraceQuery) -> DatasetShape:
         """The charts' aggregates, cached until the log, the labels or the filter change."""
         state = self.index.state()
         key = (state.indexed_bytes, state.indexed_label_bytes, query)

@@ -4,9 +4,9 @@ export writes from it (labels applied, or why none), the thesis-to-synthesis dif
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
-from ..curate.formats import preference_examples, shape_row, supervised_examples
+from ..curate.formats import ExportRow, preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
 from ..curate.verdict import Verdict, example_pair, judged_examples
 from ..quality import flags_of
@@ -52,10 +52,19 @@ class RowPreview:
     pair: str
     outcome: str
     reason: str | None
-    row: dict[str, Any]
+    row: ExportRow
 
 
-def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, index: TraceIndex) -> dict[str, Any]:
+class TraceRows(TypedDict):
+    """What the trace page shows of the export: why the trace gives no rows (or None), the trace kept in its place
+    under the keep rule, and each row it would give."""
+
+    trace_reason: str | None
+    earlier: str | None
+    previews: list[RowPreview]
+
+
+def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, index: TraceIndex) -> TraceRows:
     """The dpo and sft rows this trace gives under the app's options (labels applied), or why it gives none: the
     export's own rules (``curate.verdict.Verdict``), its keep rule for duplicates (``TraceIndex.kept_instead``)."""
     judge = Verdict(min_chars=config.min_chars, min_score=config.min_score, reviewed_only=config.reviewed_only)
@@ -66,7 +75,7 @@ def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, in
     def label_of(trace_id: str, pair: str) -> Label | None:
         return labels.get(pair)
 
-    previews = []
+    previews: list[RowPreview] = []
     for fmt, examples in (
         ("dpo", preference_examples(record, rejected=config.view.rejected, pairs=config.view.pairs)),
         ("sft", supervised_examples(record)),

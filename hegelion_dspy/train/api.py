@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import TrainError, TrainingInterrupted
 from ..lms.identity import BASE_KEY, DEMO_KEY
 from ..lms.llamacpp import env_threads
+from ..types import JSONObject
 from .bases import CARD_JSON, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
@@ -89,7 +90,7 @@ def check_packages(*, gguf: bool = True) -> None:
         )
 
 
-def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainSettings) -> dict[str, Any]:
+def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainSettings) -> JSONObject:
     """What makes two runs the same model (the step count apart: a resumed run may go further)."""
     return {
         "schema_version": 1,
@@ -101,7 +102,7 @@ def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainS
     }
 
 
-def _card_spec(card: ModelCard) -> dict[str, Any]:
+def _card_spec(card: ModelCard) -> JSONObject:
     return {
         "schema_version": 1,
         "base": card.base.name,
@@ -112,7 +113,7 @@ def _card_spec(card: ModelCard) -> dict[str, Any]:
     }
 
 
-def out_state(out: Path, spec: dict[str, Any], steps: int, resume: bool) -> Literal["new", "resume", "done"]:
+def out_state(out: Path, spec: JSONObject, steps: int, resume: bool) -> Literal["new", "resume", "done"]:
     """What ``out`` holds: nothing of ours (new), this run interrupted (resume), this model finished (done); else
     TrainError (another model, an interrupted run of another model, a folder that is not ours)."""
     if out.exists() and not out.is_dir():
@@ -310,7 +311,7 @@ def _size(path: Path) -> int:
 
 
 def _finish(
-    trainer: Any,  # a TRL trainer whose model is a peft model (save_pretrained, merge_and_unload)
+    trainer: Any,  # a TRL trainer whose model is a peft model (TRL types it nn.Module | None: no save_pretrained)
     tokenizer: PreTrainedTokenizerBase,
     folder: Path,
     card: ModelCard,

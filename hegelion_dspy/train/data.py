@@ -15,9 +15,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import TrainError
+from ..types import JSONObject
 
 Method = Literal["dpo", "sft"]
 METHODS: tuple[Method, ...] = ("dpo", "sft")
@@ -46,7 +47,7 @@ class TrainingData:
     path: Path
     folder: Path | None
     shape: str
-    rows: list[dict[str, Any]] = field(repr=False)
+    rows: list[JSONObject] = field(repr=False)
     digest: str
     demo: bool
 
@@ -96,21 +97,22 @@ def row_shape(row: object, *, where: str) -> str:
     raise TrainError(f"{where}: a row of no known shape (columns: {got}); rows need the columns of one of {known}")
 
 
-def _check_chat(row: dict[str, Any], shape: str, where: str) -> None:
+def _check_chat(row: JSONObject, shape: str, where: str) -> None:
     if shape == "sft-chat":
         messages = row["messages"]
-        if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if not isinstance(last, dict):
             raise TrainError(f"{where}: field 'messages' is not a list of messages; export with --format sft-chat")
-        if messages[-1].get("role") != "assistant":
+        if last.get("role") != "assistant":
             raise TrainError(
                 f"{where}: field 'messages' must end with the assistant's answer, it ends with role "
-                f"{messages[-1].get('role')!r}; export with hegelion dataset --format sft-chat"
+                f"{last.get('role')!r}; export with hegelion dataset --format sft-chat"
             )
 
 
-def read_rows(path: Path) -> tuple[list[dict[str, Any]], str, bool]:
+def read_rows(path: Path) -> tuple[list[JSONObject], str, bool]:
     """Every row of ``path``, their one shape, and whether a row's metadata names a demo model."""
-    rows: list[dict[str, Any]] = []
+    rows: list[JSONObject] = []
     shape: str | None = None
     demo = False
     with open(path, encoding="utf-8") as fh:

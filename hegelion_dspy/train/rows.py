@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import TrainError
 from ..types import JSONObject
 
@@ -27,32 +25,35 @@ ALPACA_PROMPT_NO_INPUT = (
 )
 
 
-def separate_prompt(row: dict[str, Any]) -> JSONObject:
+def separate_prompt(row: JSONObject) -> JSONObject:
     """``row`` with a plain-text prompt ending in one newline (a conversational row as it is)."""
     prompt = row["prompt"]
     return {**row, "prompt": prompt + "\n"} if isinstance(prompt, str) else row
 
 
-def alpaca_prompt_completion(row: dict[str, Any]) -> JSONObject:
+def alpaca_prompt_completion(row: JSONObject) -> JSONObject:
     """An Alpaca row as the Alpaca prompt and its response."""
     template = ALPACA_PROMPT if row["input"] else ALPACA_PROMPT_NO_INPUT
     return {"prompt": template.format(instruction=row["instruction"], input=row["input"]), "completion": row["output"]}
 
 
-def chat_prompt_completion(row: dict[str, Any]) -> JSONObject:
+def chat_prompt_completion(row: JSONObject) -> JSONObject:
     """A conversation as the turns before the answer and the answer (the last, assistant, message)."""
     messages = row["messages"]
-    if not messages or messages[-1]["role"] != "assistant":
+    if not isinstance(messages, list):
+        raise TrainError(f"a conversation must be a list of messages; got {messages!r}")
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "assistant":
         raise TrainError(f"a conversation must end with the assistant's answer; got {messages[-1:]!r}")
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def dpo_row(row: dict[str, Any]) -> JSONObject:
+def dpo_row(row: JSONObject) -> JSONObject:
     """A preference row as DPOTrainer reads it (prompt, chosen, rejected only)."""
     return separate_prompt({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]})
 
 
-def sft_row(row: dict[str, Any], shape: str) -> JSONObject:
+def sft_row(row: JSONObject, shape: str) -> JSONObject:
     """A row of any export shape as SFTTrainer's prompt/completion pair."""
     if shape == "sft-chat":
         return chat_prompt_completion(row)
@@ -63,7 +64,7 @@ def sft_row(row: dict[str, Any], shape: str) -> JSONObject:
     return separate_prompt({"prompt": row["prompt"], "completion": row["completion"]})
 
 
-def trainer_rows(rows: list[dict[str, Any]], shape: str, method: str) -> list[dict[str, Any]]:
+def trainer_rows(rows: list[JSONObject], shape: str, method: str) -> list[JSONObject]:
     """``rows`` (of one export ``shape``) as the trainer of ``method`` reads them."""
     if method == "dpo":
         return [dpo_row(row) for row in rows]

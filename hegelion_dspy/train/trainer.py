@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
+
+from ..types import JSONObject
 
 if TYPE_CHECKING:
     from transformers import (
@@ -53,7 +55,7 @@ class TrainSettings:
     seed: int = 42
     save_every: int = 25  # a checkpoint every N steps (the last one is kept), and one on Ctrl-C
 
-    def as_dict(self, method: str) -> dict[str, Any]:
+    def as_dict(self, method: str) -> JSONObject:
         values = asdict(self)
         values["lora_targets"] = list(self.lora_targets)
         if method != "dpo":
@@ -62,7 +64,33 @@ class TrainSettings:
         return values
 
 
-def device_flags(device: str = "auto") -> tuple[str, dict[str, bool]]:
+class DeviceFlags(TypedDict):
+    use_cpu: bool
+    bf16: bool
+    fp16: bool
+
+
+class TrainerArguments(DeviceFlags):
+    """The DPOConfig/SFTConfig keyword arguments both trainers share."""
+
+    output_dir: str
+    max_steps: int
+    per_device_train_batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    max_length: int
+    logging_steps: int
+    save_strategy: str
+    save_steps: int
+    save_total_limit: int
+    seed: int
+    report_to: list[str]
+    disable_tqdm: bool
+    dataloader_num_workers: int
+    activation_checkpointing: bool
+
+
+def device_flags(device: str = "auto") -> tuple[str, DeviceFlags]:
     """The device name and TrainingArguments' use_cpu/bf16/fp16 flags for ``device`` (auto: CUDA when there is one)."""
     import torch
 
@@ -169,7 +197,7 @@ def callbacks(stop: StopRequest, emit: Emit | None, every: int) -> list[TrainerC
     return [Progress(), CheckpointOnStop()]
 
 
-def trainer_arguments(settings: TrainSettings, work: Path, device: str) -> dict[str, Any]:
+def trainer_arguments(settings: TrainSettings, work: Path, device: str) -> TrainerArguments:
     """The DPOConfig/SFTConfig keyword arguments both trainers share."""
     _, flags = device_flags(device)
     return {
@@ -196,7 +224,7 @@ def build_trainer(
     method: str,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    rows: list[dict[str, Any]],
+    rows: list[JSONObject],
     *,
     settings: TrainSettings,
     work: Path,

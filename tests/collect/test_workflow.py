@@ -9,9 +9,9 @@ from typing import Any
 import dspy
 import pytest
 
+from hegelion_dspy.collect.partial import PartialTrace
 from hegelion_dspy.collect.traces import build_trace
 from hegelion_dspy.collect.workflow import (
-    PartialTrace,
     agent_prompt,
     dialectic_brief,
     prompt_text,

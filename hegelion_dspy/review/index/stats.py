@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from ...curate.verdict import Verdict
 from ...quality import FLAGS
@@ -33,7 +33,10 @@ class DatasetShape:
     labels_per_day: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
-def _bump(histogram: dict[Any, int], key: Any) -> None:
+K = TypeVar("K")
+
+
+def _bump(histogram: dict[K, int], key: K) -> None:
     histogram[key] = histogram.get(key, 0) + 1
 
 

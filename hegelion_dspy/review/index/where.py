@@ -5,7 +5,6 @@ keeps), what a reviewer asks (status, mode, score, text, reviewed), and the revi
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ...curate.selection import TraceFilter
 from .model import PairView, TraceQuery
@@ -37,11 +36,11 @@ def _any_glob(globs: list[str]) -> str:
     return "(" + " OR ".join("coalesce(t.model, '') GLOB ?" for _ in globs) + ")"
 
 
-def filter_where(traces: TraceFilter) -> tuple[list[str], list[Any]]:
+def filter_where(traces: TraceFilter) -> tuple[list[str], list[object]]:
     """SQL for a TraceFilter over ``t``: the same traces ``TraceFilter.reason`` keeps (and invalid lines only when no
     condition would need their fields)."""
     clauses: list[str] = []
-    params: list[Any] = []
+    params: list[object] = []
     if not traces.include_demo:
         clauses.append("t.demo = 0")
     if traces.models:
@@ -69,7 +68,7 @@ def filter_where(traces: TraceFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def query_where(query: TraceQuery, view: PairView) -> tuple[str, list[Any]]:
+def query_where(query: TraceQuery, view: PairView) -> tuple[str, list[object]]:
     """The WHERE of a list query (over ``traces t``) and its parameters."""
     clauses, params = filter_where(query.traces)
     clauses.insert(0, "1")
@@ -105,7 +104,7 @@ def _pair_condition(view: PairView, steps: str) -> str:
     return f"l.step IN ({steps}) AND l.rejected_round = 1 AND l.chosen_round = t.rounds"
 
 
-def label_where(view: PairView) -> tuple[str, list[Any]]:
+def label_where(view: PairView) -> tuple[str, list[object]]:
     """The condition (over ``labels l`` joined to ``traces t``) for a label of a pair the view reviews."""
     return _pair_condition(view, ", ".join("?" * len(view.steps))), list(view.steps)
 
