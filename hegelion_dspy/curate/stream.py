@@ -69,7 +69,7 @@ class _Kept:
         return outranks(self.keep, (score, created), _RANK.unpack_from(self.table, _SLOT.size * slot + _RANK_AT))
 
     def place(self, slot: int) -> Place:
-        return _PLACE.unpack_from(self.table, _SLOT.size * slot)  # type: ignore[return-value]
+        return _PLACE.unpack_from(self.table, _SLOT.size * slot)
 
     def add(self, key: int, place: Place, rank: tuple[float, float]) -> int:
         """Keep the first trace of a new prompt; returns its slot."""
