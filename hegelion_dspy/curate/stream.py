@@ -14,6 +14,7 @@ the disk; one outranked later leaves its rows in the temp file as a dead byte ra
 from __future__ import annotations
 
 import hashlib
+import struct
 from array import array
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -41,49 +42,54 @@ KEEP_INVALID_LOCATIONS = 5
 # orjson writes compact UTF-8 JSON about 5x faster than json / jsonlines (benchmarks/bench_export.py)
 _dumps, _NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE
 LabelOf = Callable[[str, str], Label | None]
-# A kept trace under ranking: where its rows went (part, offset, length), how many, its origin (index into _Origins)
-# and its unreviewed examples (label outcomes of a labelled input are kept aside, in _Labels).
+# A kept trace under ranking, one fixed-size record per slot in one bytearray (as compact as arrays, and one C call to
+# add: array.extend of a tuple was 3x slower): its Place (where its rows went: part, offset, length; how many rows;
+# its origin, an index into _Origins; its unreviewed examples: label outcomes of a labelled input are kept aside, in
+# _Labels), then its rank (score or -1, creation time: selection.keep_rank).
 Place = tuple[int, int, int, int, int, int]
-PLACE = 6  # fields of a Place
+_SLOT = struct.Struct("=qqqqqqdd")
+_PLACE, _RANK, _OFFSET = struct.Struct("=qqqqqq"), struct.Struct("=dd"), struct.Struct("=q")
+_RANK_AT, _OFFSET_AT, _UNREVIEWED = 48, 8, 5  # byte offsets of the rank and of the offset in a slot; a field index
 
 
 class _Kept:
     """The trace kept for each prompt under ``keep="best"``/``"latest"``: ``slots``, a plain dict, maps the prompt's
-    key to a slot; per slot its rank (score, creation time) and its ``Place`` live in arrays. The dict replaced an
+    key to a slot; per slot its ``Place`` and rank live in ``table`` (``_SLOT``: 64 bytes). The dict replaced an
     open-addressing table of slot numbers probed in Python: one C lookup per trace instead, for about 80 bytes more a
     prompt (an int key, an int slot and the dict's entry: 8 MB more for 100,000 prompts)."""
 
     def __init__(self, keep: Keep):
         self.keep = keep
         self.slots: dict[int, int] = {}
-        self.ranks = array("d")  # per slot: score (-1 when unscored), creation time
-        self.places = array("q")  # per slot: its Place
+        self.table = bytearray()
         self.dead: list[list[tuple[int, int]]] = [[], []]  # per part: (offset, length) of replaced rows on disk
 
     def beats(self, slot: int, score: float, created: float) -> bool:
         """Whether a trace read now ranks above the one kept in ``slot`` (``selection.outranks``)."""
-        return outranks(self.keep, (score, created), (self.ranks[2 * slot], self.ranks[2 * slot + 1]))
+        return outranks(self.keep, (score, created), _RANK.unpack_from(self.table, _SLOT.size * slot + _RANK_AT))
 
-    def place(self, slot: int) -> tuple[int, ...]:
-        return tuple(self.places[PLACE * slot : PLACE * (slot + 1)])
+    def place(self, slot: int) -> Place:
+        return _PLACE.unpack_from(self.table, _SLOT.size * slot)
 
     def add(self, key: int, place: Place, rank: tuple[float, float]) -> int:
         """Keep the first trace of a new prompt; returns its slot."""
         slot = self.slots[key] = len(self.slots)
-        self.places.extend(place)
-        self.ranks.extend(rank)
+        self.table += _SLOT.pack(*place, *rank)
         return slot
 
     def replace(self, slot: int, place: Place, rank: tuple[float, float]) -> None:
         """Keep a trace that outranks the one in ``slot`` (same prompt, so the same split part)."""
-        self.places[PLACE * slot : PLACE * (slot + 1)] = array("q", place)
-        self.ranks[2 * slot : 2 * slot + 2] = array("d", rank)
+        _SLOT.pack_into(self.table, _SLOT.size * slot, *place, *rank)
 
-    def created(self) -> array[float]:
-        return self.ranks[1::2]
+    def set_offset(self, slot: int, offset: int) -> None:
+        """Where the rows of ``slot`` went in their part's file (once written), for a later replacement to cut."""
+        _OFFSET.pack_into(self.table, _SLOT.size * slot + _OFFSET_AT, offset)
+
+    def created(self) -> list[float]:
+        return [fields[-1] for fields in _SLOT.iter_unpack(self.table)]
 
     def unreviewed(self) -> int:
-        return sum(self.places[PLACE - 1 :: PLACE])
+        return sum(fields[_UNREVIEWED] for fields in _SLOT.iter_unpack(self.table))
 
 
 WINDOW = 1 << 20  # bytes of rows held back per part under ranking (4 MB: 20 MB more peak memory, no faster)
@@ -116,13 +122,13 @@ class _Window:
 
     def flush(self, keep: int = 0) -> None:
         """Write the oldest rows until at most ``keep`` bytes are held (0: all)."""
-        write, places, position = self.write, self.kept.places, self.position
+        write, set_offset, position = self.write, self.kept.set_offset, self.position
         items = list(self.rows.items())
         done = 0
         for slot, data in items:  # through the file's buffer: no joined copy of the window
             if self.size <= keep:
                 break
-            places[PLACE * slot + 1] = position  # the rows' offset in the file, for a later replacement to cut
+            set_offset(slot, position)
             write(data)
             position += len(data)
             self.size -= len(data)
