@@ -79,6 +79,7 @@ def train(
 
     Ctrl-C saves a checkpoint; the same command with --resume continues from it."""
     from ..train import TrainSettings, train_model
+    from ..train.card import loss_summary
 
     settings = TrainSettings(
         learning_rate=lr,
@@ -115,7 +116,8 @@ def train(
         click.echo(f"{prog()}: {exc}", err=True)
         return EXIT_INTERRUPTED
     card = trained.card
-    loss = f"loss {card.losses[0][1]:.4f} -> {card.losses[-1][1]:.4f}, " if card.losses and not trained.reused else ""
+    summary = loss_summary(card.losses, arrow="->")
+    loss = f"loss {summary}, " if summary and not trained.reused else ""
     click.echo(str(trained.gguf or trained.folder))
     click.echo(f"{prog()}: {card.method} {card.steps_done} steps, {loss}{trained.folder}", err=True)
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,9 +102,25 @@ def _front_matter(card: ModelCard) -> list[str]:
     return [*lines, "---"]
 
 
+SMOOTH_STEPS = 10  # a step's loss is one batch's: the means of the first and last ten say where it went
+
+
+def loss_summary(losses: Sequence[tuple[int, float]], arrow: str = "→") -> str | None:
+    """ "first → last" of the logged loss, and with enough steps the means of the first and the last SMOOTH_STEPS
+    steps (one batch's loss is noisy: a hard last batch can read as a loss that rose). None when none was logged."""
+    if not losses:
+        return None
+    text = f"{losses[0][1]:.4f} {arrow} {losses[-1][1]:.4f}"
+    if len(losses) >= 2 * SMOOTH_STEPS:
+        head = sum(v for _, v in losses[:SMOOTH_STEPS]) / SMOOTH_STEPS
+        tail = sum(v for _, v in losses[-SMOOTH_STEPS:]) / SMOOTH_STEPS
+        text += f" (mean of the first {SMOOTH_STEPS} steps {head:.4f}, of the last {SMOOTH_STEPS} {tail:.4f})"
+    return text
+
+
 def readme_text(card: ModelCard) -> str:
     """README.md: what the model is, how it was trained, the loss curve, how to run it, and the evals so far."""
-    first, last = (card.losses[0][1], card.losses[-1][1]) if card.losses else (None, None)
+    loss = loss_summary(card.losses)
     demo = (
         "**Demo model.** Trained from a demo model or on demo traces: it proves the pipeline, its text is not training "
         "data, and traces it writes are marked demo.\n\n"
@@ -125,9 +142,7 @@ def readme_text(card: ModelCard) -> str:
         f"- **Method:** {card.method}, {card.steps_done} of {card.steps} steps on {card.device}, "
         f"{card.steps_per_second:.2f} steps/s",
         f"- **Hyper-parameters:** {hyper}",
-        f"- **Loss:** {first:.4f} → {last:.4f}"
-        if first is not None and last is not None
-        else "- **Loss:** none logged",
+        f"- **Loss:** {loss or 'none logged'}",
         "",
         f"![training loss]({LOSS_SVG})",
         "",

@@ -15,7 +15,7 @@ import pytest
 from hegelion_dspy.cli.main import main
 from hegelion_dspy.errors import TrainError
 from hegelion_dspy.train import api
-from hegelion_dspy.train.card import BaseInfo, DataInfo, ModelCard, loss_svg, readme_text
+from hegelion_dspy.train.card import BaseInfo, DataInfo, ModelCard, loss_summary, loss_svg, readme_text
 from hegelion_dspy.train.data import choose_method, load_training_data
 from hegelion_dspy.train.rows import ALPACA_PROMPT_NO_INPUT, trainer_rows
 
@@ -199,6 +199,15 @@ def test_the_loss_curve_is_an_svg_and_the_readme_says_demo() -> None:
     text = readme_text(card)
     assert text.startswith("---\nlibrary_name: transformers") and "- demo" in text and "**Demo model.**" in text
     assert "0.6900 → 0.5000" in text and "![training loss](loss.svg)" in text
+
+
+def test_a_long_run_s_loss_is_also_said_as_the_means_of_its_first_and_last_ten_steps() -> None:
+    # A DPO run on 266 collected pairs logged 0.69 at step 1 and 1.18 at step 60 (one hard batch), while the
+    # means of its first and last ten steps were 0.58 and 0.53: the last step alone reads as a loss that rose.
+    losses = [(i, 0.6) for i in range(1, 11)] + [(i, 0.3) for i in range(11, 30)] + [(30, 1.2)]
+    assert loss_summary(losses) == "0.6000 → 1.2000 (mean of the first 10 steps 0.6000, of the last 10 0.3900)"
+    assert loss_summary(losses[:19], arrow="->") == "0.6000 -> 0.3000"
+    assert loss_summary([]) is None
 
 
 def tiny_gguf(path: Path, **metadata: bool | str) -> Path:
