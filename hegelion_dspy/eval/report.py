@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from .context import EvalContext
-from .metrics import Summary
+from .metrics import MetricEntry, Summary
 from .models import TRAIN_CARD
 from .results import EVAL_SCHEMA_VERSION, write_whole
 from .stats import MIN_ITEMS, NO_DIFFERENCE, DifferenceEntry, IntervalEntry
@@ -139,7 +139,8 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
-_ROW, _LEFT, _WIDTH, _PLOT = 34, 380, 900, 440
+_ROW, _LEFT, _PLOT, _RIGHT = 34, 440, 400, 320  # the label column, the plot, the values and verdict
+_WIDTH = _LEFT + _PLOT + 40 + _RIGHT
 
 
 def _bar(out: list[str], entry: IntervalEntry | None, y: float, scale: Callable[[float], float], colour: str) -> None:
@@ -150,8 +151,43 @@ def _bar(out: list[str], entry: IntervalEntry | None, y: float, scale: Callable[
     out.append(f'<circle cx="{xm:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
 
 
+def _shown(entry: IntervalEntry | None) -> IntervalEntry | None:
+    return entry if entry and entry["n"] and not math.isnan(entry["mean"]) else None
+
+
+def chart_axis(entry: MetricEntry) -> tuple[float, float, float | None]:
+    """(low, high, reference) of a metric's row: a share (an accuracy or rate, every value in [0, 1]) on 0..1, so rows
+    compare; anything else (a margin, a difference) on its values' range with the reference in it. The reference is
+    the value M is compared with when there is no M0 (0.5 for a preference accuracy), else 0 for what is not a share
+    and none for a share (M and M0 are compared with each other)."""
+    sides = [s for s in (_shown(entry["m"]), _shown(entry["m0"])) if s]
+    diff = entry["diff"]
+    values = [v for s in sides for v in (s["low"], s["high"])]
+    share = bool(values) and "margin" not in entry["metric"] and all(0.0 <= v <= 1.0 for v in values)
+    reference = float(diff["against"]) if diff and "against" in diff else (None if share else 0.0)
+    if share:
+        return 0.0, 1.0, reference
+    ends = [*values, *([] if reference is None else [reference])]
+    low, high = min(ends), max(ends)
+    if high - low < 1e-9:
+        return low - 0.5, high + 0.5, reference
+    pad = (high - low) * 0.05
+    return (low if low == reference else low - pad), (high if high == reference else high + pad), reference
+
+
+def _values_text(entry: MetricEntry) -> str:
+    m, m0, diff = _shown(entry["m"]), _shown(entry["m0"]), entry["diff"]
+    parts = [] if m is None else [f"{m['mean']:.3g}"]
+    if m0 is not None:
+        parts.append(f"vs {m0['mean']:.3g}")
+    if diff:
+        parts.append(f"· {diff['verdict']}")
+    return " ".join(parts)
+
+
 def svg_chart(report: Report) -> str:
-    """One row per metric: M (blue) and M0 (grey) with their 95% intervals, on the metric's own axis."""
+    """One row per metric: M (blue) and M0 (grey) with their 95% intervals, a dashed line at the reference (0, or the
+    value M is compared with), M's and M0's means and the verdict at the right."""
     rows = [(name, e) for name, suite in report["suites"].items() for e in suite["metrics"]]
     height = 60 + _ROW * max(1, len(rows))
     out = [
@@ -162,29 +198,25 @@ def svg_chart(report: Report) -> str:
     ]
     for i, (suite, entry) in enumerate(rows):
         y = 44 + i * _ROW
-        sides = [s for s in (entry["m"], entry["m0"]) if s and s["n"] and not math.isnan(s["mean"])]
-        values = [v for s in sides for v in (s["low"], s["high"])] + [0.0]
-        low, high = min(values), max(values)
-        if high - low < 1e-9:
-            low, high = low - 0.5, high + 0.5
+        low, high, reference = chart_axis(entry)
 
         def scale(v: float, low: float = low, high: float = high) -> float:
             return _LEFT + (v - low) / (high - low) * _PLOT
 
-        label = escape(f"{suite}: {entry['metric']}"[:60])
-        out.append(f'<text x="10" y="{y + 4}">{label}</text>')
+        label = f"{suite}: {entry['metric']}"
+        label = label if len(label) <= 72 else label[:71] + "…"
+        out.append(f'<text x="10" y="{y + 4}">{escape(label)}</text>')
         out.append(f'<line x1="{_LEFT}" y1="{y + 12}" x2="{_LEFT + _PLOT}" y2="{y + 12}" stroke="#ccc"/>')
-        zero = scale(0.0)
-        out.append(
-            f'<line x1="{zero:.1f}" y1="{y - 8}" x2="{zero:.1f}" y2="{y + 12}" stroke="#999" stroke-dasharray="2,2"/>'
-        )
+        if reference is not None:
+            ref = scale(reference)
+            out.append(
+                f'<line x1="{ref:.1f}" y1="{y - 8}" x2="{ref:.1f}" y2="{y + 12}" stroke="#999" stroke-dasharray="2,2"/>'
+            )
         out.append(f'<text x="{_LEFT - 4}" y="{y + 22}" text-anchor="end" fill="#666">{low:.3g}</text>')
         out.append(f'<text x="{_LEFT + _PLOT + 4}" y="{y + 22}" fill="#666">{high:.3g}</text>')
         _bar(out, entry["m"], y - 3, scale, "#1f6feb")
         _bar(out, entry["m0"], y + 5, scale, "#888")
-        diff = entry["diff"]
-        verdict = diff["verdict"] if diff else ""
-        out.append(f'<text x="{_LEFT + _PLOT + 40}" y="{y + 4}">{escape(verdict)}</text>')
+        out.append(f'<text x="{_LEFT + _PLOT + 40}" y="{y + 4}">{escape(_values_text(entry))}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
