@@ -332,7 +332,9 @@ def _finish(
         extra: dict[str, bool | str] = {DEMO_KEY: card.demo}
         if base.sha256:
             extra[BASE_KEY] = base.sha256
-        write_gguf(staging, staging / card.gguf, outtype=outtype, extra=extra)
+        # named for what it is (the converter would name it after the staging folder: "Final")
+        name = f"{Path(card.base.name).name} {card.method.upper()} LoRA ({folder.name})"
+        write_gguf(staging, staging / card.gguf, outtype=outtype, extra=extra, name=name)
     card.files = {p.name: _size(p) for p in sorted(staging.iterdir())}
     write_card(staging, card, CARD_JSON)
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == CARD_JSON):  # the card JSON last

