@@ -9,7 +9,7 @@ from typing import NoReturn, TextIO
 
 import click
 
-from ..errors import HegelionError, LogWriteError
+from ..errors import HegelionError, LogWriteError, TrainingInterrupted
 
 EXIT_FAILED = 1  # the command ran but some work failed (e.g. a prompt's LM call)
 EXIT_USAGE = 2  # the user's mistake: bad flag, unreadable file, unknown model
@@ -72,6 +72,9 @@ def run(command: click.Command, prog: str, argv: list[str] | None = None) -> NoR
     except LogWriteError as exc:  # paid work kept out of the log: where it is, not a usage error
         click.echo(f"{prefix}: error: {exc}", err=True)
         code = EXIT_LOG
+    except TrainingInterrupted as exc:  # Ctrl-C with a checkpoint kept: the message says how to resume
+        click.echo(f"{prefix}: {exc}", err=True)
+        code = EXIT_INTERRUPTED
     except HegelionError as exc:
         from .options import as_flags
 

@@ -104,14 +104,7 @@ def agent(
     hegelion --prompts prompts.txt -j 8 -m openai/gpt-4o-mini --rpm 500 --max-cost 5 --log-file data/traces.jsonl
     hegelion --prompts prompts.txt --ray -j 32 -m hosted_vllm/NAME --api-base http://gpu1:8000/v1,http://gpu2:8000/v1
     """
-    if (task is None) == (prompts_file is None):
-        raise click.UsageError("give either a TASK or --prompts FILE")
-    if task is not None:
-        for given, flag in ((ray_address, "--ray"), (workers, "--workers"), (max_cost, "--max-cost")):
-            if given is not None:
-                raise click.UsageError(f"{flag} is for a --prompts batch, not a single TASK")
-    if workers is not None and ray_address is None:
-        raise click.UsageError("--workers is for a --ray batch")
+    _refuse_mixed_flags(task, prompts_file, ray_address, workers, max_cost)
     prompts = read_prompts(prompts_file) if prompts_file is not None else []
     store = None if no_log else TraceStore(log_file or default_log_path())
     if store is not None:
@@ -125,22 +118,41 @@ def agent(
         mode="coding" if coding else "general",
         parallel=concurrency if task is None else 1,
     )
-    iterations, tags = spec.iterations, spec.tags
-    if task is None:
-        batch: BatchOptions = {
-            "concurrency": concurrency,
-            "iterations": iterations,
-            "source": "cli",
-            "tags": tags,
-            "resume": not no_resume,
-            "max_cost": max_cost,
-        }
-        return _run_prompts(prompts, spec, store, fmt, batch, ray_address, workers)
+    if task is not None:
+        return _run_task(task, spec, store, fmt, quiet)
+    batch: BatchOptions = {
+        "concurrency": concurrency,
+        "iterations": spec.iterations,
+        "source": "cli",
+        "tags": spec.tags,
+        "resume": not no_resume,
+        "max_cost": max_cost,
+    }
+    return _run_prompts(prompts, spec, store, fmt, batch, ray_address, workers)
+
+
+def _refuse_mixed_flags(
+    task: str | None, prompts_file: Path | None, ray_address: str | None, workers: int | None, max_cost: float | None
+) -> None:
+    """UsageError for flags that do not go together: a TASK and --prompts, batch flags on a single TASK."""
+    if (task is None) == (prompts_file is None):
+        raise click.UsageError("give either a TASK or --prompts FILE")
+    if task is not None:
+        for given, flag in ((ray_address, "--ray"), (workers, "--workers"), (max_cost, "--max-cost")):
+            if given is not None:
+                raise click.UsageError(f"{flag} is for a --prompts batch, not a single TASK")
+    if workers is not None and ray_address is None:
+        raise click.UsageError("--workers is for a --ray batch")
+
+
+def _run_task(task: str, spec: RunSpec, store: TraceStore | None, fmt: str, quiet: bool) -> int:
+    """One dialectic, watched step by step on a terminal: print its answer, its judge score, why it failed."""
     ctx = RunContext.build(spec)
-    watch = None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, ctx.program.total_steps(iterations))
+    total = ctx.program.total_steps(spec.iterations)
+    watch = None if quiet or not sys.stderr.isatty() else StepDisplay(sys.stderr, total)
     try:
         record = run_dialectic(
-            task, ctx=ctx, store=store, iterations=iterations, source="cli", tags=tags, on_step=watch
+            task, ctx=ctx, store=store, iterations=spec.iterations, source="cli", tags=spec.tags, on_step=watch
         )
     except LogWriteError as exc:  # the answer was paid for: print it, then say where the trace went
         if watch is not None:
@@ -195,10 +207,9 @@ def _run_prompts(
         if ctx is not None:
             result = asyncio.run(run_batch(prompts, ctx=ctx, store=store, **options))
         else:
-            from ..collect.distributed import LOCAL, run_ray_batch
+            from ..collect.distributed import run_ray_batch
 
-            address = None if ray_address == LOCAL else ray_address
-            result = run_ray_batch(prompts, recipe=recipe, store=store, address=address, workers=workers, **options)
+            result = run_ray_batch(prompts, recipe=recipe, store=store, address=ray_address, workers=workers, **options)
     except KeyboardInterrupt:
         where = f" in {store.path}" if store is not None else ""
         click.echo(f"\n{prog()}: interrupted; every finished trace is kept{where}; rerun to resume", err=True)
@@ -206,6 +217,11 @@ def _run_prompts(
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    return _report_batch(result, store, options.get("max_cost"))
+
+
+def _report_batch(result: BatchResult, store: TraceStore | None, budget: float | None) -> int:
+    """What a batch did, on stderr (counts, calls, failures, why it stopped), and the exit code that says it."""
     where = f" -> {store.path}" if store is not None else ""
     click.echo(
         f"{prog()}: {result.ok} ok, {result.failed} failed, {result.skipped} skipped "
@@ -221,10 +237,9 @@ def _run_prompts(
         click.echo(f"{prog()}: error: {result.log_error}", err=True)
         return EXIT_LOG
     if result.stopped == "max_cost":
-        budget = options.get("max_cost") or 0.0
         meter = result.meter
         click.echo(
-            f"{prog()}: stopped at --max-cost ${budget:g} after spending ${meter.cost_usd:.4f} (when it stopped "
+            f"{prog()}: stopped at --max-cost ${budget or 0.0:g} after spending ${meter.cost_usd:.4f} (when it stopped "
             f"{meter.stopped_in_flight:,} calls were in flight, ${meter.stopped_reserved_usd:.4f} reserved for their "
             f"worst case; what they cost is in the spend): {result.ok + result.failed:,} of {result.planned:,} "
             f"prompts done, {result.not_run:,} not run (the dialectics cut short leave no trace); rerun with a higher "

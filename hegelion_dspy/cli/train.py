@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import TrainingInterrupted
-from ._common import EXIT_INTERRUPTED, prog
+from ._common import prog
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -79,7 +78,6 @@ def train(
 
     Ctrl-C saves a checkpoint; the same command with --resume continues from it."""
     from ..train import TrainSettings, train_model
-    from ..train.card import loss_summary
 
     settings = TrainSettings(
         learning_rate=lr,
@@ -94,30 +92,20 @@ def train(
         save_every=save_every,
     )
 
-    def progress(line: str) -> None:
-        click.echo(f"{prog()}: {line}", err=True)
-
-    try:
-        trained = train_model(
-            data,
-            base=base,
-            out=out,
-            method=method,
-            steps=steps,
-            resume=resume,
-            settings=settings,
-            device=device,
-            gguf=gguf,
-            outtype=outtype,
-            threads=threads,
-            progress=progress,
-        )
-    except TrainingInterrupted as exc:
-        click.echo(f"{prog()}: {exc}", err=True)
-        return EXIT_INTERRUPTED
-    card = trained.card
-    summary = loss_summary(card.losses, arrow="->")
-    loss = f"loss {summary}, " if summary and not trained.reused else ""
+    trained = train_model(
+        data,
+        base=base,
+        out=out,
+        method=method,
+        steps=steps,
+        resume=resume,
+        settings=settings,
+        device=device,
+        gguf=gguf,
+        outtype=outtype,
+        threads=threads,
+        progress=lambda line: click.echo(f"{prog()}: {line}", err=True),
+    )  # Ctrl-C raises TrainingInterrupted: the edge (_common.run) says how to resume and exits 130
     click.echo(str(trained.gguf or trained.folder))
-    click.echo(f"{prog()}: {card.method} {card.steps_done} steps, {loss}{trained.folder}", err=True)
+    click.echo(f"{prog()}: {trained.summary}", err=True)
     return 0

@@ -66,47 +66,68 @@ class RunContext:
         rpm, tpm and max_retries), which wrap the LM and a judge's own LM (``lms.manners.PoliteLM``: rate limits,
         retries on 429/5xx, cost per call).
         """
-        from ..lms.chooser import adapter_for, make_lm
+        from ..lms.chooser import adapter_for
         from ..lms.identity import identify
-        from ..lms.manners import PoliteLM, polite
-        from ..program import Dialectic, load_program, program_digest
-        from .judge import TraceJudge
+        from ..lms.manners import PoliteLM
 
         spec = RunSpec.of(spec, **options)
         if manners is None and spec.model_fields_set & {"rpm", "tpm", "max_retries", "timeout", "manners"}:
             manners = spec.call_manners()  # else None: an LM given with manners of its own (a PoliteLM) keeps them
-        program = program if program is not None else spec.program
-        program_path = digest = None
-        if isinstance(program, (str, Path)):
-            program_path = str(program)
-            program = load_program(program)
-            digest = program_digest(program_path)
-        if program is None:
-            program = Dialectic(mode=spec.mode, iterations=spec.iterations or 1)
-        if lm is None and spec.lm is not None:
-            lm = spec.lm()
-        if lm is None:
-            lms = [
-                make_lm(spec.model, api_base=base, max_tokens=spec.max_tokens, parallel=spec.parallel)
-                for base in spec.api_base or [None]
-            ]
-            lm = polite(lms, manners)
-        else:
-            lm = polite(lm, manners)
+        program, program_path, digest = _program_of(spec, program)
+        lm = _polite_lm(spec, lm, manners)
         adapter = adapter or adapter_for(lm)
-        if judge is None:
-            judge = make_lm(spec.judge_model) if spec.judge_model else spec.judge
-        if judge is not True and judge is not False and not isinstance(judge, TraceJudge):
-            judge = polite(judge, manners)
         return cls(
             lm=lm,
             program=program,
             adapter=adapter,
             program_path=program_path,
-            judge=_trace_judge(judge, lm),
+            judge=_trace_judge(_polite_judge(spec, judge, manners), lm),
             program_digest=digest,
             identity=identify(lm.inners if isinstance(lm, PoliteLM) else [lm]),
         )
+
+
+def _program_of(spec: RunSpec, program: Dialectic | str | Path | None) -> tuple[Dialectic, str | None, str | None]:
+    """The run's program (the one given, else the spec's, else a fresh Dialectic), its file and that file's digest."""
+    from ..program import Dialectic, load_program, program_digest
+
+    program = program if program is not None else spec.program
+    if isinstance(program, (str, Path)):
+        return load_program(program), str(program), program_digest(str(program))
+    if program is None:
+        program = Dialectic(mode=spec.mode, iterations=spec.iterations or 1)
+    return program, None, None
+
+
+def _polite_lm(spec: RunSpec, lm: dspy.BaseLM | None, manners: Manners | None) -> dspy.BaseLM:
+    """The LM given (else the spec's, else one made from its model and each base URL), wrapped in ``manners``."""
+    from ..lms.chooser import make_lm
+    from ..lms.manners import polite
+
+    if lm is None and spec.lm is not None:
+        lm = spec.lm()
+    if lm is not None:
+        return polite(lm, manners)
+    lms = [
+        make_lm(spec.model, api_base=base, max_tokens=spec.max_tokens, parallel=spec.parallel)
+        for base in spec.api_base or [None]
+    ]
+    return polite(lms, manners)
+
+
+def _polite_judge(
+    spec: RunSpec, judge: bool | dspy.BaseLM | TraceJudge | None, manners: Manners | None
+) -> bool | dspy.BaseLM | TraceJudge:
+    """The judge asked for (default: ``spec.judge_model``'s LM or ``spec.judge``), a judge's own LM in ``manners``."""
+    from ..lms.chooser import make_lm
+    from ..lms.manners import polite
+    from .judge import TraceJudge
+
+    if judge is None:
+        judge = make_lm(spec.judge_model) if spec.judge_model else spec.judge
+    if judge is not True and judge is not False and not isinstance(judge, TraceJudge):
+        judge = polite(judge, manners)
+    return judge
 
 
 def model_of(lm: dspy.BaseLM) -> str:

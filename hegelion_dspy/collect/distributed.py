@@ -241,9 +241,9 @@ def run_ray_batch(
     ``concurrency`` dialectics at once, with its share of ``recipe.manners``' rate limits. The options
     (``BatchOptions``) are run_batch's.
 
-    ``address``: a running cluster (``auto``, ``host:6379``, ``ray://host:10001``); None starts a local one for the
-    batch (and stops it after). Ray already initialised in this process (``ray.init(...)``) is used as it is.
-    The driver builds a context from ``recipe`` too (it checks the model and its credentials before any worker
+    ``address``: a running cluster (``auto``, ``host:6379``, ``ray://host:10001``); None (or ``LOCAL``) starts a local
+    one for the batch (and stops it after). Ray already initialised in this process (``ray.init(...)``) is used as it
+    is. The driver builds a context from ``recipe`` too (it checks the model and its credentials before any worker
     starts, and gives the provenance that resume compares). Up to ``restarts`` (default: ``workers``) dead workers are
     replaced. Raises ConfigError without Ray, ClusterError when the cluster cannot be reached or every worker died.
     """

@@ -276,16 +276,8 @@ def optimize_program(
     """
     settings = settings or OptimizerSettings()
     num_threads = settings.num_threads
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    train, dev = to_examples(trainset), to_examples(devset)
-    if not train:
-        raise ConfigError("the trainset is empty; give a trace log with ok traces or a prompts file")
-    if optimizer == "mipro" and not dev and len(train) < 2:
-        raise ConfigError("MIPROv2 needs at least 2 training tasks (or a dev set)")
-    if isinstance(program, str | Path):
-        program = load_program(program)
-    student = program if program is not None else Dialectic(mode=mode, iterations=iterations)
+    train, dev = _checked_sets(optimizer, trainset, devset)
+    student = _starting_program(program, mode, iterations)
     if metric is None:
         metric = DialecticMetric(lm=judge_lm, use_lm=use_judge, adapter=adapter_for(judge_lm) if judge_lm else None)
     teleprompter = make_optimizer(optimizer, metric, lm=lm, reflection_lm=reflection_lm, settings=settings)
@@ -303,9 +295,7 @@ def optimize_program(
     if evaluate and dev:
         score = evaluate_program(compiled, dev, metric, lm=lm, adapter=adapter, num_threads=num_threads)
         log.info("dev score after optimizing: %.3f", score)
-    judge = getattr(metric, "judge", None)
-    if isinstance(judge, DialecticJudge):
-        _check_judge(judge)
+    _check_judge(getattr(metric, "judge", None))
     return OptimizeResult(
         program=compiled,
         optimizer=optimizer,
@@ -315,13 +305,39 @@ def optimize_program(
         score=score,
         seconds=time.perf_counter() - started,
         demos={name: len(p.demos) for name, p in compiled.named_predictors()},
-        instructions_changed=[
-            name for name, p in compiled.named_predictors() if p.signature.instructions != before.get(name)
-        ],
+        instructions_changed=_instructions_changed(before, compiled),
     )
 
 
-def _check_judge(judge: DialecticJudge) -> None:
+def _checked_sets(
+    optimizer: OptimizerName, trainset: Sequence[str | dspy.Example], devset: Sequence[str | dspy.Example]
+) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """The train and dev examples, or ConfigError for an unknown optimizer or a trainset it cannot run on."""
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    train, dev = to_examples(trainset), to_examples(devset)
+    if not train:
+        raise ConfigError("the trainset is empty; give a trace log with ok traces or a prompts file")
+    if optimizer == "mipro" and not dev and len(train) < 2:
+        raise ConfigError("MIPROv2 needs at least 2 training tasks (or a dev set)")
+    return train, dev
+
+
+def _starting_program(program: Dialectic | str | Path | None, mode: Mode, iterations: int) -> Dialectic:
+    """The program given (loaded when it is a file), else a fresh ``Dialectic(mode, iterations)``."""
+    if isinstance(program, str | Path):
+        return load_program(program)
+    return program if program is not None else Dialectic(mode=mode, iterations=iterations)
+
+
+def _instructions_changed(before: Mapping[str, str], compiled: Dialectic) -> list[str]:
+    """The predictors whose instructions the optimizer rewrote."""
+    return [name for name, p in compiled.named_predictors() if p.signature.instructions != before.get(name)]
+
+
+def _check_judge(judge: object) -> None:
+    if not isinstance(judge, DialecticJudge):
+        return  # a metric of the caller's, or the cheap checks: no LM judge to check
     # Optimizers count a failed metric call as a failed example and go on; a judge that never answered would leave
     # a program tuned on nothing, so say so instead of saving it quietly.
     if judge.lm_calls and judge.lm_failures == judge.lm_calls:

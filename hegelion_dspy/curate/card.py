@@ -106,13 +106,24 @@ def card_text(
 ) -> str:
     """The README.md of a dataset folder. ``report`` and ``opts`` are an export's report and options as plain data;
     ``filters`` says in words which traces were chosen; ``trace_reasons`` are the drop reasons that count traces."""
-    from .. import __version__
-
-    splits = ", ".join(f"{name} {n:,} rows" for name, n in report["rows"].items())
     body = [
         front_matter(report, opts),
         "",
         "<!-- written by hegelion-dspy -->",
+        *_summary(report, opts),
+        *_provenance(report),
+        *_curation(report, opts, filters, trace_reasons),
+        *_how_it_was_made(report, command),
+    ]
+    return "\n".join(body)
+
+
+def _summary(report: ReportDict, opts: Mapping[str, object]) -> list[str]:
+    """The title, what a row is, the splits, counts and dates, and how to load the folder."""
+    from .. import __version__
+
+    splits = ", ".join(f"{name} {n:,} rows" for name, n in report["rows"].items())
+    return [
         "# Dialectic training data",
         "",
         "Made by hegelion-dspy from dialectic traces: a model answered each prompt (thesis), critiqued its answer "
@@ -129,11 +140,25 @@ def card_text(
         f'dataset = load_dataset({json.dumps(report["folder"] or ".")})  # or "USER/NAME" once on the Hub',
         "```",
         "",
+    ]
+
+
+def _provenance(report: ReportDict) -> list[str]:
+    """Kept traces per model, mode and compiled program."""
+    return [
         "## Provenance",
         "",
         *_table("model", report["kept_by_model"]),
         *_table("mode", report["kept_by_mode"]),
         *(_table("compiled program (sha256 prefix or file)", report["kept_by_program"]) or [_NO_PROGRAM, ""]),
+    ]
+
+
+def _curation(
+    report: ReportDict, opts: Mapping[str, object], filters: list[str], trace_reasons: Collection[str]
+) -> list[str]:
+    """The filters, the keep rule and every drop reason with its count (of traces or of rows)."""
+    return [
         "## Curation",
         "",
         "Filters: " + "; ".join(filters) + ".",
@@ -147,6 +172,12 @@ def card_text(
             for reason, n in report["dropped"].items()
         ),
         "",
+    ]
+
+
+def _how_it_was_made(report: ReportDict, command: str | None) -> list[str]:
+    """The exact command (or the Python call with its options) and how to publish the folder."""
+    return [
         "## How it was made",
         "",
         "```bash",
@@ -163,7 +194,6 @@ def card_text(
         "```",
         "",
     ]
-    return "\n".join(body)
 
 
 def write_card(folder: Path, text: str) -> Path:

@@ -196,44 +196,66 @@ def _by_side(result: HaluResult) -> dict[str, JudgeEntry]:
 
 
 def summarise(ctx: EvalContext, results: Sequence[HaluResult]) -> Summary:
-    has_base = ctx.base is not None
-
-    def per_side(side: str, fn: Callable[[V], float | bool], rows: Sequence[Mapping[str, V]]) -> list[float]:
-        return [float(fn(r[side])) for r in rows]
-
-    def entry(
-        name: str,
-        fn: Callable[[V], float | bool],
-        rows: Sequence[Mapping[str, V]],
-        about: str,
-        null: float | None = None,
-    ) -> MetricEntry:
-        m0 = per_side("m0", fn, rows) if has_base else None
-        return metric(name, per_side("m", fn, rows), m0, seed=ctx.seed, null=None if has_base else null, about=about)
-
     judged = [_by_side(r) for r in results]
     answered = [s for s in judged if all("answer" in s[k] for k in s)]
+    metrics = [*_judge_metrics(ctx, judged, _signed_margins(judged, results)), *_answer_metrics(ctx, answered)]
+    counts: dict[str, int | float] = {
+        "items": len(results),
+        "hallucinated shown": sum(r["label"] == "Yes" for r in results),
+        "answer-mode items": len(answered),
+    }
+    return {"metrics": metrics, "counts": counts}
+
+
+def _sided(
+    ctx: EvalContext,
+    name: str,
+    fn: Callable[[V], float | bool],
+    rows: Sequence[Mapping[str, V]],
+    about: str,
+    null: float | None = None,
+) -> MetricEntry:
+    """One metric of what ``fn`` reads of each side of ``rows``: M against M0, or M alone against ``null``."""
+    has_base = ctx.base is not None
+    m0 = [float(fn(r["m0"])) for r in rows] if has_base else None
+    m = [float(fn(r["m"])) for r in rows]
+    return metric(name, m, m0, seed=ctx.seed, null=None if has_base else null, about=about)
+
+
+def _signed_margins(judged: Sequence[dict[str, JudgeEntry]], results: Sequence[HaluResult]) -> list[dict[str, float]]:
+    """Per forced-choice item and side: the log-odds of "Yes", signed by the truth (above 0: leaning the right way)."""
     forced = [(s, r["label"]) for s, r in zip(judged, results, strict=True) if all("lp_yes" in s[k] for k in s)]
 
-    def leaning(s: JudgeEntry, label: str) -> float:  # log-odds of "Yes", signed by the truth
+    def leaning(s: JudgeEntry, label: str) -> float:
         return (s["lp_yes"] - s["lp_no"]) * (1.0 if label == "Yes" else -1.0)
 
-    signed = [{k: leaning(side, label) for k, side in s.items()} for s, label in forced]
-    metrics = [
-        entry("judge accuracy", lambda s: s["correct"], judged, "balanced: always-Yes or always-No scores 0.5", 0.5),
-        entry(
+    return [{k: leaning(side, label) for k, side in s.items()} for s, label in forced]
+
+
+def _judge_metrics(
+    ctx: EvalContext, judged: Sequence[dict[str, JudgeEntry]], signed: Sequence[dict[str, float]]
+) -> list[MetricEntry]:
+    """Judge mode: accuracy, yes-rate, valid replies, and the signed margin of the forced-choice items."""
+    return [
+        _sided(
+            ctx, "judge accuracy", lambda s: s["correct"], judged, "balanced: always-Yes or always-No scores 0.5", 0.5
+        ),
+        _sided(
+            ctx,
             "judge yes-rate",
             lambda s: s["pred"] == "Yes",
             judged,
             "share of 'Yes, hallucinated' verdicts; 0.5 is the true share",
         ),
-        entry(
+        _sided(
+            ctx,
             "judge valid replies",
             lambda s: s["valid"],
             judged,
             "forced choice is always valid; free text counts replies whose first word is not Yes/No as invalid",
         ),
-        entry(
+        _sided(
+            ctx,
             "judge signed margin (nats)",
             lambda v: v,
             signed,
@@ -241,13 +263,21 @@ def summarise(ctx: EvalContext, results: Sequence[HaluResult]) -> Summary:
             "leans the right way, whatever its threshold",
             0.0,
         ),
-        entry(
+    ]
+
+
+def _answer_metrics(ctx: EvalContext, answered: Sequence[dict[str, JudgeEntry]]) -> list[MetricEntry]:
+    """Answer mode: how often the reply matches the right answer, and how often the hallucinated one."""
+    return [
+        _sided(
+            ctx,
             "answer matches the right answer",
             lambda s: s["answer"]["match"] == "right",
             answered,
             "token-overlap F1 higher against the right answer than against the hallucinated one",
         ),
-        entry(
+        _sided(
+            ctx,
             "answer matches the hallucinated answer",
             lambda s: s["answer"]["match"] == "hallucinated",
             answered,
@@ -255,9 +285,3 @@ def summarise(ctx: EvalContext, results: Sequence[HaluResult]) -> Summary:
             "that repeat the question's words, so a rambling reply leans this way: read it beside the right share",
         ),
     ]
-    counts: dict[str, int | float] = {
-        "items": len(results),
-        "hallucinated shown": sum(r["label"] == "Yes" for r in results),
-        "answer-mode items": len(answered),
-    }
-    return {"metrics": metrics, "counts": counts}

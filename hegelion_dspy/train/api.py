@@ -25,7 +25,7 @@ from ..lms.identity import BASE_KEY, DEMO_KEY
 from ..lms.llamacpp import env_threads
 from ..types import JSONObject
 from .bases import CARD_JSON, TrainBase, load_base, resolve_base
-from .card import BaseInfo, DataInfo, ModelCard, read_card, write_card
+from .card import BaseInfo, DataInfo, ModelCard, loss_summary, read_card, write_card
 from .data import TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
 from .rows import trainer_rows
@@ -77,6 +77,13 @@ class TrainedModel:
     @property
     def gguf(self) -> Path | None:
         return self.folder / self.card.gguf if self.card.gguf else None
+
+    @property
+    def summary(self) -> str:
+        """One line on what was made: the method, the steps, the loss first to last (when trained now), the folder."""
+        losses = loss_summary(self.card.losses, arrow="->")
+        loss = f"loss {losses}, " if losses and not self.reused else ""
+        return f"{self.card.method} {self.card.steps_done} steps, {loss}{self.folder}"
 
 
 def check_packages(*, gguf: bool = True) -> None:
