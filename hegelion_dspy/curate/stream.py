@@ -45,8 +45,7 @@ LabelOf = Callable[[str, str], Label | None]
 # A kept trace under ranking, one fixed-size record per slot in one bytearray (as compact as arrays, and one C call to
 # add: array.extend of a tuple was 3x slower): its Place (where its rows went: part, offset, length; how many rows;
 # its origin, an index into _Origins; its unreviewed examples: label outcomes of a labelled input are kept aside, in
-# _Labels), then its rank (score or -1, creation time: selection.keep_rank). The fields go to struct as arguments:
-# ``pack(*place, *rank)`` built a tuple of them first, which made adding a slot 3x slower.
+# _Labels), then its rank (score or -1, creation time: selection.keep_rank). Fields go to struct.pack one by one.
 Place = tuple[int, int, int, int, int, int]
 _SLOT = struct.Struct("=qqqqqqdd")
 _PLACE, _RANK, _OFFSET = struct.Struct("=qqqqqq"), struct.Struct("=dd"), struct.Struct("=q")
