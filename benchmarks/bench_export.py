@@ -7,10 +7,11 @@ run by run, so a busy machine slows them alike:
 
 - the floor: a plain orjson loop in a child (read every line, decode it, write one DPO row per ok trace), what any
   exporter in Python costs at least;
-- ``--before REV`` (default ``BEFORE_REV``, the driver before its rewrite into small steps and a fast line reader):
-  the package as it was at that git revision (``git archive`` into a temp folder, imported through PYTHONPATH), run
-  as the same ``hegelion-dataset`` command on the same v3 log, interleaved with this checkout: the before and after
-  of one change in one run (``--before ''`` skips it);
+- ``--before REV`` (repeatable; default ``BEFORE_REV``, the driver before its rewrite into small steps and a fast line
+  reader): the package as it was at that git revision (``git archive`` into a temp folder, imported through
+  PYTHONPATH), run as the same ``hegelion-dataset`` command on the same v3 log, interleaved with this checkout: the
+  before and after of one change in one run, their outputs compared byte for byte in every run (the script fails if
+  they differ; ``--before ''`` skips it);
 - ``--baseline-src DIR``: the same command on another checkout of hegelion-dspy (e.g. ``git worktree add /tmp/old
   HEAD~5``), imported through PYTHONPATH: today's code against the previous code path. It reads the log as schema v2
   (what it understands); this checkout reads the same traces as v3 (quality flags stored, as the collect side writes
@@ -18,17 +19,22 @@ run by run, so a busy machine slows them alike:
 - ``--reference CMD``: the reference converter (Hegelion 0.4.0's ``hegelion-dataset``, in a venv of its own) on the
   same traces written in its own log format.
 
-    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--before REV] [--log FILE]
-        [--baseline-src DIR]
-        [--baseline-args "..."] [--reference PATH/TO/hegelion-dataset] [-- EXTRA hegelion-dataset ARGS]
+    python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--keeps best,first]
+        [--before REV ...] [--log FILE] [--baseline-src DIR] [--baseline-args "..."]
+        [--reference PATH/TO/hegelion-dataset] [-- EXTRA hegelion-dataset ARGS]
 
-The machine is shared (2 cores): each run prints the load average, and the best and median of --runs are reported;
-ratios are of the medians. ``--log FILE`` reuses a log this script wrote (``--keep``) instead of generating one.
+Each keep rule of ``--keeps`` is timed for every before and this checkout. The children run in the temp folder (so
+``python -c`` imports the package from PYTHONPATH, not from the current folder) with their bytecode cached in it
+(``PYTHONDONTWRITEBYTECODE`` is dropped: with it every child recompiled every module, each run), after one untimed
+warm-up run each. The machine is shared (2 cores): each run prints the load average, and the best and median of
+--runs are reported; ratios are of the medians (wall) and of the least (CPU). ``--log FILE`` reuses a log this script
+wrote (``--keep``) instead of generating one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import statistics
@@ -36,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,7 @@ REFERENCE_PEAK_MB = 2.28 * 1024
 GOAL_SECONDS = 4.3
 GOAL_PEAK_MB = 100.0
 HEGELION_DATASET = Path(sys.executable).with_name("hegelion-dataset")
+REPO = Path(__file__).resolve().parents[1]
 BEFORE_REV = "e05ab95"  # the export driver before its rewrite (issue 23): one 140-line loop over TraceRecords
 # ``hegelion-dataset`` of whatever hegelion_dspy is first on PYTHONPATH (the console script would do the same)
 DATASET_MAIN = "import sys; from hegelion_dspy.cli.dataset import main; sys.argv[0] = 'hegelion-dataset'; main()"
@@ -181,16 +189,16 @@ def run_export(
     *,
     command: str | list[str] | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, float]:
+    cwd: Path | None = None,
+) -> dict[str, Any]:
     """Run a converter in a child and return its wall seconds, CPU seconds and peak RSS (MB)."""
-    out.unlink(missing_ok=True)
-    for split in (".train", ".test"):
-        out.with_name(out.stem + split + out.suffix).unlink(missing_ok=True)
+    for path in output_files(out):
+        path.unlink(missing_ok=True)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     prefix = command if isinstance(command, list) else [command or str(HEGELION_DATASET)]
     argv = [*prefix, str(log), str(out), *extra]
-    child = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
+    child = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -202,39 +210,167 @@ def run_export(
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
         "load": load,
-        "summary": (stderr.strip().splitlines() or [""])[-1],  # type: ignore[dict-item]
+        "summary": (stderr.strip().splitlines() or [""])[-1],
     }
 
 
-def checkout_of(rev: str, folder: Path) -> Path:
-    """The ``hegelion_dspy`` package as it was at ``rev``, extracted into ``folder`` (put it first on PYTHONPATH)."""
-    repo = Path(__file__).resolve().parents[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "hegelion_dspy"], capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    found = subprocess.run(
+def output_files(out: Path) -> list[Path]:
+    """What an export to ``out`` may write: the file, or its train and test splits."""
+    return [out, *(out.with_name(out.stem + split + out.suffix) for split in (".train", ".test"))]
+
+
+def digest_of(out: Path) -> str:
+    """sha256 of an export's files (those that exist, in order), which are then removed to spare the disk."""
+    digest = hashlib.sha256()
+    for path in output_files(out):
+        if path.exists():
+            with open(path, "rb") as fh:
+                digest.update(path.name.encode() + b"\0")
+                while block := fh.read(1 << 22):
+                    digest.update(block)
+            path.unlink()
+    return digest.hexdigest()
+
+
+def child_env(pycache: Path, pythonpath: str | None = None) -> dict[str, str]:
+    """The children's environment: compiled bytecode cached in ``pycache`` (PYTHONDONTWRITEBYTECODE, set on these
+    machines, made every child recompile every module it imports: time the figures were paying), and ``pythonpath``
+    first on the import path when given."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    return env
+
+
+def imported_from(env: dict[str, str], cwd: Path) -> str:
+    """Where a child with ``env`` finds ``hegelion_dspy``."""
+    return subprocess.run(
         [sys.executable, "-c", "import hegelion_dspy; print(hegelion_dspy.__file__)"],
-        env={**os.environ, "PYTHONPATH": str(folder)},
+        env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    if not found.startswith(str(folder)):
-        raise SystemExit(f"the {rev} checkout in {folder} is not the one imported ({found})")
+
+
+def checkout_of(rev: str, folder: Path) -> Path:
+    """The ``hegelion_dspy`` package as it was at ``rev``, extracted into ``folder`` (put it first on PYTHONPATH)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "hegelion_dspy"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
 
 
-def _report(name: str, results: list[dict[str, float]], size: int, traces: int) -> tuple[float, float, float]:
-    """Print the figures of one converter; returns its median wall time, least CPU time and peak memory."""
-    best = min(r["wall"] for r in results)
-    median = statistics.median(r["wall"] for r in results)
-    cpu = min(r["cpu"] for r in results)
-    peak = max(r["peak_mb"] for r in results)
-    print(
-        f"{name}: best {best:.2f} s, median {median:.2f} s ({size / 1e6 / best:.0f} MB/s, {traces / best:,.0f} "
-        f"traces/s), least CPU {cpu:.2f} s, peak {peak:.0f} MB"
-    )
-    return median, cpu, peak
+@dataclass
+class Contender:
+    """One converter timed in every run: its command, arguments, environment and log; its results and the sha256 of
+    its output in each run. ``twin`` names the contender whose output must be byte-identical to this one's."""
+
+    name: str
+    command: list[str] | str | None
+    extra: list[str]
+    env: dict[str, str] | None
+    log: Path
+    twin: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    digests: list[str] = field(default_factory=list)
+
+
+def contenders(args: argparse.Namespace, folder: Path, log: Path, old_log: Path | None) -> list[Contender]:
+    """The floor, then per keep rule each ``--before`` revision and this checkout (the same command on the same log,
+    their outputs compared), then the optional baseline, v2 log and reference."""
+    pycache = folder / "pycache"
+    dataset = [sys.executable, "-c", DATASET_MAIN]
+    found: list[Contender] = [Contender("floor (plain orjson loop)", [sys.executable, "-c", FLOOR], [], None, log)]
+    this_env = child_env(pycache, os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    sources = [(rev, child_env(pycache, str(checkout_of(rev, folder / f"before-{rev}")))) for rev in args.before]
+    for rev_or_this, env in [*sources, ("this checkout", this_env)]:
+        where = imported_from(env, folder)
+        expected = str(REPO) if rev_or_this == "this checkout" else str(folder / f"before-{rev_or_this}")
+        if not where.startswith(expected):
+            raise SystemExit(f"{rev_or_this}: the child imports hegelion_dspy from {where}, not {expected}")
+    for keep in args.keeps:
+        extra = ["--format", args.format, "--keep", keep, *args.extra]
+        this = f"this checkout, keep {keep}"
+        for rev, env in sources:
+            found.append(Contender(f"before ({rev}), keep {keep}", dataset, extra, env, log, twin=this))
+        found.append(Contender(this, dataset, extra, this_env, log))
+    if args.v2_too and old_log is not None:
+        found.append(
+            Contender("this checkout on the v2 log", dataset, ["--format", args.format, *args.extra], this_env, old_log)
+        )
+    if args.baseline_src and old_log is not None:
+        env = child_env(pycache, str(args.baseline_src.resolve()))
+        found.append(
+            Contender(
+                f"baseline {args.baseline_src}",
+                None,
+                ["--format", args.format, *args.baseline_args.split()],
+                env,
+                old_log,
+            )
+        )
+    if args.reference:
+        found.append(
+            Contender(
+                f"reference {args.reference}",
+                args.reference,
+                ["--format", args.format],
+                None,
+                folder / "reference.jsonl",
+            )
+        )
+    return found
+
+
+def warm_up(found: list[Contender], folder: Path) -> None:
+    """One untimed run of each contender on the first lines of its log: its modules compiled into the bytecode cache
+    before any run is timed."""
+    for i, c in enumerate(found):
+        small = folder / f"warm-{i}.jsonl"
+        with open(c.log, "rb") as src, open(small, "wb") as out:
+            out.writelines(line for _, line in zip(range(300), src, strict=False))
+        run_export(small, folder / "warm-out.jsonl", c.extra, command=c.command, env=c.env, cwd=folder)
+        small.unlink()
+
+
+def _figures(results: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """(best wall, median wall, least CPU, peak memory) of one contender's runs."""
+    walls = [r["wall"] for r in results]
+    return min(walls), statistics.median(walls), min(r["cpu"] for r in results), max(r["peak_mb"] for r in results)
+
+
+def report_all(found: list[Contender], size: int, traces: int) -> bool:
+    """Print every contender's figures and its ratios to the floor (and a before's to this checkout); whether each
+    before's output was byte-identical to this checkout's in every run."""
+    figures = {c.name: _figures(c.results) for c in found}
+    by_name = {c.name: c for c in found}
+    _, f_median, f_cpu, _ = figures[found[0].name]
+    identical = True
+    for c in found:
+        best, median, cpu, peak = figures[c.name]
+        print(
+            f"{c.name}: best {best:.2f} s, median {median:.2f} s ({size / 1e6 / best:.0f} MB/s, {traces / best:,.0f} "
+            f"traces/s), least CPU {cpu:.2f} s, peak {peak:.0f} MB"
+        )
+        if c is found[0]:
+            continue
+        goal = " (goal <= 1.6x)" if c.name.startswith("this checkout,") else ""
+        print(
+            f"  / floor: {median / f_median:.2f}x the wall time{goal} (medians), {cpu / f_cpu:.2f}x the CPU time "
+            "(least: steadier on a busy machine)"
+        )
+        if c.twin is not None:
+            _, t_median, t_cpu, t_peak = figures[c.twin]
+            same = c.digests == by_name[c.twin].digests
+            identical &= same
+            print(
+                f"  {c.twin} / this: {t_median / median:.2f}x the wall time, {t_cpu / cpu:.2f}x the CPU, "
+                f"{t_peak / peak:.2f}x the memory; outputs {'byte-identical in every run' if same else 'DIFFER'}"
+            )
+    return identical
 
 
 def main() -> None:
@@ -243,7 +379,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="conversions to time (best and median are reported)")
     parser.add_argument("--format", default="dpo")
     parser.add_argument("--keep", type=Path, help="write the log and output here instead of a temp folder")
-    parser.add_argument("--before", default=BEFORE_REV, help="git revision timed side by side ('' for none)")
+    parser.add_argument("--keeps", default="best,first", help="the keep rules timed (comma-separated)")
+    parser.add_argument(
+        "--before", action="append", help=f"git revision timed side by side (repeatable; default {BEFORE_REV}, '' none)"
+    )
     parser.add_argument("--log", type=Path, help="reuse this v3 log (written by --keep) instead of generating one")
     parser.add_argument("--baseline-src", type=Path, help="another hegelion-dspy checkout to time side by side")
     parser.add_argument("--baseline-args", default="", help="arguments for the baseline (default: none extra)")
@@ -251,8 +390,8 @@ def main() -> None:
     parser.add_argument("--v2-too", action="store_true", help="also time this checkout on the v2 log (flags on read)")
     parser.add_argument("extra", nargs="*", help="more hegelion-dataset arguments (after --)")
     args = parser.parse_args()
-    if not HEGELION_DATASET.exists():
-        raise SystemExit(f"{HEGELION_DATASET} is missing: pip install -e .")
+    args.before = [rev for rev in (args.before or [BEFORE_REV]) if rev]
+    args.keeps = [k for k in args.keeps.split(",") if k]
 
     with tempfile.TemporaryDirectory(prefix="hegelion-bench-") as tmp:
         folder = args.keep or Path(tmp)
@@ -269,89 +408,40 @@ def main() -> None:
             f"log: {args.traces:,} traces, {size / 1e6:.0f} MB ({size / args.traces / 1000:.1f} KB a trace), "
             f"{'read' if args.log else 'generated'} in {time.perf_counter() - t0:.1f} s"
         )
-        before_env = None
-        if args.before:
-            before_src = checkout_of(args.before, Path(tmp) / "before")
-            before_env = {**os.environ, "PYTHONPATH": str(before_src)}
         old_log = None
         if args.baseline_src or args.v2_too:
             old_log = folder / "traces-v2.jsonl"
             write_log(old_log, args.traces)  # the same traces as schema v2, readable by the baseline
-        ours: list[dict[str, float]] = []
-        base: list[dict[str, float]] = []
-        ref: list[dict[str, float]] = []
-        floor: list[dict[str, float]] = []
-        ours_v2: list[dict[str, float]] = []
-        before: list[dict[str, float]] = []
+        found = contenders(args, Path(tmp), log, old_log)
+        warm_up(found, Path(tmp))
         for n in range(1, args.runs + 1):
-            f = run_export(log, out, [], command=[sys.executable, "-c", FLOOR])
-            floor.append(f)
-            line = f"run {n}: floor {f['wall']:.2f} s"
-            if before_env is not None:
-                b = run_export(
-                    log,
-                    out,
-                    ["--format", args.format, *args.extra],
-                    command=[sys.executable, "-c", DATASET_MAIN],
-                    env=before_env,
+            parts = []
+            for c in found:
+                r = run_export(c.log, out, c.extra, command=c.command, env=c.env, cwd=Path(tmp))
+                c.results.append(r)
+                c.digests.append(digest_of(out))
+                parts.append(f"{c.name} {r['wall']:.2f} s ({r['cpu']:.2f} CPU)")
+            print(f"run {n}: " + " | ".join(parts) + f" (load average {os.getloadavg()[0]:.1f})")
+        print(f"  {found[-1].results[-1]['summary']}")
+        identical = report_all(found, size, args.traces)
+        this = [c for c in found if c.name.startswith("this checkout,")]
+        if this:
+            median = statistics.median(r["wall"] for r in this[0].results)
+            peak = max(r["peak_mb"] for c in this for r in c.results)
+            others = [c for c in found[1:] if c.twin is None and c not in this]
+            for c in others:
+                print(f"  {c.name} / {this[0].name}: {statistics.median(r['wall'] for r in c.results) / median:.2f}x")
+            if not args.reference:
+                print(
+                    f"reference (an earlier run): {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> "
+                    f"{REFERENCE_SECONDS / median:.1f}x faster (median), {REFERENCE_PEAK_MB / peak:.0f}x less memory"
                 )
-                before.append(b)
-                line += f" | before ({args.before}) {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU"
-            r = run_export(log, out, ["--format", args.format, *args.extra])
-            ours.append(r)
-            line += f" | this checkout {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, peak {r['peak_mb']:.0f} MB"
-            if args.v2_too and old_log is not None:
-                v = run_export(old_log, out, ["--format", args.format, *args.extra])
-                ours_v2.append(v)
-                line += f" | this checkout on the v2 log {v['wall']:.2f} s"
-            if args.baseline_src and old_log is not None:
-                env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
-                b = run_export(old_log, out, ["--format", args.format, *args.baseline_args.split()], env=env)
-                base.append(b)
-                line += f" | baseline {b['wall']:.2f} s wall, {b['cpu']:.2f} s CPU, peak {b['peak_mb']:.0f} MB"
-            if ref_log is not None:
-                f = run_export(ref_log, out, ["--format", args.format], command=args.reference)
-                ref.append(f)
-                line += f" | reference {f['wall']:.2f} s wall, {f['cpu']:.2f} s CPU, peak {f['peak_mb']:.0f} MB"
-            print(line + f" (load average {r['load']:.1f})")
-        print(f"  {ours[-1]['summary']}")
-        f_median, f_cpu, _ = _report("floor (plain orjson loop)", floor, size, args.traces)
-        if before:
-            b_median, b_cpu_least, _ = _report(f"before ({args.before}, the same command)", before, size, args.traces)
             print(
-                f"  before / floor: {b_median / f_median:.2f}x the wall time, {b_cpu_least / f_cpu:.2f}x the CPU time"
+                f"goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} MB: "
+                f"{'met' if median <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
             )
-        median, cpu, peak = _report(
-            f"this checkout (--format {args.format} {' '.join(args.extra)})", ours, size, args.traces
-        )
-        print(
-            f"  this checkout / floor: {median / f_median:.2f}x the wall time (goal <= 1.6x; medians), "
-            f"{cpu / f_cpu:.2f}x the CPU time (least; steadier on a busy machine)"
-        )
-        if before:
-            print(f"  this checkout / before: {median / b_median:.2f}x the wall time, {cpu / b_cpu_least:.2f}x the CPU")
-        if ours_v2:
-            v_median, _, _ = _report("this checkout on the v2 log (flags computed on read)", ours_v2, size, args.traces)
-            print(f"  v2 log / v3 log: {v_median / median:.2f}x")
-        if base:
-            base_median, b_cpu, b_peak = _report(f"baseline {args.baseline_src}", base, size, args.traces)
-            print(f"  baseline / floor: {base_median / f_median:.2f}x")
-            print(
-                f"  this checkout / baseline: {median / base_median:.2f}x the wall time, {cpu / b_cpu:.2f}x the CPU "
-                f"time, {peak / b_peak:.2f}x the memory"
-            )
-        if ref:
-            r_median, _, r_peak = _report(f"reference {args.reference}", ref, size, args.traces)
-            print(f"  reference / this checkout: {r_median / median:.1f}x faster, {r_peak / peak:.0f}x less memory")
-        else:
-            print(
-                f"reference (an earlier run): {REFERENCE_SECONDS} s, {REFERENCE_PEAK_MB:.0f} MB -> "
-                f"{REFERENCE_SECONDS / median:.1f}x faster (median), {REFERENCE_PEAK_MB / peak:.0f}x less memory"
-            )
-        print(
-            f"goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} MB: "
-            f"{'met' if median <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
-        )
+        if not identical:
+            raise SystemExit("the outputs of a before and this checkout differ (see DIFFER above)")
 
 
 if __name__ == "__main__":

@@ -117,10 +117,19 @@ class Provenance:
         return record.mode == self.mode and record.model == self.model and record.program_digest == self.program
 
 
+# The ASCII characters str.split() splits on besides the space: a stripped task with none of them and no double space
+# has nothing to collapse.
+_ASCII_SPACES = b"\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
 def normalize_task(task: str) -> str:
     """The key under which two tasks count as the same prompt: case-folded, whitespace collapsed."""
-    if task.isascii() and task.isprintable() and "  " not in task and task[:1] != " " and task[-1:] != " ":
-        return task.lower()  # no whitespace to collapse (printable ASCII has none but single spaces), 4x faster
+    if task.isascii():  # the common case, 2-3x faster: lower() is casefold() on ASCII, strip() the ends' whitespace
+        key = task.lower().strip()
+        if "  " not in key:
+            raw = key.encode()  # a copy, no encoding work (ASCII); bytes.translate deletes in one C pass
+            if len(raw.translate(None, _ASCII_SPACES)) == len(raw):
+                return key
     return " ".join(task.split()).casefold()
 
 

@@ -211,7 +211,8 @@ def test_normalize_task_collapses_whitespace_and_case_alike_on_its_fast_and_slow
     from hegelion_dspy.store import normalize_task
 
     rng = random.Random(5)
-    alphabet = ["a", "B", " ", "  ", "\t", "\n", "\x1c", "\xa0", "É", "ß", "z", "\u2003", "~", "1"]
+    alphabet = ["a", "B", " ", "  ", "\t", "\n", "\x0b", "\x1c", "\x1f", "\x00", "\x7f", "\xa0", "É", "ß", "z"]
+    alphabet += ["\u2003", "~", "1"]
     for _ in range(3000):
         task = "".join(rng.choices(alphabet, k=rng.randint(0, 12)))
         assert normalize_task(task) == " ".join(task.split()).casefold(), repr(task)
