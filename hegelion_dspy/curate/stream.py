@@ -49,8 +49,8 @@ LabelOf = Callable[[str, str], Label | None]
 Place = tuple[int, int, int, int, int, int]
 _SLOT = struct.Struct("=qqqqqqdd")
 _PLACE, _RANK, _OFFSET = struct.Struct("=qqqqqq"), struct.Struct("=dd"), struct.Struct("=q")
-_RANK_AT, _OFFSET_AT = 48, 8  # byte offsets of the rank and of the offset in a slot
-_QWORDS, _UNREVIEWED_AT, _CREATED_AT = 8, 5, 7  # a slot in 8-byte words; where its unreviewed count and creation are
+_RANK_AT, _OFFSET_AT = _PLACE.size, _OFFSET.size  # byte offsets of the rank and of the offset (a Place's 2nd field)
+_QWORDS, _UNREVIEWED_AT, _CREATED_AT = _SLOT.size // 8, 5, 7  # a slot in 8-byte words; its unreviewed count, creation
 
 
 class _Kept:

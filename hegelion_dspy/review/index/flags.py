@@ -51,7 +51,7 @@ def store_flags(conn: sqlite3.Connection, computed: Computed) -> None:
     """Write flags from ``compute_flags`` inside the caller's (short) write transaction, for the traces that still
     have none: another writer may have stored them since they were computed. When the log was indexed afresh in
     between (its numbers now name other lines), nothing is written and the next batch computes them again."""
-    if _log_identity(conn) != computed.log:
+    if not computed.flags or _log_identity(conn) != computed.log:
         return
     found = computed.flags
     open_seqs = {
