@@ -273,6 +273,13 @@ def program_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def program_or_new(program: Dialectic | str | Path | None, *, mode: Mode, iterations: int) -> Dialectic:
+    """The program given (loaded when it is a file, ``load_program``), else a fresh ``Dialectic(mode, iterations)``."""
+    if isinstance(program, (str, Path)):
+        return load_program(program)
+    return program if program is not None else Dialectic(mode=mode, iterations=iterations)
+
+
 def load_program(path: str | Path) -> Dialectic:
     """Load a Dialectic saved with ``save_program`` or ``Dialectic.save(path)``, keeping its mode and iterations."""
     path = Path(path)

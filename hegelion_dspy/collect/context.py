@@ -89,14 +89,12 @@ class RunContext:
 
 def _program_of(spec: RunSpec, program: Dialectic | str | Path | None) -> tuple[Dialectic, str | None, str | None]:
     """The run's program (the one given, else the spec's, else a fresh Dialectic), its file and that file's digest."""
-    from ..program import Dialectic, load_program, program_digest
+    from ..program import program_digest, program_or_new
 
     program = program if program is not None else spec.program
-    if isinstance(program, (str, Path)):
-        return load_program(program), str(program), program_digest(str(program))
-    if program is None:
-        program = Dialectic(mode=spec.mode, iterations=spec.iterations or 1)
-    return program, None, None
+    path = str(program) if isinstance(program, (str, Path)) else None
+    loaded = program_or_new(program, mode=spec.mode, iterations=spec.iterations or 1)  # a missing file: its error
+    return loaded, path, program_digest(path) if path is not None else None
 
 
 def _polite_lm(spec: RunSpec, lm: dspy.BaseLM | None, manners: Manners | None) -> dspy.BaseLM:

@@ -23,7 +23,7 @@ from ..collect.judge import DialecticJudge
 from ..collect.metric import DialecticMetric
 from ..errors import ConfigError, InvalidTraceError, LMError
 from ..lms.chooser import adapter_for
-from ..program import Dialectic, load_program
+from ..program import Dialectic, program_or_new
 from ..store import normalize_task, read_records
 from ..types import JSONObject, Mode
 
@@ -277,7 +277,7 @@ def optimize_program(
     settings = settings or OptimizerSettings()
     num_threads = settings.num_threads
     train, dev = _checked_sets(optimizer, trainset, devset)
-    student = _starting_program(program, mode, iterations)
+    student = program_or_new(program, mode=mode, iterations=iterations)
     if metric is None:
         metric = DialecticMetric(lm=judge_lm, use_lm=use_judge, adapter=adapter_for(judge_lm) if judge_lm else None)
     teleprompter = make_optimizer(optimizer, metric, lm=lm, reflection_lm=reflection_lm, settings=settings)
@@ -321,13 +321,6 @@ def _checked_sets(
     if optimizer == "mipro" and not dev and len(train) < 2:
         raise ConfigError("MIPROv2 needs at least 2 training tasks (or a dev set)")
     return train, dev
-
-
-def _starting_program(program: Dialectic | str | Path | None, mode: Mode, iterations: int) -> Dialectic:
-    """The program given (loaded when it is a file), else a fresh ``Dialectic(mode, iterations)``."""
-    if isinstance(program, str | Path):
-        return load_program(program)
-    return program if program is not None else Dialectic(mode=mode, iterations=iterations)
 
 
 def _instructions_changed(before: Mapping[str, str], compiled: Dialectic) -> list[str]:
