@@ -182,7 +182,8 @@ class _Driver:
                 if key not in self.done:
                     self.done.add(key)
                     fresh.append(record)
-            self._feed(worker)
+            if batch:  # an empty one is a worker's last word on its counts: it takes no more
+                self._feed(worker)
         if len(self.done) == len(self.todo):
             self.close()
         return fresh

@@ -136,10 +136,14 @@ class DialecticWorker:
                 wake.set()
 
         running = asyncio.ensure_future(work())
+        sent: dict[str, float] = {}
         while not running.done() or finished:
             await wake.wait()
             wake.clear()
             if finished:
                 batch, finished = finished, []
-                yield batch, meter.snapshot()
+                sent = meter.snapshot()
+                yield batch, sent
         await running  # its error, if any, reaches the driver
+        if meter.snapshot() != sent:  # calls of dialectics that left no trace (stopped by the budget) cost too
+            yield [], meter.snapshot()

@@ -3,12 +3,15 @@ mid-run, resume after an interrupt, the budget, and the CLI's --ray as a user ru
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -273,3 +276,52 @@ def test_ctrl_c_during_a_ray_batch_keeps_the_finished_traces_and_a_rerun_resumes
     assert done.returncode == 0, done.stderr
     assert f"{120 - len(finished)} ok, 0 failed, {len(finished)} skipped" in done.stderr
     assert_each_prompt_once(TraceStore(log), PROMPTS[:120])
+
+
+class _Granted:
+    """What ``keeper.grant.remote(usd)`` is to a worker: an ObjectRef whose ``future()`` holds the answer."""
+
+    def __init__(self, usd: float):
+        self.answer: concurrent.futures.Future[float] = concurrent.futures.Future()
+        self.answer.set_result(usd)
+
+    def future(self) -> concurrent.futures.Future[float]:
+        return self.answer
+
+
+class _KeeperHandle:
+    """A BudgetKeeper called as a Ray actor handle is (``handle.grant.remote(usd)``), in this process: no Ray."""
+
+    def __init__(self, limit: float):
+        from hegelion_dspy.collect.ray_worker import BudgetKeeper
+
+        keeper = BudgetKeeper(limit)
+        self.grant = types.SimpleNamespace(remote=lambda usd: _Granted(keeper.grant(usd)))
+
+
+def test_a_worker_reports_the_calls_of_dialectics_its_budget_stopped_before_they_left_a_trace(
+    store: TraceStore,
+) -> None:
+    # CI saw a batch's meter miss what the provider served: a worker sent its counts only beside finished traces, so
+    # the calls of a dialectic the budget stopped half-way (no trace) never reached the driver.
+    from faulty_server import faulty_server
+
+    from hegelion_dspy.collect.ray_worker import DialecticWorker, WorkerPlan
+    from hegelion_dspy.lms.metering import token_prices
+
+    prices = token_prices(PRICED)
+    one = run_dialectic("probe", lm=ScriptedLM(model=PRICED)).cost_usd
+    assert prices is not None and one is not None
+
+    async def run(worker: DialecticWorker) -> list[tuple[int, dict[str, float]]]:
+        await worker.submit([(i, f"worker budget prompt {i}") for i in range(6)])
+        return [(len(batch), counts) async for batch, counts in worker.results()]
+
+    with faulty_server(prices=prices) as server:
+        recipe = RunRecipe(model=PRICED, api_base=(server.url,), max_tokens=256, timeout=10)
+        plan = WorkerPlan(recipe, None, 1, 1, None, "cli", (), _KeeperHandle(4 * one))  # type: ignore[arg-type]
+        sent = asyncio.run(run(DialecticWorker(plan)))
+    traces = sum(n for n, _ in sent)
+    last = sent[-1][1]
+    assert 1 <= traces < 6 and last["calls"] > 3 * traces  # a dialectic was cut off after some of its three calls
+    assert last["cost_usd"] == pytest.approx(server.served_usd)  # and its calls were reported all the same
