@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,7 +200,12 @@ def test_review_in_the_chat_lands_in_the_sidecar_the_export_and_refuses_a_stale_
     web.goto(f"{base}/review/trace/t0002")
     web.wait_for_selector("#pair-1.current")
     web.keyboard.press("r")
-    web.wait_for_selector("#pair-1.decision-reject", state="attached")
+    # t0002 has one pair: the page goes on to the next trace 250 ms after showing the label, so a wait for the label's
+    # class could miss it on a busy machine; the sidecar is what the conflict below is about
+    deadline = time.monotonic() + 30
+    while ("t0002", "reject") not in {(lbl.trace_id, lbl.decision) for lbl in LabelStore.beside(log).records()}:
+        assert time.monotonic() < deadline, "the web app's reject of t0002 never reached the sidecar"
+        time.sleep(0.05)
     web.context.close()
     view.locator("#accept").click()  # from the version the view read: refused
     status = view.locator("#status[role=alert]")
