@@ -18,7 +18,6 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,7 @@ from ..quality import flags_of
 from ..store import normalize_task
 from ..types import TraceRecord
 from .files import _AtomicFile
-from .formats import _REJECTED_STEPS, _SHAPERS, PREFERENCE_FORMATS, RowSource, _preference_examples, row_metadata
-from .formats import supervised_examples as _supervised_examples
+from .formats import _REJECTED_STEPS, _SHAPERS, PREFERENCE_FORMATS, RowSource, examples_maker, row_metadata
 from .labels import OUTCOMES, Label, LabelBook, LabelStore, labels_path
 from .options import ExportOptions
 from .reader import read_for_export
@@ -214,12 +212,8 @@ class ExportStream:
         self.dropped, self.flagged = report.dropped, report.flagged
         judge = Verdict(opts)  # the drop rules, in their order (verdict.py)
         self.trace_reason, self.flag_reason, self.row_reason = judge.trace_reason, judge.flag_reason, judge.row_reason
-        steps, every_round = _REJECTED_STEPS[opts.rejected], opts.pairs == "rounds"
-        self.examples_of: Callable[[TraceRecord], list[RowSource]] = (
-            partial(_preference_examples, steps=steps, every_round=every_round)
-            if opts.format in PREFERENCE_FORMATS
-            else _supervised_examples
-        )
+        steps = _REJECTED_STEPS[opts.rejected] if opts.format in PREFERENCE_FORMATS else None
+        self.examples_of = examples_maker(steps, opts.pairs == "rounds")
         self.shape, self.system, self.with_metadata = _SHAPERS[opts.format], opts.system, opts.with_metadata
         self.kept = _Kept(opts.keep) if opts.dedupe and opts.keep != "first" else None
         self.seen: set[int] | None = set() if opts.dedupe and opts.keep == "first" else None
@@ -305,7 +299,11 @@ class ExportStream:
             self.writers[part](data)
             self.note_kept(record, prompt)
             return
-        slot = self.rank_kept(prompt, slot, part, data, len(lines), origin, unreviewed, score, created)
+        if slot < 0:  # the first trace of its prompt (most are): kept, its rows held back in its part's window
+            slot = kept.add(prompt, part, len(data), len(lines), origin, unreviewed, score, created)
+            self.windows[part].hold(slot, data)
+        else:
+            self.replace_kept(slot, part, data, len(lines), origin, unreviewed, score, created)
         if counted is not None or self.labels.labelled:
             self.labels.keep(slot, counted)
 
@@ -351,26 +349,13 @@ class ExportStream:
         if self.last_created is None or created_at > self.last_created:
             self.last_created = created_at
 
-    def rank_kept(
-        self,
-        prompt: int,
-        slot: int,
-        part: int,
-        data: bytes,
-        rows: int,
-        origin: int,
-        unreviewed: int,
-        score: float,
-        created: float,
-    ) -> int:
-        """Under ranking: keep the first trace of a prompt (``slot`` -1), or let this one replace the one it outranks
-        in ``slot``; its rows go to their part's window. Returns its slot."""
+    def replace_kept(
+        self, slot: int, part: int, data: bytes, rows: int, origin: int, unreviewed: int, score: float, created: float
+    ) -> None:
+        """Under ranking: this trace outranks the one kept in ``slot`` and takes its place; the other's rows leave its
+        part's window, or (already on disk) are cut out at the end."""
         kept = self.kept
         assert kept is not None
-        if slot < 0:
-            slot = kept.add(prompt, part, len(data), rows, origin, unreviewed, score, created)
-            self.windows[part].hold(slot, data)
-            return slot
         old_part, old_offset, old_length, old_rows, old_origin, _ = kept.place(slot)
         if not self.windows[old_part].drop(slot):  # its rows reached the file: cut them out at the end
             kept.dead[old_part].append((old_offset, old_length))
@@ -380,7 +365,6 @@ class ExportStream:
         self.dropped["duplicate_prompt"] += 1
         kept.replace(slot, part, len(data), rows, origin, unreviewed, score, created)
         self.windows[part].hold(slot, data)
-        return slot
 
     def finish(self) -> _Kept | None:
         """Add up the kept traces' origins, labels and time range; returns the ranked table (its dead ranges are the

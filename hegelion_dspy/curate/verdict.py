@@ -87,7 +87,7 @@ class Verdict:
 
     def row_reason(self, example: RowSource, flag: str | None) -> str | None:
         """Why one example (labels already applied) is left out: the row checks, then its trace's flag."""
-        return drop_reason(example, min_chars=self.min_chars) or flag
+        return drop_reason(example, self.min_chars) or flag
 
 
 def verdict(
@@ -118,7 +118,7 @@ def example_pair(example: RowSource) -> str:
     return pair_key(example.rejected_step, example.rejected_round, example.round)
 
 
-def drop_reason(example: RowSource, *, min_chars: int = 0) -> str | None:
+def drop_reason(example: RowSource, min_chars: int = 0) -> str | None:
     """Why an example is not worth training on (a key of DROP_REASONS), or None to keep it."""
     chosen = example.chosen.strip()
     rejected = None if example.rejected is None else example.rejected.strip()
