@@ -21,14 +21,16 @@ run by run, so a busy machine slows them alike:
 
     python benchmarks/bench_export.py [--traces 100000] [--runs 3] [--format dpo] [--keeps best,first]
         [--before REV ...] [--log FILE] [--baseline-src DIR] [--baseline-args "..."]
-        [--reference PATH/TO/hegelion-dataset] [-- EXTRA hegelion-dataset ARGS]
+        [--reference PATH/TO/hegelion-dataset] [--instructions N] [-- EXTRA hegelion-dataset ARGS]
 
 Each keep rule of ``--keeps`` is timed for every before and this checkout. The children run in the temp folder (so
 ``python -c`` imports the package from PYTHONPATH, not from the current folder) with their bytecode cached in it
 (``PYTHONDONTWRITEBYTECODE`` is dropped: with it every child recompiled every module, each run), after one untimed
 warm-up run each. The machine is shared (2 cores): each run prints the load average, and the best and median of
---runs are reported; ratios are of the medians (wall) and of the least (CPU). ``--log FILE`` reuses a log this script
-wrote (``--keep``) instead of generating one.
+--runs are reported; ratios are of the medians (wall) and of the least (CPU). ``--instructions N`` adds a figure no
+other job on the machine can move: each contender's instruction count under valgrind's callgrind on the log's first
+N and 2N traces, split into what it costs once (start-up, imports) and per trace, projected to the whole log.
+``--log FILE`` reuses a log this script wrote (``--keep``) instead of generating one.
 """
 
 from __future__ import annotations
@@ -373,6 +375,38 @@ def report_all(found: list[Contender], size: int, traces: int) -> bool:
     return identical
 
 
+def instructions_of(c: Contender, lines: int, folder: Path) -> int:
+    """Instructions one run of ``c`` executes on the first ``lines`` lines of its log, counted by valgrind's
+    callgrind (the same count on a busy machine as on an idle one: the figure a shared machine cannot move)."""
+    small, out, counts = folder / f"ir-{lines}.jsonl", folder / "ir-out.jsonl", folder / "callgrind.out"
+    with open(c.log, "rb") as src, open(small, "wb") as dst:
+        dst.writelines(line for _, line in zip(range(lines), src, strict=False))
+    prefix = c.command if isinstance(c.command, list) else [c.command or str(HEGELION_DATASET)]
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={counts}", *prefix, str(small), str(out), *c.extra]
+    done = subprocess.run(argv, capture_output=True, text=True, env=c.env, cwd=folder, check=False)
+    for path in [small, counts, *output_files(out)]:
+        path.unlink(missing_ok=True)
+    found = [line for line in done.stderr.splitlines() if "Collected :" in line]
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"valgrind {prefix[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return int(found[-1].split(":")[-1])
+
+
+def report_instructions(found: list[Contender], lines: int, traces: int, folder: Path) -> None:
+    """Each contender's instructions on ``lines`` and ``2 * lines`` traces: what it costs once (start-up, imports)
+    and per trace, and the projection to ``traces`` set against the floor's."""
+    projected = {}
+    for c in found:
+        one, two = instructions_of(c, lines, folder), instructions_of(c, 2 * lines, folder)
+        per_trace, fixed = (two - one) / lines, 2 * one - two
+        projected[c.name] = fixed + per_trace * traces
+        print(
+            f"instructions, {c.name}: {fixed / 1e6:,.0f}M once + {per_trace / 1e3:,.1f}k a trace -> "
+            f"{projected[c.name] / 1e9:.2f}G for {traces:,} traces"
+            + ("" if c is found[0] else f" ({projected[c.name] / projected[found[0].name]:.2f}x the floor)")
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--traces", type=int, default=100_000)
@@ -388,6 +422,12 @@ def main() -> None:
     parser.add_argument("--baseline-args", default="", help="arguments for the baseline (default: none extra)")
     parser.add_argument("--reference", help="the reference converter's hegelion-dataset, timed side by side")
     parser.add_argument("--v2-too", action="store_true", help="also time this checkout on the v2 log (flags on read)")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        metavar="N",
+        help="also count each contender's instructions (valgrind) on N and 2N traces, projected to --traces",
+    )
     parser.add_argument("extra", nargs="*", help="more hegelion-dataset arguments (after --)")
     args = parser.parse_args()
     args.before = [rev for rev in (args.before or [BEFORE_REV]) if rev]
@@ -440,6 +480,8 @@ def main() -> None:
                 f"goal <= {GOAL_SECONDS} s and < {GOAL_PEAK_MB:.0f} MB: "
                 f"{'met' if median <= GOAL_SECONDS and peak < GOAL_PEAK_MB else 'NOT met'}"
             )
+        if args.instructions:
+            report_instructions(found, args.instructions, args.traces, Path(tmp))
         if not identical:
             raise SystemExit("the outputs of a before and this checkout differ (see DIFFER above)")
 
