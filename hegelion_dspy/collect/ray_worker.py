@@ -109,7 +109,8 @@ class DialecticWorker:
     async def results(self) -> AsyncIterator[tuple[list[tuple[object, TraceRecord]], dict[str, float]]]:
         """Stream ([(key, trace), ...], the worker's call counts so far) as dialectics finish, until closed: every
         trace finished since the last item, so a busy worker sends fewer, larger items."""
-        assert self.ctx is not None, self.error
+        ctx = self.ctx
+        assert ctx is not None, self.error
         finished: list[tuple[object, TraceRecord]] = []
         wake = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -124,7 +125,7 @@ class DialecticWorker:
                 with metering(meter):
                     await run_queue(
                         self.queue,
-                        ctx=self.ctx,  # type: ignore[arg-type]
+                        ctx=ctx,
                         concurrency=self.plan.concurrency,
                         on_record=on_record,
                         iterations=self.plan.iterations,
