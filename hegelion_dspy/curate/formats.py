@@ -53,7 +53,7 @@ def preference_examples(
     ``rejected="both"`` makes two examples per pair: one against the thesis, one against the antithesis.
     """
     _check_pair_options(rejected, pairs)
-    return _preference_examples(record, _REJECTED_STEPS[rejected], pairs == "rounds")
+    return examples_maker(_REJECTED_STEPS[rejected], pairs == "rounds")(record)
 
 
 _REJECTED_STEPS: dict[str, tuple[str, ...]] = {
@@ -74,10 +74,6 @@ def _row_source(fields: tuple[str, str, str | None, int, str | None, int | None]
     """A RowSource of all its fields, without the keyword-handling ``__new__`` NamedTuple writes in Python (2.5x the
     cost; the export makes one per row)."""
     return tuple.__new__(RowSource, fields)
-
-
-def _preference_examples(record: TraceRecord, steps: tuple[str, ...], every_round: bool) -> list[RowSource]:
-    return examples_maker(steps, every_round)(record)
 
 
 def examples_maker(
