@@ -252,7 +252,7 @@ def _compile(
     return info, result.program
 
 
-def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, skip_invalid: bool) -> list[str]:
+def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: Mode, skip_invalid: bool) -> list[str]:
     from ..collect.optimize import tasks_from_log, tasks_from_prompts
     from ..errors import ConfigError
 
@@ -267,7 +267,7 @@ def _read_tasks(log_file: Path | None, prompts_file: Path | None, mode: str, ski
         nonlocal skipped
         skipped += 1
 
-    tasks = tasks_from_log(path, mode=mode, skip_invalid=skip_invalid, on_invalid=count)  # type: ignore[arg-type]
+    tasks = tasks_from_log(path, mode=mode, skip_invalid=skip_invalid, on_invalid=count)
     if skipped:
         click.echo(f"{prog()}: skipped {skipped} invalid lines of {path}", err=True)
     if not tasks:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..curate.formats import PAIRS_CHOICES, REJECTED_CHOICES
+from ..curate.formats import PAIRS_CHOICES, REJECTED_CHOICES, Pairs, Rejected
 from ..errors import ConfigError
 from ..store import default_log_path
 from ._common import prog, run
@@ -53,8 +53,8 @@ def review(
     port: int,
     open_browser: bool,
     labeller: str | None,
-    rejected: str,
-    pairs: str,
+    rejected: Rejected,  # click.Choice has checked it
+    pairs: Pairs,
     min_chars: int,
     min_score: float | None,
     reviewed_only: bool,
@@ -80,7 +80,7 @@ def review(
         raise ConfigError(f"there is no trace log at {str(log)!r}; run a dialectic first or give the log's path")
     config = ReviewConfig(
         log_path=log,
-        view=PairView(rejected=rejected, pairs=pairs),  # type: ignore[arg-type]
+        view=PairView(rejected=rejected, pairs=pairs),
         min_chars=min_chars,
         min_score=min_score,
         reviewed_only=reviewed_only,

@@ -41,7 +41,7 @@ LABELS_SUFFIX = ".labels"
 LABEL_SCHEMA_VERSION = 1
 
 Decision = Literal["accept", "reject", "swap"]
-DECISIONS: tuple[str, ...] = get_args(Decision)
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
 # What a label did to one example, as export reports count it.
 Outcome = Literal["accepted", "swapped", "edited", "rejected", "unreviewed"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)

@@ -21,6 +21,7 @@ from ..quality import flags_of
 from ..types import JSONObject, TraceRecord
 from .diff import diff_ratio, word_diff
 from .index import PairView, TraceIndex, TraceQuery
+from .index.model import Reviewed
 from .params import BadRequest, parse_label_form
 
 MAX_PAIRS = 50
@@ -125,9 +126,9 @@ class PairDesk:
         if self._index is not None:
             self._index.close()
 
-    def _records(self, query: PairQuery, reviewed: str | None) -> Iterator[TraceRecord]:
+    def _records(self, query: PairQuery, reviewed: Reviewed | None) -> Iterator[TraceRecord]:
         traces = TraceFilter(models=list(query.models), tags=list(query.tags), include_demo=query.include_demo)
-        found = TraceQuery(traces=traces, status="ok", reviewed=reviewed)  # type: ignore[arg-type]
+        found = TraceQuery(traces=traces, status="ok", reviewed=reviewed)
         seen = 0
         page = 1
         while seen < SCAN_TRACES:
@@ -148,7 +149,7 @@ class PairDesk:
         limit = max(1, min(query.limit, MAX_PAIRS))
         open_pairs: list[ChatPair] = []
         decided: list[ChatPair] = []
-        passes = ("no", None) if query.unlabelled_first else (None,)
+        passes: tuple[Reviewed | None, ...] = ("no", None) if query.unlabelled_first else (None,)
         done: set[tuple[str, str]] = set()
         for reviewed in passes:
             for record in self._records(query, reviewed):

@@ -15,9 +15,10 @@ from ..errors import HegelionError, from_validation
 from ..quality import FLAGS
 from ..types import TraceRecord
 from .index import TraceQuery
+from .index.model import Reviewed
 
 STATUSES = ("ok", "failed", "invalid")
-REVIEWED = ("yes", "no")
+REVIEWED: tuple[Reviewed, ...] = ("yes", "no")
 FLAG_CHOICES = (*FLAGS, "any", "none")  # a quality flag, any of them, or none
 MAX_PARAM_CHARS = 500
 MAX_PAGE_DIGITS = 30  # any page number up to 10**30 means "the last page"; longer is no page number
@@ -111,7 +112,7 @@ def parse_list_params(params: Mapping[str, str]) -> ListParams:
         mode=raw.get("mode"),
         min_score=scores.get("min_score"),
         max_score=scores.get("max_score"),
-        reviewed=reviewed,  # type: ignore[arg-type]
+        reviewed=reviewed,
         text=raw.get("q", ""),
         flag=flag,
     )
@@ -139,7 +140,7 @@ def parse_label_form(record: TraceRecord, fields: Mapping[str, str], labeller: s
         label = Label(
             trace_id=record.id,
             pair=pair,
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             chosen=chosen if chosen and chosen.strip() else None,
             note=fields.get("note", ""),
             labeller=fields.get("labeller") or labeller,

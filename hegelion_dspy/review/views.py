@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypedDict
 
-from ..curate.formats import ExportRow, preference_examples, shape_row, supervised_examples
+from ..curate.formats import ExportRow, Format, RowSource, preference_examples, shape_row, supervised_examples
 from ..curate.labels import Label, parse_pair
 from ..curate.verdict import Verdict, example_pair, judged_examples
 from ..quality import flags_of
@@ -76,15 +76,16 @@ def rows(record: TraceRecord, labels: dict[str, Label], config: ReviewConfig, in
         return labels.get(pair)
 
     previews: list[RowPreview] = []
-    for fmt, examples in (
+    shown: tuple[tuple[Format, list[RowSource]], ...] = (
         ("dpo", preference_examples(record, rejected=config.view.rejected, pairs=config.view.pairs)),
         ("sft", supervised_examples(record)),
-    ):
+    )
+    for fmt, examples in shown:
         for ex, outcome, label_reason in judged_examples(
             record, examples, label_of, reviewed_only=config.reviewed_only, checks=False
         ):
             reason = label_reason or judge.row_reason(ex, flag)
-            previews.append(RowPreview(fmt, example_pair(ex), outcome, reason, shape_row(fmt, ex)))  # type: ignore[arg-type]
+            previews.append(RowPreview(fmt, example_pair(ex), outcome, reason, shape_row(fmt, ex)))
     return {"trace_reason": trace_reason, "earlier": earlier, "previews": previews}
 
 

@@ -26,7 +26,7 @@ from ..lms.llamacpp import env_threads
 from ..types import JSONObject
 from .bases import CARD_JSON, TrainBase, load_base, resolve_base
 from .card import BaseInfo, DataInfo, ModelCard, loss_summary, read_card, write_card
-from .data import TrainingData, choose_method, load_training_data
+from .data import Method, TrainingData, choose_method, load_training_data
 from .gguf_out import OUTTYPES, write_gguf
 from .rows import trainer_rows
 from .trainer import (
@@ -97,7 +97,7 @@ def check_packages(*, gguf: bool = True) -> None:
         )
 
 
-def _run_spec(base: TrainBase, data: TrainingData, method: str, settings: TrainSettings) -> JSONObject:
+def _run_spec(base: TrainBase, data: TrainingData, method: Method, settings: TrainSettings) -> JSONObject:
     """What makes two runs the same model (the step count apart: a resumed run may go further)."""
     return {
         "schema_version": 1,
@@ -219,7 +219,7 @@ def train_model(
 
 def _train(
     rows: TrainingData,
-    method: str,
+    method: Method,
     base: TrainBase,
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -273,7 +273,7 @@ def _train(
 
 def _card(
     rows: TrainingData,
-    method: str,
+    method: Method,
     base: TrainBase,
     settings: TrainSettings,
     device: str,
@@ -294,7 +294,7 @@ def _card(
             rows=len(rows.rows),
             demo=rows.demo,
         ),
-        method=method,  # type: ignore[arg-type]
+        method=method,
         steps=settings.steps,
         steps_done=0,
         hyperparameters=settings.as_dict(method),
