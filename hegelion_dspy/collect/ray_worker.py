@@ -146,5 +146,6 @@ class DialecticWorker:
                 sent = meter.snapshot()
                 yield batch, sent
         await running  # its error, if any, reaches the driver
-        if meter.snapshot() != sent:  # calls of dialectics that left no trace (stopped by the budget) cost too
-            yield [], meter.snapshot()
+        last = meter.snapshot()
+        if last != sent:  # calls of dialectics that left no trace (stopped by the budget) cost too
+            yield [], last

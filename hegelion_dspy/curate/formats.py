@@ -70,10 +70,9 @@ def _check_pair_options(rejected: str, pairs: str) -> None:
         raise ExportError(f"pairs={pairs!r} is not one of {', '.join(PAIRS_CHOICES)}")
 
 
-def _row_source(fields: tuple[str, str, str | None, int, str | None, int | None]) -> RowSource:
-    """A RowSource of all its fields, without the keyword-handling ``__new__`` NamedTuple writes in Python (2.5x the
-    cost; the export makes one per row)."""
-    return tuple.__new__(RowSource, fields)
+# A RowSource of all its fields: ``_new(RowSource, (prompt, chosen, ...))``, without the keyword-handling ``__new__``
+# NamedTuple writes in Python (2.5x the cost; the export makes one per row).
+_new = tuple.__new__
 
 
 def examples_maker(
@@ -84,14 +83,13 @@ def examples_maker(
     at again for each trace (the export calls it 100,000s of times)."""
     if steps is None:
         return supervised_examples
-    new = tuple.__new__  # a RowSource of all its fields: NamedTuple's keyword-handling __new__ is 2.5x the cost
 
     def every_round_pairs(record: TraceRecord) -> list[RowSource]:
         rounds = record.rounds
         if record.status != "ok" or not rounds:  # not record.ok: a property call per trace
             return []
         task = record.task
-        return [new(RowSource, (task, r.synthesis, getattr(r, s), r.index, s, r.index)) for r in rounds for s in steps]
+        return [_new(RowSource, (task, r.synthesis, getattr(r, s), r.index, s, r.index)) for r in rounds for s in steps]
 
     def first_last_pairs(record: TraceRecord) -> list[RowSource]:
         rounds = record.rounds
@@ -99,7 +97,7 @@ def examples_maker(
             return []
         first, last = rounds[0], rounds[-1]
         task, chosen, index, first_index = record.task, record.synthesis, last.index, first.index
-        return [new(RowSource, (task, chosen, getattr(first, s), index, s, first_index)) for s in steps]
+        return [_new(RowSource, (task, chosen, getattr(first, s), index, s, first_index)) for s in steps]
 
     if every_round:
         return every_round_pairs
@@ -113,7 +111,7 @@ def examples_maker(
             return []
         first = rounds[0]
         return [
-            new(RowSource, (record.task, record.synthesis, getattr(first, step), rounds[-1].index, step, first.index))
+            _new(RowSource, (record.task, record.synthesis, getattr(first, step), rounds[-1].index, step, first.index))
         ]
 
     return first_last_pair
@@ -124,7 +122,7 @@ def supervised_examples(record: TraceRecord) -> list[RowSource]:
     rounds = record.rounds
     if record.status != "ok" or not rounds:
         return []
-    return [_row_source((record.task, record.synthesis, None, rounds[-1].index, None, None))]
+    return [_new(RowSource, (record.task, record.synthesis, None, rounds[-1].index, None, None))]
 
 
 def _prompt_messages(prompt: str, system: str | None) -> list[ChatTurn]:
